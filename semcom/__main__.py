@@ -1,0 +1,5 @@
+import sys
+
+from semcom.cli import main
+
+sys.exit(main())

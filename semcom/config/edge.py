@@ -1,0 +1,27 @@
+"""``edge:`` section: what the device computes and sends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from semcom.config.codec import ImageCodecConfig
+from semcom.config.core import option
+from semcom.config.model import ModelRef
+from semcom.config.tokens import MDCConfig, QuantConfig, SelectConfig
+
+EDGE_METHODS = ("tokens", "jpeg", "webp", "codec", "neck")
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    method: Literal["tokens", "jpeg", "webp", "codec", "neck"] = option(
+        "tokens", help="tokens (vision tokens -> select -> quantize -> MDC); jpeg / webp / "
+        "codec (image bitstream, the cloud decodes pixels and runs the full VLM); neck "
+        "(codec bitstream, the cloud maps the decoded latent into the vision encoder)")
+    model: ModelRef = option(default_factory=ModelRef, help="vision encoder on the edge")
+    prompt: str = option("a picture of", help="guidance text when the task has no question")
+    select: SelectConfig = option(default_factory=SelectConfig)
+    quant: QuantConfig = option(default_factory=QuantConfig)
+    mdc: MDCConfig = option(default_factory=MDCConfig)
+    image: ImageCodecConfig = option(default_factory=ImageCodecConfig)

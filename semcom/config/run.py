@@ -1,0 +1,26 @@
+"""``run:`` section: seed, output folder, limits; mostly not part of the run id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from semcom.config.core import check, option
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = option(0, help="the one seed that feeds every RNG (python, numpy, torch, link)")
+    label: str = option("", hashed=False, help="method label in tables and plots "
+                        "(default: derived from the edge method)")
+    out_dir: str = option("experiments/runs", hashed=False,
+                          help="results root; a run writes <out_dir>/<run_id>/")
+    limit: int | None = option(None, help="evaluate only the first N samples (smoke runs)")
+    device: Literal["cpu", "cuda", "auto"] = option("cpu", help="torch device for the models")
+    batch_size: int = option(16, hashed=False, help="samples per model batch")
+    progress: bool = option(True, hashed=False, help="progress bars on stderr")
+
+    def __post_init__(self):
+        check(self.seed >= 0, "seed", self.seed, "must be >= 0")
+        check(self.limit is None or self.limit > 0, "limit", self.limit, "must be > 0 or null")
+        check(self.batch_size > 0, "batch_size", self.batch_size, "must be > 0")
