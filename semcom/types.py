@@ -159,3 +159,16 @@ class Sample:
     @property
     def hw(self) -> tuple[int, int]:
         return int(self.image.shape[0]), int(self.image.shape[1])
+
+
+@dataclass
+class EdgeResult:
+    """What the edge produced for one sample: its descriptions, ready for the link.
+
+    ``info`` holds measured facts about the encoding, e.g. ``tokens_sent`` (patch
+    tokens whose content is in the descriptions), ``est_bits`` (codec estimate).
+    """
+
+    sample_id: str
+    descriptions: list[Description]
+    info: dict[str, Any] = field(default_factory=dict)

@@ -40,9 +40,13 @@ def test_run_paths_done_requires_a_complete_matching_record(tmp_path):
     paths.dir.mkdir()
     paths.record.write_text('{"schema": "semcom.record/1", "run_id": "abc')  # torn
     assert not paths.done()
-    atomic_write_json(paths.record, {"schema": "semcom.record/1", "run_id": "other"})
+    atomic_write_json(paths.record, {"schema": "semcom.record/1", "run_id": "other", "status": "ok"})
     assert not paths.done()
-    atomic_write_json(paths.record, {"schema": "semcom.record/1", "run_id": "abc123"})
+    atomic_write_json(paths.record, {"schema": "semcom.record/1", "run_id": "abc123",
+                                     "status": "error"})
+    assert not paths.done()  # failed runs are redone
+    atomic_write_json(paths.record, {"schema": "semcom.record/1", "run_id": "abc123",
+                                     "status": "ok"})
     assert paths.done()
 
 

@@ -24,3 +24,11 @@ class RunConfig:
         check(self.seed >= 0, "seed", self.seed, "must be >= 0")
         check(self.limit is None or self.limit > 0, "limit", self.limit, "must be > 0 or null")
         check(self.batch_size > 0, "batch_size", self.batch_size, "must be > 0")
+
+    def torch_device(self) -> str:
+        """The torch device string (``auto``: cuda when available)."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"

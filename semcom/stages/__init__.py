@@ -1,0 +1,1 @@
+"""Reversible stages: each class has ``encode`` (edge) and ``decode`` (cloud) side by side."""
