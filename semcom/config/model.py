@@ -25,10 +25,26 @@ def model_dir(ref: ModelRef):
 
 
 def num_patches(ref: ModelRef) -> int | None:
-    """Patch tokens of the vision encoder, read from ``config.json`` (no torch); None if unknown."""
+    """Patch tokens of the vision encoder, read from ``config.json`` (no torch); None if unknown.
+
+    A BLIP directory with ``caption/`` and ``retrieval/`` parts is read from the part that
+    gives the vision tokens (``semcom.json`` ``vision``; default retrieval, else caption).
+    """
     import json
 
-    cfg_file = model_dir(ref) / "config.json"
+    root = model_dir(ref)
+    cfg_file = root / "config.json"
+    if not cfg_file.is_file():
+        try:
+            manifest = json.loads((root / "semcom.json").read_text())
+        except (OSError, ValueError):
+            manifest = {}
+        parts = [manifest.get("vision")] if manifest.get("vision") else ["retrieval", "caption"]
+        for part in parts:
+            sub = root / manifest.get(part, part) / "config.json"
+            if sub.is_file():
+                cfg_file = sub
+                break
     try:
         cfg = json.loads(cfg_file.read_text())
     except (OSError, ValueError):

@@ -1,0 +1,350 @@
+"""Load benchmark of the daemons: 32 concurrent edge clients against one cloud daemon.
+
+``run()`` starts ``semcom cloud serve`` in a subprocess (plaintext on loopback, a bearer
+token, 2 workers) with a *cheap* cloud: the JPEG method and a fake backend whose
+"vision encoder" is four quadrant means and whose "captioner" is a threshold, so the
+cloud's work per request is a JPEG decode plus microseconds of tensor code. What is
+measured is the daemon: stream parsing and checks, admission, the idempotency cache,
+the worker hand-off, CloudSession plumbing, gRPC and HTTP/2 on loopback, and the edge
+client (:class:`edge.client.CloudClient`, one channel each, sync stubs in threads).
+
+Each client sends 96 x 96 JPEG descriptions (one per request, every 8th erased) with
+unique idempotency keys for ``SEMCOM_BENCH_SECONDS`` (60) seconds. Reported: requests/s,
+p50 / p90 / p99 latency, and exactly-once accounting: ``lost`` = requests without an OK
+answer, ``duplicated`` = keys answered more than once or computed more than once by the
+cloud (from its Status counters).
+
+The fakes here (``FakeBackend``, ``FakeTask``, ``FakeLink``, ``fake_samples``,
+``install_fakes``) are shared with tests/test_grpc_*.py, and
+``python -m benchmarks.bench_grpc {cloud|edge} ARGS`` runs ``semcom cloud`` / ``semcom
+edge`` with them installed (the fault test's subprocesses).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import types
+
+import numpy as np
+
+CLIENTS = 32
+SECONDS = float(os.environ.get("SEMCOM_BENCH_SECONDS", "60"))
+
+
+# ------------------------------------------------------------------------------ fakes
+
+class FakeBackend:
+    """Enough of a VLMBackend for the image methods: 1 + 4 tokens of dim 3."""
+
+    model_id = "fake-backend-0001"
+    family = "blip"
+    num_patches = 4
+    image_size = 96
+    tasks = {"caption", "vqa"}
+
+    def preprocess(self, images):
+        import torch
+
+        return torch.tensor(np.stack([im.astype(np.float32) / 255 for im in images]))
+
+    def vision_tokens(self, pixels, **kw):
+        import torch
+
+        b, h, w, _ = pixels.shape
+        q = [pixels[:, :h // 2, :w // 2], pixels[:, :h // 2, w // 2:],
+             pixels[:, h // 2:, :w // 2], pixels[:, h // 2:, w // 2:]]
+        toks = [pixels.mean((1, 2))] + [x.mean((1, 2)) for x in q]
+        return types.SimpleNamespace(tokens=torch.stack(toks, 1))
+
+
+class FakeTask:
+    """caption: brightness word + quadrant code; vqa: an answer from the question and
+    the brightest quadrant. ``delay_s`` imitates model time."""
+
+    def __init__(self, task: str, delay_s: float = 0.0):
+        self.task, self.delay_s = task, delay_s
+
+    def infer(self, model_input, samples):
+        if self.delay_s:
+            time.sleep(self.delay_s * len(samples))
+        out = []
+        for t, s in zip(model_input.tokens, samples):
+            t = np.asarray(t, dtype=np.float64)
+            word = "bright" if t[0].mean() > 0.5 else "dark"
+            quad = int(np.argmax(t[1:].mean(1)))
+            if self.task == "vqa":
+                out.append(f"{'yes' if (len(s.question or '') + quad) % 2 else 'no'}")
+            else:
+                out.append(f"{word} {quad} {t[0].mean():.6f}")
+        return out
+
+
+class FakeLink:
+    """Erases each description with probability ``loss``, drawn from the sample's rng."""
+
+    snr_report = None
+
+    def __init__(self, loss: float = 0.0):
+        self.loss = loss
+
+    def transmit(self, descriptions, rng):
+        from semcom.types import erase
+
+        out, stats = [], []
+        for d in descriptions:
+            lost = bool(rng.random() < self.loss)
+            out.append(erase(d) if lost else d)
+            stats.append(types.SimpleNamespace(info_bits=d.bits, coded_bits=2 * d.bits,
+                                               channel_uses=d.bits, airtime_s=d.bits * 1e-6,
+                                               blocks=1, block_errors=int(lost), rounds=1,
+                                               delivered=not lost))
+        return types.SimpleNamespace(received=out, stats=stats)
+
+
+def fake_samples(n: int = 12, hw=(96, 96), task: str = "caption"):
+    from semcom.seeding import rng
+    from semcom.types import Sample
+
+    out = []
+    for i in range(n):
+        g = rng(7, "fake-image", i)
+        base = g.integers(0, 256, size=3)
+        img = np.empty((*hw, 3), np.uint8)
+        img[:] = base
+        h2, w2 = hw[0] // 2, hw[1] // 2
+        qy, qx = g.integers(0, 2, size=2)
+        img[qy * h2:(qy + 1) * h2, qx * w2:(qx + 1) * w2] = 255 - base
+        cap = "bright" if img.mean() / 255 > 0.5 else "dark"
+        if task == "vqa":
+            for k in range(2):
+                out.append(Sample(f"im{i}-q{k}", f"im{i}", img, [cap],
+                                  question="is it bright?" if k else "what is in the corner?",
+                                  answers=["yes"]))
+        else:
+            out.append(Sample(f"im{i}", f"im{i}", img, [cap]))
+    return out
+
+
+def fake_score(task, samples, outputs):
+    if task == "vqa":
+        per = [{"accuracy": float(o == (s.answers or [""])[0])} for s, o in zip(samples, outputs)]
+        name = "accuracy"
+    else:
+        per = [{"exact_match": float(o.split()[0] == s.captions[0])}
+               for s, o in zip(samples, outputs)]
+        name = "exact_match"
+    v = sum(p[name] for p in per) / max(1, len(per))
+    return per, {name: {"value": v, "ci95": [v, v]}}
+
+
+def install_fakes(monkeypatch=None, *, n: int | None = None, loss: float | None = None,
+                  delay_s: float | None = None):
+    """Point the runner, the cloud's task factory and the model loader at the fakes.
+
+    With ``monkeypatch`` (pytest) the patches are undone after the test; without it
+    (subprocesses) they last for the process. Defaults come from ``SEMCOM_FAKE_N``,
+    ``SEMCOM_FAKE_LOSS`` and ``SEMCOM_FAKE_DELAY``.
+    """
+    import importlib
+
+    from semcom import runner
+
+    n = int(os.environ.get("SEMCOM_FAKE_N", "12")) if n is None else n
+    loss = float(os.environ.get("SEMCOM_FAKE_LOSS", "0.25")) if loss is None else loss
+    delay_s = float(os.environ.get("SEMCOM_FAKE_DELAY", "0")) if delay_s is None else delay_s
+
+    def setattr_(obj, name, value):
+        if monkeypatch is not None:
+            monkeypatch.setattr(obj, name, value, raising=False)
+        else:
+            setattr(obj, name, value)
+
+    backend = FakeBackend()
+    link = FakeLink(loss)
+    setattr_(runner, "get_backend", lambda ref, device: backend)
+    setattr_(runner, "build_link", lambda cfg: link)
+    setattr_(runner, "load_samples", lambda cfg, task: fake_samples(n, task=task)[
+        : cfg.run.limit or None])
+    setattr_(runner, "score_task", fake_score)
+    try:
+        tasks_mod = importlib.import_module("cloud.tasks")
+    except ImportError:
+        tasks_mod = types.ModuleType("cloud.tasks")
+        sys.modules["cloud.tasks"] = tasks_mod
+    setattr_(tasks_mod, "make_task", lambda task, backend_, cfg=None, **kw: FakeTask(task, delay_s))
+    import semcom.models
+
+    setattr_(semcom.models, "load_backend", lambda ref, device="cpu": backend)
+    return types.SimpleNamespace(backend=backend, link=link)
+
+
+# ------------------------------------------------------------------------------ benchmark
+
+def _free_port_file(tmp) -> str:
+    return os.path.join(tmp, "port")
+
+
+def _start_cloud(tmp: str, token_file: str, extra=()) -> tuple:
+    import subprocess
+
+    port_file = _free_port_file(tmp)
+    cmd = [sys.executable, "-m", "benchmarks.bench_grpc", "cloud", "serve", "--insecure",
+           "--listen", "127.0.0.1:0", "--port-file", port_file, "--token-file", token_file,
+           "--set", "edge.method=jpeg", "--set", "edge.image.quality=75", "-q", *extra]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    t0 = time.time()
+    while not os.path.exists(port_file):
+        if proc.poll() is not None or time.time() - t0 > 60:
+            out = proc.communicate()[0] if proc.poll() is not None else ""
+            proc.kill()
+            raise RuntimeError(f"cloud daemon did not start: {out}")
+        time.sleep(0.05)
+    return proc, int(open(port_file).read())
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc; nan elsewhere)."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def run() -> dict:
+    import tempfile
+    import threading
+
+    from edge.client import CloudClient
+    from semcom import security, wire
+    from semcom.config import load_config
+    from semcom.stages.envelope import Envelope
+    from semcom.stages.image import PillowCodec
+    from semcom.types import Description, Erasure
+
+    cfg = load_config(None, ["edge.method=jpeg", "edge.image.quality=75"])
+    settings = wire.agreed_settings(cfg)
+    # A pool of distinct 96 x 96 JPEG descriptions (envelope + JPEG bytes, as the edge sends).
+    codec = PillowCodec("jpeg", 75)
+    pool = []
+    for s in fake_samples(16):
+        p = codec.encode(s.image)
+        data, led = Envelope("jpeg", 0, 1, 96, 96).wrap(p.data, p.ledger)
+        pool.append(Description(s.image_id, 0, 1, data, (96, 96), led))
+    req_bytes = int(np.mean([len(d.data) for d in pool]))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = security.make_dev_pki(tmp, client=False)
+        token = paths["token"].read_text().strip()
+        proc, port = _start_cloud(tmp, str(paths["token"]), ["--workers", "2"])
+        target = f"127.0.0.1:{port}"
+        try:
+            probe = CloudClient(target, token=token, insecure=True)
+            st = probe.wait_until_serving(60)
+            lat: list[list[float]] = [[] for _ in range(CLIENTS)]
+            acked: list[list[str]] = [[] for _ in range(CLIENTS)]
+            failed: list[list[str]] = [[] for _ in range(CLIENTS)]
+            sent = [0] * CLIENTS
+            stop_at = [0.0]
+            go = threading.Barrier(CLIENTS + 1)
+
+            def client(c: int) -> None:
+                cl = CloudClient(target, token=token, insecure=True, timeout_s=30,
+                                 retry_for_s=30)
+                try:
+                    cl.status()
+                    go.wait()
+                    i = 0
+                    while time.perf_counter() < stop_at[0]:
+                        d = pool[(c + i) % len(pool)]
+                        rec = [Erasure(d.image_id, 0, 1, d.original_hw)] if i % 8 == 7 else [d]
+                        key = f"bench/caption/c{c}-{i}"
+                        header, payloads = wire.make_header(
+                            key=key, run_id="bench", sample_id=f"c{c}-{i}", image_id=d.image_id,
+                            tasks=["caption"], question=None, original_hw=(96, 96),
+                            model_id=st.model_id, codebook_id="", settings=settings, seed=0,
+                            received=rec, link_cfg=cfg.channel)
+                        t0 = time.perf_counter()
+                        sent[c] += 1
+                        try:
+                            reply = cl.submit(header, payloads)
+                            lat[c].append(time.perf_counter() - t0)
+                            acked[c].append(reply.idempotency_key)
+                        except Exception:  # noqa: BLE001 - counted as lost
+                            failed[c].append(key)
+                        i += 1
+                finally:
+                    cl.close()
+
+            threads = [threading.Thread(target=client, args=(c,)) for c in range(CLIENTS)]
+            for t in threads:
+                t.start()
+            stop_at[0] = time.perf_counter() + 1e9
+            go.wait()
+            cloud_cpu0 = _cpu_seconds(proc.pid)
+            edge_cpu0 = time.process_time()
+            t_start = time.perf_counter()
+            stop_at[0] = t_start + SECONDS
+            for t in threads:
+                t.join()
+            wall = time.perf_counter() - t_start
+            final = probe.status()
+            probe.close()
+            cloud_cpu = _cpu_seconds(proc.pid)
+            edge_cpu = time.process_time() - edge_cpu0
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except Exception:  # noqa: BLE001
+                proc.kill()
+
+    all_lat = np.array([x for xs in lat for x in xs]) * 1e3
+    keys = [k for ks in acked for k in ks]
+    n_sent = sum(sent)
+    n_ok = len(keys)
+    dup_keys = n_ok - len(set(keys))
+    c = final.counters
+    lost = n_sent - n_ok
+    duplicated = dup_keys + max(0, c.computed - len(set(keys)))
+    p50, p90, p99 = (float(np.percentile(all_lat, q)) if n_ok else float("nan")
+                     for q in (50, 90, 99))
+    rps = n_ok / wall
+    cloud_ms = 1e3 * (cloud_cpu - cloud_cpu0) / max(1, n_sent)
+    edge_ms = 1e3 * edge_cpu / max(1, n_sent)
+    summary = (f"{CLIENTS} edge clients x {wall:.0f} s against one cloud daemon on loopback "
+               f"(JPEG 96x96, ~{req_bytes} B/request, fake backend, 2 workers, token auth, "
+               f"plaintext, {os.cpu_count()} cores): {rps:.0f} req/s, latency p50 {p50:.1f} ms, "
+               f"p90 {p90:.1f} ms, p99 {p99:.1f} ms; sent {n_sent}, ok {n_ok}, lost {lost}, "
+               f"duplicated {duplicated}; cloud computed {c.computed}, replayed {c.replayed}, "
+               f"busy {c.resource_exhausted}; CPU per request: cloud {cloud_ms:.2f} ms, "
+               f"edge clients {edge_ms:.2f} ms")
+    return {"summary": summary, "clients": CLIENTS, "seconds": wall, "requests_per_s": rps,
+            "latency_ms": {"p50": p50, "p90": p90, "p99": p99,
+                           "max": float(all_lat.max()) if n_ok else None},
+            "sent": n_sent, "ok": n_ok, "lost": lost, "duplicated": duplicated,
+            "cloud": {"computed": c.computed, "replayed": c.replayed,
+                      "resource_exhausted": c.resource_exhausted, "requests": c.requests,
+                      "cpu_ms_per_request": cloud_ms},
+            "edge_cpu_ms_per_request": edge_ms, "request_bytes": req_bytes,
+            "cores": os.cpu_count()}
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m benchmarks.bench_grpc {cloud|edge} ARGS``: the daemons with the fakes."""
+    if not argv or argv[0] not in ("cloud", "edge"):
+        print("usage: python -m benchmarks.bench_grpc {cloud|edge} ARGS "
+              "(the daemons with fakes installed)", file=sys.stderr)
+        return 2
+    install_fakes()
+    from semcom.cli import main
+
+    return main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,327 @@
+"""The link: descriptions in, delivered descriptions or erasures out, plus a ledger.
+
+``build_link(cfg)`` gives one of
+
+- :class:`IdealLink` (``ideal``): delivers everything;
+- :class:`ErasureLink` (``erasure``): loses each description with ``loss_prob``;
+- :class:`NrLink` (``nr``): the exact 5G NR link (CRC, segmentation, LDPC, rate matching,
+  QAM, channel, APP demapping, BP decoding, HARQ);
+- :class:`NrTableLink` (``nr-table``): the same transport blocks, code blocks, rounds and
+  accounting, with each code block's success drawn from a BLER table.
+
+All four account the coded bits, channel uses and airtime the NR link spends (see
+:mod:`channel.framing`), so rates are comparable across link types. Randomness comes only
+from the ``rng`` given to :meth:`Link.transmit`, consumed in a fixed order, so a sample's
+result depends on its own stream alone.
+
+>>> import numpy as np
+>>> from semcom.config.channel import ChannelConfig
+>>> from semcom.types import Description
+>>> link = build_link(ChannelConfig(link="ideal"))
+>>> res = link.transmit([Description("img", 0, 1, b"hello", (96, 96))], np.random.default_rng(0))
+>>> res.received[0].data, res.stats[0].coded_bits, res.stats[0].channel_uses
+(b'hello', 128, 64)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from semcom.types import Description, erase, replace
+
+from channel.framing import Numerology, TbPlan, plan_tb, split_bytes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LinkStats:
+    """What one description cost on the link and whether it arrived.
+
+    ``blocks``/``block_errors`` count transport-block transmissions (retransmissions
+    included) and those whose CRC failed; ``rounds`` is the largest number of
+    transmissions any of its TBs needed; ``latency_s`` counts whole slots per round plus
+    the HARQ round-trip between rounds; ``undetected`` counts TBs whose CRC passed with
+    wrong bits (exact link only; such bytes are delivered, as a receiver would).
+    """
+
+    info_bits: int
+    coded_bits: int
+    channel_uses: int
+    airtime_s: float
+    blocks: int
+    block_errors: int
+    rounds: int
+    delivered: bool
+    latency_s: float = 0.0
+    tbs: int = 0
+    tbs_lost: int = 0
+    code_blocks: int = 0
+    pad_bits: int = 0
+    undetected: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TransmitResult:
+    """:ivar received: one :class:`Description` (bit-exact bytes) or :class:`Erasure` per
+        description sent, in order. :ivar stats: one :class:`LinkStats` per description.
+    :ivar esno_db, ebno_db: the link's SNR both ways."""
+
+    received: list
+    stats: list[LinkStats]
+    esno_db: float
+    ebno_db: float
+
+    @property
+    def totals(self) -> dict:
+        """Sums over the descriptions (per image when the list is one image's)."""
+        s = self.stats
+        blocks = sum(x.blocks for x in s)
+        errs = sum(x.block_errors for x in s)
+        tbs = sum(x.tbs for x in s)
+        out = {
+            "descriptions": len(s),
+            "delivered": sum(x.delivered for x in s),
+            "erasures": sum(not x.delivered for x in s),
+            "info_bits": sum(x.info_bits for x in s),
+            "coded_bits": sum(x.coded_bits for x in s),
+            "channel_uses": sum(x.channel_uses for x in s),
+            "airtime_s": sum(x.airtime_s for x in s),
+            "latency_s": sum(x.latency_s for x in s),
+            "blocks": blocks,
+            "block_errors": errs,
+            "bler": errs / blocks if blocks else 0.0,
+            "tbs": tbs,
+            "tbs_lost": sum(x.tbs_lost for x in s),
+            "rounds_mean": (sum(x.rounds for x in s) / len(s)) if s else 0.0,
+            "undetected": sum(x.undetected for x in s),
+            "esno_db": self.esno_db,
+            "ebno_db": self.ebno_db,
+        }
+        return out
+
+
+class Link:
+    """Base class: accounting shared by every link type.
+
+    :param cfg: :class:`semcom.config.channel.ChannelConfig`.
+
+    :input descriptions: list of :class:`semcom.types.Description`.
+    :input rng: ``numpy.random.Generator`` (e.g. ``semcom.seeding.rng(seed, "link", id)``).
+    :output: :class:`TransmitResult`.
+    """
+
+    name = "base"
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.numerology = Numerology.from_config(cfg)
+        self.qm = cfg.bits_per_symbol
+
+    @property
+    def esno_db(self) -> float:
+        return self.cfg.esno_db
+
+    @property
+    def ebno_db(self) -> float:
+        return self.cfg.ebno_db
+
+    def plan(self, payload_bits: int) -> TbPlan:
+        return plan_tb(payload_bits, self.cfg.code_rate, self.qm, self.cfg.tb_crc)
+
+    def tb_plans(self, desc: Description) -> list[TbPlan]:
+        return [self.plan(8 * n) for n in split_bytes(len(desc.data), self.cfg.tb_bits)]
+
+    def transmit(self, descriptions: Sequence[Description], rng: np.random.Generator
+                 ) -> TransmitResult:
+        raise NotImplementedError
+
+    # ---- shared ledger -----------------------------------------------------------------
+    def _stats(self, desc: Description, plans: list[TbPlan], rounds: list[int],
+               lost: list[bool], fails: list[int], undetected: int = 0) -> LinkStats:
+        """Ledger of one description: ``rounds[i]`` transmissions of TB ``i``, of which
+        ``fails[i]`` failed; ``lost[i]`` when it never passed."""
+        coded = sum(p.coded_bits * r for p, r in zip(plans, rounds))
+        uses = sum(p.symbols * r for p, r in zip(plans, rounds))
+        max_r = max(rounds, default=0)
+        num = self.numerology
+        slots = sum(num.slots(sum(p.symbols for p, r in zip(plans, rounds) if r > k))
+                    for k in range(max_r))
+        latency = (slots + max(max_r - 1, 0) * self.cfg.harq_rtt_slots) * num.slot_s
+        return LinkStats(
+            info_bits=8 * len(desc.data), coded_bits=coded, channel_uses=uses,
+            airtime_s=num.airtime_s(uses), blocks=sum(rounds), block_errors=sum(fails),
+            rounds=max_r, delivered=not any(lost), latency_s=latency, tbs=len(plans),
+            tbs_lost=sum(lost), code_blocks=sum(p.num_cbs for p in plans),
+            pad_bits=sum(p.pad_bits for p in plans), undetected=undetected)
+
+    def _result(self, received, stats) -> TransmitResult:
+        return TransmitResult(received, stats, self.esno_db, self.ebno_db)
+
+
+class IdealLink(Link):
+    """Delivers every description unchanged (one transmission per TB)."""
+
+    name = "ideal"
+
+    def transmit(self, descriptions, rng):
+        received, stats = [], []
+        for d in descriptions:
+            plans = self.tb_plans(d)
+            received.append(d)
+            stats.append(self._stats(d, plans, [1] * len(plans), [False] * len(plans),
+                                     [0] * len(plans)))
+        return self._result(received, stats)
+
+
+class ErasureLink(Link):
+    """Loses each description independently with ``cfg.loss_prob`` (one uniform draw per
+    description, in order); accounting as one transmission per TB."""
+
+    name = "erasure"
+
+    def transmit(self, descriptions, rng):
+        received, stats = [], []
+        u = rng.random(len(descriptions))
+        for d, x in zip(descriptions, u):
+            plans = self.tb_plans(d)
+            lost = bool(x < self.cfg.loss_prob)
+            received.append(erase(d, "erasure") if lost else d)
+            n = len(plans)
+            stats.append(self._stats(d, plans, [1] * n, [lost] * n, [int(lost)] * n))
+            if lost and n == 0:
+                stats[-1].delivered = False
+        return self._result(received, stats)
+
+
+class NrLink(Link):
+    """The exact 5G NR link (see :mod:`channel.phy`).
+
+    TBs of equal size (across all descriptions of the call) are simulated as one batch,
+    batches in order of first appearance, so the draws depend only on the input.
+    """
+
+    name = "nr"
+
+    def __init__(self, cfg, *, decoder=None, fault=None):
+        super().__init__(cfg)
+        from channel.phy import NrPhy
+
+        self.phy = NrPhy(cfg, decoder, fault=fault)
+
+    def transmit(self, descriptions, rng):
+        chunks: list[list[bytes]] = []
+        groups: dict[int, list[tuple[int, int]]] = {}
+        for di, d in enumerate(descriptions):
+            sizes = split_bytes(len(d.data), self.cfg.tb_bits)
+            parts, pos = [], 0
+            for ti, n in enumerate(sizes):
+                parts.append(d.data[pos: pos + n])
+                pos += n
+                groups.setdefault(n, []).append((di, ti))
+            chunks.append(parts)
+        out: dict[tuple[int, int], tuple[bytes, int, bool, int, bool]] = {}
+        for n, members in groups.items():
+            payload = np.stack([np.unpackbits(np.frombuffer(chunks[di][ti], np.uint8))
+                                for di, ti in members])
+            batch = self.phy.run(payload, rng)
+            dec = batch.decoded_payload()
+            for j, key in enumerate(members):
+                ok = bool(batch.tb_ok[j])
+                wrong = ok and not np.array_equal(dec[j], payload[j])
+                out[key] = (np.packbits(dec[j]).tobytes(), int(batch.rounds[j]), ok,
+                            int(batch.tb_fail[j].sum()), wrong)
+        received, stats = [], []
+        for di, d in enumerate(descriptions):
+            res = [out[(di, ti)] for ti in range(len(chunks[di]))]
+            plans = self.tb_plans(d)
+            lost = [not r[2] for r in res]
+            undetected = sum(r[4] for r in res)
+            if undetected:
+                log.warning("nr link: %d TB(s) of %s/%d passed the CRC with wrong bits",
+                            undetected, d.image_id, d.index)
+            st = self._stats(d, plans, [r[1] for r in res], lost, [r[3] for r in res],
+                             undetected)
+            stats.append(st)
+            if st.delivered:
+                received.append(replace(d, data=b"".join(r[0] for r in res)))
+            else:
+                received.append(erase(d, "crc"))
+        return self._result(received, stats)
+
+
+class NrTableLink(Link):
+    """The NR link with code-block outcomes drawn from a BLER table.
+
+    Same TBs, code blocks, HARQ rounds and accounting as :class:`NrLink`. Per code block
+    one uniform ``u`` is drawn (descriptions, TBs, CBs in order); the block is still not
+    decoded after round ``r`` iff ``u < p_r``, with ``p_r`` the table's probability of
+    failing ``r`` transmissions (non-increasing in ``r``). A TB passes in the first round
+    in which all its code blocks are decoded.
+    """
+
+    name = "nr-table"
+
+    def __init__(self, cfg, table=None):
+        super().__init__(cfg)
+        from channel.tables import BlerTable
+
+        self.table = table or BlerTable.load(cfg.table or None)
+        k_max = self.plan(cfg.tb_bits).k_prime
+        self.table.check_covers(cfg, k_max)
+        self._p: dict[int, np.ndarray] = {}
+        for k in {k_max, self.table.k_primes(cfg.code_rate, cfg.modulation, cfg.fading)[0]}:
+            self.fail_probs(k)  # SNR outside the table's range: fail here, not mid-run
+
+    def fail_probs(self, k_prime: int) -> np.ndarray:
+        """[rounds] P(code block of ``K'`` not decoded after r = 1.. transmissions)."""
+        if k_prime not in self._p:
+            c = self.cfg
+            p = [self.table.cb_fail_prob(k_prime, c.code_rate, c.modulation, c.fading,
+                                         c.esno_db, c.harq, r) for r in range(1, c.rounds + 1)]
+            self._p[k_prime] = np.minimum.accumulate(np.asarray(p))
+        return self._p[k_prime]
+
+    def transmit(self, descriptions, rng):
+        plans = [self.tb_plans(d) for d in descriptions]
+        n_cb = sum(p.num_cbs for ps in plans for p in ps)
+        u = rng.random(n_cb)
+        pos = 0
+        received, stats = [], []
+        R = self.cfg.rounds
+        for d, ps in zip(descriptions, plans):
+            rounds, lost, fails = [], [], []
+            for p in ps:
+                probs = self.fail_probs(p.k_prime)             # [R]
+                uc = u[pos: pos + p.num_cbs]
+                pos += p.num_cbs
+                # after round r the TB fails iff some block has u < p_r
+                tb_fail = (uc[None, :] < probs[:, None]).any(axis=1)   # [R]
+                first_ok = int(np.argmin(tb_fail)) if not tb_fail.all() else R
+                rounds.append(min(first_ok + 1, R))
+                lost.append(bool(tb_fail.all()))
+                fails.append(int(tb_fail[: rounds[-1]].sum()))
+            st = self._stats(d, ps, rounds, lost, fails)
+            stats.append(st)
+            received.append(d if st.delivered else erase(d, "crc"))
+        return self._result(received, stats)
+
+
+def build_link(cfg) -> Link:
+    """The link of ``cfg.link`` (``ideal``, ``erasure``, ``nr`` or ``nr-table``)."""
+    kinds = {"ideal": IdealLink, "erasure": ErasureLink, "nr": NrLink, "nr-table": NrTableLink}
+    try:
+        cls = kinds[cfg.link]
+    except KeyError:
+        from semcom.errors import ConfigError
+
+        raise ConfigError("channel.link", f"unknown link {cfg.link!r}; use one of "
+                          f"{', '.join(kinds)}") from None
+    return cls(cfg)

@@ -1,0 +1,144 @@
+"""What every backend shares: the output type, directory checks, the model id.
+
+No torch at module top: this module is imported by config checks and the CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from semcom.errors import ModelLoadError
+
+MANIFEST = "semcom.json"          # optional: how a combined directory is put together
+TRAIN_METRICS = "train_metrics.json"
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json")
+IMAGE_PROC_FILES = ("preprocessor_config.json", "processor_config.json")
+# Files that do not change what a model computes (left out of the model id).
+_NOT_HASHED = {TRAIN_METRICS, "README.md", ".gitattributes"}
+
+
+@dataclass
+class VisionOutput:
+    """The edge's view of an image.
+
+    ``tokens [B, 1+P, D]``: what the edge can send (CLS first where the model has one);
+    ``attentions {layer: [B, heads, 1+P, 1+P]}`` post-softmax maps of encoder layer
+    ``layer`` (0-based, negative counts from the end); ``keys {layer: [B, 1+P, D]}`` the
+    attention keys of that layer (heads concatenated); ``hidden {i: [B, 1+P, D]}`` the
+    encoder's hidden states as transformers numbers them (0: embeddings, i: after i
+    layers, -1: after the last layer, before any final norm).
+    """
+
+    tokens: Any
+    attentions: dict[int, Any] = field(default_factory=dict)
+    keys: dict[int, Any] = field(default_factory=dict)
+    hidden: dict[int, Any] = field(default_factory=dict)
+
+
+def expected_files_text() -> str:
+    return ("a model directory saved by save_pretrained: config.json, weights "
+            f"({' or '.join(WEIGHT_FILES[:1] + WEIGHT_FILES[2:3])}), a tokenizer "
+            f"({' or '.join(TOKENIZER_FILES[:2])} with tokenizer_config.json) and an image "
+            f"processor ({' or '.join(IMAGE_PROC_FILES)})")
+
+
+def check_hf_dir(path: Path, what: str, *, tokenizer: bool = True,
+                 image_processor: bool = True) -> None:
+    """Raise :class:`ModelLoadError` naming the missing files of a save_pretrained dir."""
+    if not path.is_dir():
+        raise ModelLoadError(f"{what}: directory not found: {path}. Expected "
+                             + expected_files_text() + ".")
+    names = set(os.listdir(path))
+    missing = []
+    if "config.json" not in names:
+        missing.append("config.json")
+    if not names & set(WEIGHT_FILES):
+        missing.append("model.safetensors (or pytorch_model.bin)")
+    if tokenizer and not names & set(TOKENIZER_FILES):
+        missing.append("tokenizer.json (or vocab.txt / tokenizer.model) + tokenizer_config.json")
+    if image_processor and not names & set(IMAGE_PROC_FILES):
+        missing.append("preprocessor_config.json (or processor_config.json)")
+    if missing:
+        raise ModelLoadError(f"{what}: {path} is incomplete; missing: {', '.join(missing)}. "
+                             "Expected " + expected_files_text() + ".")
+
+
+def read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{what}: cannot read {path}: {exc}") from None
+
+
+def _file_digest(path: Path, full_limit: int = 256 << 20) -> str:
+    """sha256 of a file; files over ``full_limit`` bytes: size + 16 sampled 1 MiB chunks."""
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        if size <= full_limit:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        else:
+            h.update(str(size).encode())
+            for k in range(16):
+                f.seek(k * (size - (1 << 20)) // 15)
+                h.update(f.read(1 << 20))
+    return h.hexdigest()
+
+
+def model_id(family: str, dirs: list[Path]) -> str:
+    """``<family>-<12 hex>``: hash of the configs, tokenizers and weights of ``dirs``.
+
+    Edge and cloud compare it to check that they use the same model. Training metrics
+    and READMEs are left out. Weight files over 256 MiB are sampled (size + 16 chunks).
+    """
+    h = hashlib.sha256(family.encode())
+    for root in dirs:
+        for p in sorted(root.rglob("*")):
+            if not p.is_file() or p.name in _NOT_HASHED or p.suffix not in (
+                    ".json", ".safetensors", ".bin", ".model", ".txt"):
+                continue
+            h.update(p.relative_to(root).as_posix().encode())
+            h.update(_file_digest(p).encode())
+    return f"{family}-{h.hexdigest()[:12]}"
+
+
+class VLMBackend:
+    """The interface edge and cloud use (see docs/ARCHITECTURE.md, "Models").
+
+    Subclasses set the attributes below and implement the methods; a method a family
+    does not support raises :class:`NotImplementedError` with a message.
+    """
+
+    family: str
+    model_id: str
+    path: Path
+    image_size: int
+    patch_size: int
+    has_cls: bool
+    token_dim: int
+    tasks: set[str]
+    device: str = "cpu"
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid * self.grid
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.model_id}, {self.path}, tokens "
+                f"{int(self.has_cls)}+{self.num_patches}x{self.token_dim}, "
+                f"tasks={sorted(self.tasks)})")
+
+    def _unsupported(self, what: str):
+        raise NotImplementedError(f"{self.family} backend ({self.path}) does not provide {what}")

@@ -1,0 +1,232 @@
+"""BLIP backend: one vision encoder for the edge; captioning and retrieval on the cloud.
+
+Directory layouts (``model.path``):
+
+- a ``BlipForConditionalGeneration`` directory (captioning only);
+- a ``BlipForImageTextRetrieval`` directory (retrieval and text guidance only);
+- a combined directory with ``caption/`` and/or ``retrieval/`` sub-directories, each
+  saved by ``save_pretrained`` (with tokenizer and processor). The edge's vision tokens
+  come from ``retrieval/`` if present (``semcom.json`` ``{"vision": "caption"}`` picks
+  the other); with real BLIP checkpoints the caption decoder then reads the retrieval
+  ViT's tokens, as in the seed paper's cross-checkpoint swap. semcom's tiny BLIP is
+  trained with one shared vision encoder, saved in both.
+
+Token layout: ``tokens [B, 1+P, D]`` = the ViT's last hidden state after its final
+LayerNorm (what BLIP's heads read); token 0 is CLS.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.nn.functional import normalize
+
+from semcom.errors import ModelLoadError
+from semcom.models.base import (
+    MANIFEST, VisionOutput, VLMBackend, check_hf_dir, model_id, read_json,
+)
+from semcom.models.common import (
+    Capture, as_tokens, layer_index, load_image_processor, load_pretrained, load_tokenizer,
+    masked_first_or_mean, preprocess,
+)
+
+CAPTION_ARCH = "BlipForConditionalGeneration"
+RETRIEVAL_ARCH = "BlipForImageTextRetrieval"
+
+
+def _arch(path: Path) -> str:
+    cfg = read_json(path / "config.json", "BLIP")
+    if cfg.get("model_type") != "blip":
+        raise ModelLoadError(f"{path}/config.json has model_type {cfg.get('model_type')!r}; "
+                             "the blip backend needs a BLIP checkpoint (model_type 'blip')")
+    archs = cfg.get("architectures") or []
+    return archs[0] if archs else ""
+
+
+def find_parts(root: Path) -> tuple[Path | None, Path | None, str]:
+    """(caption dir, retrieval dir, which one gives the vision tokens)."""
+    if not root.is_dir():
+        check_hf_dir(root, "BLIP")
+    manifest = read_json(root / MANIFEST, "BLIP") if (root / MANIFEST).is_file() else {}
+    cap = ret = None
+    if (root / "config.json").is_file():
+        check_hf_dir(root, "BLIP")
+        arch = _arch(root)
+        if arch == CAPTION_ARCH:
+            cap = root
+        elif arch == RETRIEVAL_ARCH:
+            ret = root
+        else:
+            raise ModelLoadError(f"{root}/config.json: architecture {arch!r} is not supported; "
+                                 f"use {CAPTION_ARCH} or {RETRIEVAL_ARCH}")
+    else:
+        sub_cap = root / manifest.get("caption", "caption")
+        sub_ret = root / manifest.get("retrieval", "retrieval")
+        if not sub_cap.is_dir() and not sub_ret.is_dir():
+            raise ModelLoadError(
+                f"BLIP: {root} has neither config.json nor caption/ or retrieval/ "
+                "sub-directories. Expected a BlipForConditionalGeneration or "
+                "BlipForImageTextRetrieval directory saved by save_pretrained (config.json, "
+                "model.safetensors, tokenizer.json + tokenizer_config.json, "
+                "preprocessor_config.json or processor_config.json), or caption/ and "
+                "retrieval/ sub-directories each holding one.")
+        for sub, want in ((sub_cap, CAPTION_ARCH), (sub_ret, RETRIEVAL_ARCH)):
+            if sub.is_dir():
+                check_hf_dir(sub, f"BLIP {sub.name}")
+                if _arch(sub) != want:
+                    raise ModelLoadError(f"{sub}: expected a {want} checkpoint, found "
+                                         f"{_arch(sub)!r}")
+        cap = sub_cap if sub_cap.is_dir() else None
+        ret = sub_ret if sub_ret.is_dir() else None
+    vision = manifest.get("vision", "retrieval" if ret is not None else "caption")
+    if vision not in ("caption", "retrieval") or (vision == "caption" and cap is None) or (
+            vision == "retrieval" and ret is None):
+        raise ModelLoadError(f"{root}/{MANIFEST}: 'vision' must name a present part "
+                             f"(caption or retrieval), got {vision!r}")
+    return cap, ret, vision
+
+
+class BlipBackend(VLMBackend):
+    family = "blip"
+    has_cls = True
+
+    def __init__(self, path: Path, device: str = "cpu"):
+        from transformers import BlipForConditionalGeneration, BlipForImageTextRetrieval
+
+        self.path = Path(path)
+        self.device = device
+        cap_dir, ret_dir, vision = find_parts(self.path)
+        self.cap = self.ret = None
+        self.cap_tok = self.ret_tok = None
+        if cap_dir is not None:
+            self.cap = load_pretrained(BlipForConditionalGeneration, cap_dir, "BLIP caption", device)
+            self.cap_tok = load_tokenizer(cap_dir, "BLIP caption")
+        if ret_dir is not None:
+            self.ret = load_pretrained(BlipForImageTextRetrieval, ret_dir, "BLIP retrieval", device)
+            self.ret_tok = load_tokenizer(ret_dir, "BLIP retrieval")
+        vdir = ret_dir if vision == "retrieval" else cap_dir
+        self.vision = (self.ret if vision == "retrieval" else self.cap).vision_model
+        self.processor = load_image_processor(vdir, "BLIP")
+        vc = self.vision.config
+        self.image_size = int(vc.image_size)
+        self.patch_size = int(vc.patch_size)
+        self.token_dim = int(vc.hidden_size)
+        self.num_layers = int(vc.num_hidden_layers)
+        self.tasks = ({"caption"} if self.cap is not None else set()) | (
+            {"retrieval"} if self.ret is not None else set())
+        manifest = read_json(self.path / MANIFEST, "BLIP") if (self.path / MANIFEST).is_file() else {}
+        self.caption_prompt = str(manifest.get("caption_prompt", ""))
+        self.model_id = model_id(self.family, [self.path])
+
+    # ------------------------------------------------------------------------- edge
+    def preprocess(self, images) -> torch.Tensor:
+        return preprocess(self.processor, images, self.device)
+
+    @torch.no_grad()
+    def vision_tokens(self, pixel_values, *, attn_layers=(), key_layers=(), hidden_layers=()):
+        layers = self.vision.encoder.layers
+        n, d = len(layers), self.token_dim
+        cap = Capture()
+        for i in attn_layers:  # BlipAttention returns its post-softmax probabilities
+            cap.add(layers[layer_index(i, n, "attention layer")].self_attn, ("a", i),
+                    lambda m, out: out[1])
+        for i in key_layers:
+            cap.add(layers[layer_index(i, n, "key layer")].self_attn.qkv, ("k", i),
+                    lambda m, out: out[..., d:2 * d])
+        with cap:
+            out = self.vision(pixel_values=pixel_values.to(self.device),
+                              output_hidden_states=bool(hidden_layers))
+        hidden = {}
+        if hidden_layers:
+            hs = out.hidden_states
+            for i in hidden_layers:
+                hidden[i] = hs[i] if -len(hs) <= i < len(hs) else _bad_hidden(i, len(hs))
+        return VisionOutput(out.last_hidden_state,
+                            {i: cap.data[("a", i)] for i in attn_layers},
+                            {i: cap.data[("k", i)] for i in key_layers}, hidden)
+
+    @torch.no_grad()
+    def vision_tokens_from_layer(self, hidden, start_layer: int) -> torch.Tensor:
+        n = self.num_layers
+        start = start_layer + n + 1 if start_layer < 0 else start_layer
+        if not 0 <= start <= n:
+            raise ValueError(f"start_layer {start_layer} out of range 0..{n}")
+        h = torch.as_tensor(hidden, dtype=torch.float32, device=self.device)
+        for layer in self.vision.encoder.layers[start:]:
+            h = layer(h)
+        return self.vision.post_layernorm(h)
+
+    def _need(self, part: str):
+        model = self.ret if part == "retrieval" else self.cap
+        if model is None:
+            raise NotImplementedError(f"BLIP at {self.path} has no {part} model "
+                                      f"(add a {part}/ sub-directory)")
+        return model
+
+    @torch.no_grad()
+    def text_features(self, texts: list[str]) -> torch.Tensor:
+        """ITC text embeddings: BLIP's text encoder (unimodal) + text_proj, L2-normalised."""
+        ret = self._need("retrieval")
+        enc = self.ret_tok(list(texts), padding=True, return_tensors="pt").to(self.device)
+        h = ret.text_encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+        return normalize(ret.text_proj(h.last_hidden_state[:, 0]), dim=-1)
+
+    text_embed = text_features
+
+    @torch.no_grad()
+    def patch_embeddings(self, tokens) -> torch.Tensor:
+        """vision_proj of every token (CLS included if given), L2-normalised."""
+        ret = self._need("retrieval")
+        tokens = torch.as_tensor(tokens, dtype=torch.float32, device=self.device)
+        return normalize(ret.vision_proj(tokens), dim=-1)
+
+    # ------------------------------------------------------------------------ cloud
+    @torch.no_grad()
+    def caption(self, tokens, mask=None, *, beams: int = 1, max_new_tokens: int = 24) -> list[str]:
+        cap = self._need("caption")
+        tokens, mask = as_tokens(tokens, mask, self.device)
+        b = tokens.shape[0]
+        tc = cap.config.text_config
+        if self.caption_prompt:
+            ids = self.cap_tok([self.caption_prompt] * b, return_tensors="pt")["input_ids"][:, :-1]
+        else:
+            ids = torch.full((b, 1), tc.bos_token_id, dtype=torch.long)
+        ids = ids.to(self.device)
+        ids[:, 0] = tc.bos_token_id
+        out = cap.text_decoder.generate(
+            input_ids=ids, eos_token_id=tc.sep_token_id, pad_token_id=tc.pad_token_id,
+            encoder_hidden_states=tokens, encoder_attention_mask=mask.long(),
+            num_beams=beams, max_new_tokens=max_new_tokens, do_sample=False)
+        texts = self.cap_tok.batch_decode(out, skip_special_tokens=True)
+        if self.caption_prompt:
+            p = self.caption_prompt.strip().lower()
+            texts = [t[len(p):].strip() if t.lower().startswith(p) else t for t in texts]
+        return [t.strip() for t in texts]
+
+    def answer(self, tokens, mask, questions, *, max_new_tokens: int = 8) -> list[str]:
+        self._unsupported("VQA (use LLaVA)")
+
+    @torch.no_grad()
+    def image_embed(self, tokens, mask=None) -> torch.Tensor:
+        """ITC image embedding: vision_proj(CLS), L2-normalised (mean of the received
+        tokens if CLS was not received)."""
+        ret = self._need("retrieval")
+        tokens, mask = as_tokens(tokens, mask, self.device)
+        return normalize(ret.vision_proj(masked_first_or_mean(tokens, mask)), dim=-1)
+
+    @torch.no_grad()
+    def itm_scores(self, tokens, mask, texts: list[str]) -> torch.Tensor:
+        """ITM match logit (``itm_head(...)[:, 1]``, as BLIP's re-ranking) of pair (i, texts[i])."""
+        ret = self._need("retrieval")
+        tokens, mask = as_tokens(tokens, mask, self.device)
+        if len(texts) != tokens.shape[0]:
+            raise ValueError(f"{len(texts)} texts for {tokens.shape[0]} images")
+        enc = self.ret_tok(list(texts), padding=True, return_tensors="pt").to(self.device)
+        h = ret.text_encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                             encoder_hidden_states=tokens, encoder_attention_mask=mask.long())
+        return ret.itm_head(h.last_hidden_state[:, 0])[:, 1]
+
+
+def _bad_hidden(i: int, n: int):
+    raise ValueError(f"hidden layer {i} out of range for {n} hidden states")

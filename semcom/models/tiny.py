@@ -1,0 +1,232 @@
+"""Tiny BLIP / LLaVA / CLIP of the real transformers classes, and offline tokenizers.
+
+Used by ``semcom train tinyworld`` (which trains them on the tiny world) and by the
+tests (random weights in a temporary directory). Tokenizers are word-level, built from
+the tiny world's vocabulary with the ``tokenizers`` library, wrapped in
+``PreTrainedTokenizerFast`` and saved with ``save_pretrained``, so that ``AutoTokenizer``
+and ``AutoProcessor`` load them like any other.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from semcom.models.base import MANIFEST
+from semcom.world import IMAGE_SIZE
+from semcom.world import words as world_words
+
+PATCH = 8
+BLIP_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "[ENC]"]
+LLAVA_SPECIALS = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
+CLIP_SPECIALS = ["<pad>", "<unk>", "<|startoftext|>", "<|endoftext|>"]
+
+
+@dataclass(frozen=True)
+class TinySizes:
+    vision_dim: int = 96
+    vision_layers: int = 4
+    vision_heads: int = 4
+    vision_mlp: int = 2          # MLP width = vision_mlp * vision_dim
+    text_dim: int = 96
+    text_layers: int = 2
+    text_heads: int = 4
+    text_mlp: int = 2
+    lm_dim: int = 128
+    lm_layers: int = 3
+    lm_heads: int = 4
+    lm_mlp: int = 2
+    embed_dim: int = 64
+
+
+def _word_tokenizer(specials: list[str], single: str, *, bos=None, eos=None, pad=None,
+                    unk=None, cls=None, sep=None, mask=None, extra=(), max_len=256):
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(specials)}
+    for w in world_words():
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=unk))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    ids = [(t, vocab[t]) for t in specials if t in single]
+    tok.post_processor = processors.TemplateProcessing(single=single, special_tokens=ids)
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    kw = {k: v for k, v in dict(bos_token=bos, eos_token=eos, pad_token=pad, unk_token=unk,
+                                   cls_token=cls, sep_token=sep, mask_token=mask).items() if v}
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_len, **kw)
+    if extra:
+        fast.add_special_tokens({"additional_special_tokens": list(extra)})
+    return fast
+
+
+def blip_tokenizer():
+    """BERT-like: ``[CLS] text [SEP]``; ``[DEC]`` is the decoder's BOS."""
+    return _word_tokenizer(BLIP_SPECIALS, "[CLS] $A [SEP]", bos="[DEC]", eos="[SEP]",
+                           pad="[PAD]", unk="[UNK]", cls="[CLS]", sep="[SEP]", mask="[MASK]",
+                           extra=["[ENC]"], max_len=64)
+
+
+def llava_tokenizer():
+    """Llama-like: ``<s> text``; ``<image>`` is the image placeholder."""
+    return _word_tokenizer(LLAVA_SPECIALS, "<s> $A", bos="<s>", eos="</s>", pad="<pad>",
+                           unk="<unk>", extra=["<image>"], max_len=512)
+
+
+def clip_tokenizer():
+    return _word_tokenizer(CLIP_SPECIALS, "<|startoftext|> $A <|endoftext|>",
+                           bos="<|startoftext|>", eos="<|endoftext|>", pad="<pad>",
+                           unk="<unk>", max_len=64)
+
+
+def blip_image_processor():
+    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+
+    return BlipImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+
+
+def clip_image_processor():
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    return CLIPImageProcessorPil(size={"shortest_edge": IMAGE_SIZE},
+                                 crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+
+
+# ---------------------------------------------------------------------------------- BLIP
+
+def blip_config(sizes: TinySizes = TinySizes(), vocab_size: int | None = None):
+    from transformers import BlipConfig, BlipTextConfig, BlipVisionConfig
+
+    tok = blip_tokenizer()
+    s = sizes
+    vision = BlipVisionConfig(hidden_size=s.vision_dim, intermediate_size=s.vision_mlp * s.vision_dim,
+                              num_hidden_layers=s.vision_layers,
+                              num_attention_heads=s.vision_heads, image_size=IMAGE_SIZE,
+                              patch_size=PATCH, initializer_range=0.02)
+    text = BlipTextConfig(vocab_size=vocab_size or len(tok), hidden_size=s.text_dim,
+                          encoder_hidden_size=s.vision_dim, intermediate_size=s.text_mlp * s.text_dim,
+                          num_hidden_layers=s.text_layers, num_attention_heads=s.text_heads,
+                          max_position_embeddings=64, projection_dim=s.embed_dim,
+                          bos_token_id=tok.convert_tokens_to_ids("[DEC]"),
+                          eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id,
+                          sep_token_id=tok.sep_token_id, is_decoder=True)
+    return BlipConfig(text_config=text.to_dict(), vision_config=vision.to_dict(),
+                      image_text_hidden_size=s.embed_dim, projection_dim=s.embed_dim), tok
+
+
+def build_blip(sizes: TinySizes = TinySizes(), seed: int = 0):
+    """(caption model, retrieval model, tokenizer) with ONE shared vision encoder."""
+    from transformers import BlipForConditionalGeneration, BlipForImageTextRetrieval
+
+    cfg, tok = blip_config(sizes)
+    torch.manual_seed(seed)
+    cap = BlipForConditionalGeneration(cfg)
+    ret = BlipForImageTextRetrieval(cfg)
+    ret.vision_model = cap.vision_model
+    return cap, ret, tok
+
+
+def _save(model, path: Path, fp16: bool):
+    from semcom.models.common import quiet_transformers
+
+    m = copy.deepcopy(model)
+    if fp16:
+        m = m.half()
+    with quiet_transformers():
+        m.save_pretrained(str(path))
+
+
+def save_blip(root: Path, cap, ret, tok, *, fp16: bool = True, manifest: dict | None = None):
+    """``root/caption/`` and ``root/retrieval/`` (each with tokenizer + processor)."""
+    from transformers import BlipProcessor
+
+    root = Path(root)
+    for name, model in (("caption", cap), ("retrieval", ret)):
+        if model is None:
+            continue
+        d = root / name
+        d.mkdir(parents=True, exist_ok=True)
+        _save(model, d, fp16)
+        ip = blip_image_processor()
+        BlipProcessor(image_processor=ip, tokenizer=tok).save_pretrained(str(d))
+        ip.save_pretrained(str(d))
+    (root / MANIFEST).write_text(json.dumps(
+        {"family": "blip", "caption": "caption", "retrieval": "retrieval",
+         "vision": "retrieval" if ret is not None else "caption", **(manifest or {})},
+        indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------------- LLaVA
+
+def llava_configs(sizes: TinySizes = TinySizes()):
+    from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig, LlamaConfig, LlavaConfig
+
+    s = sizes
+    tok, ctok = llava_tokenizer(), clip_tokenizer()
+    vision = CLIPVisionConfig(hidden_size=s.vision_dim, intermediate_size=s.vision_mlp * s.vision_dim,
+                              num_hidden_layers=s.vision_layers,
+                              num_attention_heads=s.vision_heads, image_size=IMAGE_SIZE,
+                              patch_size=PATCH, projection_dim=s.embed_dim)
+    lm = LlamaConfig(vocab_size=len(tok), hidden_size=s.lm_dim, intermediate_size=s.lm_mlp * s.lm_dim,
+                     num_hidden_layers=s.lm_layers, num_attention_heads=s.lm_heads,
+                     num_key_value_heads=s.lm_heads, max_position_embeddings=512,
+                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                     pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    llava = LlavaConfig(vision_config=vision.to_dict(), text_config=lm.to_dict(),
+                        image_token_id=tok.convert_tokens_to_ids("<image>"),
+                        vision_feature_layer=-2, vision_feature_select_strategy="default",
+                        image_seq_length=(IMAGE_SIZE // PATCH) ** 2, tie_word_embeddings=True)
+    ctext = CLIPTextConfig(vocab_size=len(ctok), hidden_size=s.text_dim,
+                           intermediate_size=s.text_mlp * s.text_dim, num_hidden_layers=s.text_layers,
+                           num_attention_heads=s.text_heads, max_position_embeddings=64,
+                           projection_dim=s.embed_dim, pad_token_id=ctok.pad_token_id,
+                           bos_token_id=ctok.bos_token_id, eos_token_id=ctok.eos_token_id)
+    clip = CLIPConfig(text_config=ctext.to_dict(), vision_config=vision.to_dict(),
+                      projection_dim=s.embed_dim)
+    return llava, clip, tok, ctok
+
+
+def build_llava(sizes: TinySizes = TinySizes(), seed: int = 0):
+    """(llava, clip, tokenizer, clip tokenizer); LLaVA's vision tower IS clip.vision_model."""
+    from transformers import CLIPModel, LlavaForConditionalGeneration
+
+    lcfg, ccfg, tok, ctok = llava_configs(sizes)
+    torch.manual_seed(seed)
+    llava = LlavaForConditionalGeneration(lcfg)
+    clip = CLIPModel(ccfg)
+    llava.model.vision_tower = clip.vision_model
+    return llava, clip, tok, ctok
+
+
+def save_llava(root: Path, llava, clip, tok, ctok, *, fp16: bool = True,
+               manifest: dict | None = None):
+    """``root/`` = LLaVA (+ tokenizer, processor); ``root/clip/`` = its CLIP with text tower."""
+    from transformers import LlavaProcessor
+
+    from semcom.models.llava import DEFAULT_CAPTION_PROMPT, DEFAULT_TEMPLATE
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    _save(llava, root, fp16)
+    ip = clip_image_processor()
+    LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=PATCH,
+                   vision_feature_select_strategy="default", image_token="<image>",
+                   num_additional_image_tokens=1).save_pretrained(str(root))
+    ip.save_pretrained(str(root))
+    if clip is not None:
+        (root / "clip").mkdir(exist_ok=True)
+        _save(clip, root / "clip", fp16)
+        ctok.save_pretrained(str(root / "clip"))
+        ip.save_pretrained(str(root / "clip"))
+    (root / MANIFEST).write_text(json.dumps(
+        {"family": "llava", "clip": "clip", "prompt_template": DEFAULT_TEMPLATE,
+         "caption_prompt": DEFAULT_CAPTION_PROMPT, **(manifest or {})}, indent=2) + "\n")
+
+
+def sizes_dict(sizes: TinySizes) -> dict:
+    return asdict(sizes)

@@ -1,0 +1,913 @@
+"""Figures from saved results only: rate-accuracy, accuracy versus SNR, BLER, latency.
+
+Input is records (``record.json`` files, run folders, or a sweep's ``aggregate.json``,
+see :func:`semcom.results.iter_records`); nothing is recomputed. Conventions
+(``docs/sweeps.md``):
+
+- colour = method label, fixed for the whole invocation (:class:`ColorMap`; known labels
+  such as ``JPEG`` or ``Full tokens`` always get the same colour);
+- marker = channel condition (SNR; code rate and modulation too when they vary);
+- proposed methods solid, anchors (image codecs: JPEG, WebP, neural codecs) dashed;
+- full tokens (no selection, no quantisation) are the upper bound: a dotted
+  horizontal line, not a curve;
+- x is ``bpp_wire`` by default, log-scaled when the points span more than a decade; y
+  is the task metric (accuracies and recalls in percent) with 95% CI error bars;
+- every figure is written as PNG (300 dpi) and PDF, with a sidecar JSON listing the
+  input files, run ids, git commit and the plotted numbers.
+
+matplotlib is imported inside the functions (``semcom plot --help`` stays light) and
+only through its object-oriented API (no pyplot global state).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import statistics
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# Okabe-Ito (colour-blind safe), without yellow (too light on white).
+PALETTE = ("#0072B2", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#D55E00", "#000000",
+           "#882255", "#44AA99", "#999933", "#332288", "#AA4499")
+FIXED_COLORS = {"JPEG": "#D55E00", "WebP": "#E69F00", "Full tokens": "#000000",
+                "full tokens": "#000000"}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p")
+ANCHOR_METHODS = ("jpeg", "webp", "codec")
+UPPER_BOUND_NAME = "Full tokens"
+
+RATE_LABELS = {
+    "bpp_wire": "Wire rate [bpp]",
+    "bpp_payload": "Payload rate [bpp]",
+    "bpp_channel": "Channel rate [coded bits/pixel]",
+    "cpp": "Channel uses per pixel [cpp]",
+    "bpp_est": "Estimated rate [bpp]",
+    "bpp_wire_mean": "Wire rate, per-image mean [bpp]",
+}
+TASK_NAMES = {"vqa": "VQA", "caption": "Captioning", "retrieval": "Retrieval"}
+METRIC_NAMES = {"accuracy": "accuracy", "exact_match": "exact match", "cider_d": "CIDEr-D",
+                "bleu_4": "BLEU-4", "rouge_l": "ROUGE-L", "r_mean": "mean recall",
+                "txt_r1": "image-to-text R@1", "txt_r5": "image-to-text R@5",
+                "txt_r10": "image-to-text R@10", "img_r1": "text-to-image R@1",
+                "img_r5": "text-to-image R@5", "img_r10": "text-to-image R@10",
+                "txt_r_mean": "image-to-text mean recall",
+                "img_r_mean": "text-to-image mean recall"}
+PREFERRED_METRICS = {
+    "vqa": ("accuracy",),
+    "caption": ("cider_d", "bleu_4", "rouge_l", "exact_match"),
+    "retrieval": ("r_mean", "txt_r1", "img_r1"),
+}
+# semcom.metrics reports these in percent already (accuracies, exact match, recalls).
+PERCENT_METRIC = re.compile(r"^(accuracy(/.*)?|exact_match|(txt|img)_r\d+|((txt|img)_)?r_mean)$")
+
+STYLE = {
+    "font.size": 9, "axes.labelsize": 9, "axes.titlesize": 9, "legend.fontsize": 7.5,
+    "xtick.labelsize": 8, "ytick.labelsize": 8, "lines.linewidth": 1.4,
+    "lines.markersize": 5, "axes.spines.top": False, "axes.spines.right": False,
+    "legend.frameon": True, "legend.framealpha": 0.9, "legend.edgecolor": "0.85",
+    "pdf.fonttype": 42, "ps.fonttype": 42, "savefig.bbox": "tight",
+    "savefig.pad_inches": 0.04,
+}
+
+
+# --------------------------------------------------------------------------- records
+
+def load_records(paths: Iterable[str | Path]) -> tuple[list[dict], dict]:
+    """Records from files/folders, de-duplicated by run id (later inputs win).
+
+    Returns ``(records, info)``; ``info`` has ``inputs`` (paths), ``skipped_errors``
+    (run ids of non-ok records, which are never plotted) and ``hints`` (the ``plot``
+    block of sweep aggregates, e.g. the anchor).
+    """
+    from semcom.errors import DataError
+    from semcom.results import iter_records
+
+    paths = [Path(p) for p in paths]
+    for p in paths:
+        if not p.exists():
+            raise DataError(f"results not found: {p}")
+    hints: dict = {}
+    for p in paths:
+        if p.is_file() and p.suffix == ".json":
+            try:
+                doc = json.loads(p.read_text())
+            except (OSError, ValueError) as exc:
+                raise DataError(f"{p} is not valid JSON: {exc}") from None
+            if isinstance(doc, dict) and isinstance(doc.get("plot"), dict):
+                hints.update({k: v for k, v in doc["plot"].items() if v is not None})
+    by_id: OrderedDict[str, dict] = OrderedDict()
+    errors = []
+    for rec in iter_records(paths):
+        if not isinstance(rec, dict) or "run_id" not in rec:
+            continue
+        if rec.get("status") != "ok":
+            errors.append(rec["run_id"])
+            by_id.pop(rec["run_id"], None)
+            continue
+        by_id[rec["run_id"]] = rec
+    errors = [e for e in errors if e not in by_id]
+    return list(by_id.values()), {"inputs": [str(p) for p in paths],
+                                  "skipped_errors": errors, "hints": hints}
+
+
+def default_metric(records: Sequence[dict]) -> tuple[str, str] | None:
+    """The (task, metric) shown by default: the first task's preferred metric."""
+    for rec in records:
+        metrics = rec.get("metrics") or {}
+        for task in list(rec.get("tasks") or []) + list(metrics):
+            names = [k for k, v in (metrics.get(task) or {}).items() if isinstance(v, Mapping)]
+            if not names:
+                continue
+            for pref in PREFERRED_METRICS.get(task, ()):
+                if pref in names:
+                    return task, pref
+            return task, names[0]
+    return None
+
+
+def parse_metric(text: str | None, records: Sequence[dict]) -> tuple[str, str]:
+    """``"task.metric"`` (or just ``"task"``) -> (task, metric), checked against the records."""
+    from semcom.errors import DataError
+
+    if not text:
+        found = default_metric(records)
+        if found is None:
+            raise DataError("no metrics in the records")
+        return found
+    task, _, name = text.partition(".")
+    available = sorted({f"{t}.{m}" for r in records for t, ms in (r.get("metrics") or {}).items()
+                        for m in (ms or {})})
+    if not name:
+        found = default_metric([{"tasks": [task], "metrics": {task: (r.get("metrics") or {})
+                                                               .get(task) or {}}}
+                                for r in records])
+        if found is None:
+            raise DataError(f"no metrics for task '{task}'; available: {', '.join(available)}")
+        return found
+    if f"{task}.{name}" not in available:
+        raise DataError(f"metric '{text}' not in the records; available: {', '.join(available)}")
+    return task, name
+
+
+def metric_of(rec: dict, task: str, name: str) -> tuple[float | None, float | None, float | None]:
+    m = ((rec.get("metrics") or {}).get(task) or {}).get(name) or {}
+    ci = m.get("ci95") or [None, None]
+    return m.get("value"), ci[0], ci[1]
+
+
+def rate_of(rec: dict, x: str, task: str | None = None) -> float | None:
+    """The rate column ``x`` of a record (the task's own rate when the record has it)."""
+    by_task = (rec.get("rate_by_task") or {}).get(task or "") or {}
+    value = by_task.get(x)
+    if value is None:
+        value = (rec.get("rate") or {}).get(x)
+    return value
+
+
+@dataclass(frozen=True)
+class Condition:
+    """The channel condition of a record (what the marker encodes)."""
+
+    link: str
+    snr_db: float | None
+    snr_type: str = "esno"
+    code_rate: float | None = None
+    modulation: str | None = None
+    loss_prob: float | None = None
+
+    def sort_key(self) -> tuple:
+        return (self.link, -1e9 if self.snr_db is None else self.snr_db, self.code_rate or 0,
+                self.modulation or "", self.loss_prob or 0)
+
+    def describe(self, varying: set[str] | None = None) -> str:
+        """Short text; ``varying`` limits it to the fields that differ between conditions."""
+        v = varying if varying is not None else {"link", "snr_db", "code_rate", "modulation"}
+        if self.link == "ideal":
+            return "ideal link"
+        parts = []
+        if self.link == "erasure":
+            parts.append(f"loss {self.loss_prob:g}")
+        elif "snr_db" in v or not v:
+            parts.append(f"{snr_symbol(self.snr_type, tex=True)} {self.snr_db:g} dB")
+        if "code_rate" in v and self.code_rate is not None and self.link != "erasure":
+            parts.append(f"R={self.code_rate:g}")
+        if "modulation" in v and self.modulation and self.link != "erasure":
+            parts.append(self.modulation.upper().replace("QAM", "-QAM"))
+        if "link" in v and len(parts) == 0:
+            parts.append(self.link)
+        return ", ".join(parts)
+
+
+def snr_symbol(snr_type: str, tex: bool = True) -> str:
+    if tex:
+        return "$E_b/N_0$" if snr_type == "ebno" else "$E_s/N_0$"
+    return "Eb/N0" if snr_type == "ebno" else "Es/N0"
+
+
+def condition_of(rec: dict) -> Condition:
+    ch = (rec.get("config") or {}).get("channel") or {}
+    link = ch.get("link") or (rec.get("link") or {}).get("type") or "ideal"
+    snr_type = ch.get("snr_type") or "esno"
+    if link in ("ideal",):
+        return Condition("ideal", None, snr_type)
+    if link == "erasure":
+        return Condition("erasure", None, snr_type, loss_prob=ch.get("loss_prob"))
+    measured = (rec.get("link") or {}).get(f"{snr_type}_db")
+    snr = measured if measured is not None else ch.get("snr_db")
+    snr = None if snr is None else round(float(snr), 3)
+    return Condition(link, snr, snr_type, ch.get("code_rate"), ch.get("modulation"))
+
+
+def varying_fields(conds: Iterable[Condition]) -> set[str]:
+    conds = list(conds)
+    out = set()
+    for f in ("link", "snr_db", "code_rate", "modulation", "loss_prob"):
+        if len({getattr(c, f) for c in conds}) > 1:
+            out.add(f)
+    return out
+
+
+def is_upper_bound(rec: dict, labels: Sequence[str] = ()) -> bool:
+    """Full tokens: the token path with every token, unquantised, in one description."""
+    if rec.get("label") in labels:
+        return True
+    cfg = rec.get("config") or {}
+    edge = cfg.get("edge") or {}
+    if rec.get("method") != "tokens" and edge.get("method") != "tokens":
+        return False
+    sel, quant = edge.get("select") or {}, edge.get("quant") or {}
+    return (sel.get("budget") is None and sel.get("ratio") in (None, 1.0)
+            and quant.get("type", "none") == "none")
+
+
+def is_anchor(rec: dict) -> bool:
+    return (rec.get("method") or ((rec.get("config") or {}).get("edge") or {}).get("method")) \
+        in ANCHOR_METHODS
+
+
+def operating_point(rec: dict) -> str:
+    """Everything that defines a point except the channel SNR (a curve over SNR)."""
+    cfg = json.loads(json.dumps(rec.get("config") or {}))
+    (cfg.get("channel") or {}).pop("snr_db", None)
+    run = cfg.get("run") or {}
+    for k in ("out_dir", "label", "progress", "batch_size", "device"):
+        run.pop(k, None)
+    cfg.pop("sweep", None)
+    return json.dumps({"label": rec.get("label"), "config": cfg}, sort_keys=True)
+
+
+@dataclass
+class Point:
+    rec: dict
+    label: str
+    cond: Condition
+    x: float
+    y: float
+    lo: float | None
+    hi: float | None
+    op: str
+    upper: bool
+    anchor: bool
+
+
+@dataclass
+class MetricSpec:
+    """The y axis: a task metric (values as recorded; ``percent`` only sets the unit)."""
+
+    task: str
+    name: str
+    percent: bool = False
+    scale: float = 1.0
+
+    def ylabel(self) -> str:
+        task = TASK_NAMES.get(self.task, self.task)
+        name = METRIC_NAMES.get(self.name, self.name)
+        return f"{task} {name}" + (" [%]" if self.percent else "")
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}-{self.name}".replace("/", "_")
+
+
+def metric_spec(records: Sequence[dict], task: str, name: str) -> MetricSpec:
+    return MetricSpec(task, name, percent=bool(PERCENT_METRIC.match(name)))
+
+
+def collect_points(records: Sequence[dict], x: str, spec: MetricSpec,
+                   upper_labels: Sequence[str] = ()) -> list[Point]:
+    pts = []
+    for rec in records:
+        y, lo, hi = metric_of(rec, spec.task, spec.name)
+        xv = rate_of(rec, x, spec.task)
+        if y is None or xv is None or not (xv > 0):
+            continue
+        s = spec.scale
+        upper = is_upper_bound(rec, upper_labels)
+        label = str(rec.get("label") or rec.get("method") or "?")
+        pts.append(Point(rec, label, condition_of(rec), float(xv), y * s,
+                         None if lo is None else lo * s, None if hi is None else hi * s,
+                         operating_point(rec), upper, is_anchor(rec)))
+    return pts
+
+
+class ColorMap:
+    """Fixed colours per method label: known labels first, then the palette in order."""
+
+    def __init__(self, labels: Iterable[str]):
+        self.colors: dict[str, str] = {}
+        used = set()
+        for lab in labels:
+            if lab in FIXED_COLORS:
+                self.colors[lab] = FIXED_COLORS[lab]
+                used.add(FIXED_COLORS[lab])
+        free = [c for c in PALETTE if c not in used and c not in FIXED_COLORS.values()]
+        free += [c for c in PALETTE if c not in free and c not in used]
+        i = 0
+        for lab in labels:
+            if lab not in self.colors:
+                self.colors[lab] = free[i % len(free)]
+                i += 1
+
+    def __call__(self, label: str) -> str:
+        return self.colors.get(label, "#777777")
+
+
+def label_order(points: Sequence[Point]) -> list[str]:
+    """Proposed methods first, then anchors, then the upper bound; by name within each."""
+    labels = {p.label: (2 if p.upper else 1 if p.anchor else 0) for p in points}
+    return sorted(labels, key=lambda lab: (labels[lab], lab))
+
+
+def label_order_from_records(records: Sequence[dict]) -> list[str]:
+    kinds = {}
+    for r in records:
+        lab = str(r.get("label") or r.get("method") or "?")
+        kinds[lab] = 2 if is_upper_bound(r) else 1 if is_anchor(r) else 0
+    return sorted(kinds, key=lambda lab: (kinds[lab], lab))
+
+
+def needs_log(values: Iterable[float]) -> bool:
+    vals = [v for v in values if v and v > 0]
+    return bool(vals) and max(vals) / min(vals) > 10.0
+
+
+def choose_fixed_rate(points: Sequence[Point]) -> float | None:
+    """The rate at which most methods have an operating point nearby (log distance)."""
+    per_label: dict[str, list[float]] = defaultdict(list)
+    by_op: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for p in points:
+        if not p.upper:
+            by_op[(p.label, p.op)].append(p.x)
+    for (label, _), xs in by_op.items():
+        per_label[label].append(statistics.median(xs))
+    cands = sorted({r for rs in per_label.values() for r in rs})
+    if not cands:
+        return None
+
+    def score(r):
+        return sum(min(abs(math.log(q / r)) for q in rs) for rs in per_label.values())
+    return min(cands, key=lambda r: (score(r), r))
+
+
+def op_near_rate(points: Sequence[Point], label: str, rate: float) -> str | None:
+    by_op: dict[str, list[float]] = defaultdict(list)
+    for p in points:
+        if p.label == label:
+            by_op[p.op].append(p.x)
+    if not by_op:
+        return None
+    return min(by_op, key=lambda op: abs(math.log(statistics.median(by_op[op]) / rate)))
+
+
+# --------------------------------------------------------------------------- figure helpers
+
+def _mpl():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    return matplotlib, Figure
+
+
+def _log_axis(ax, axis: str = "x", values: Iterable[float] | None = None) -> None:
+    """Log scale with readable labels: 0.05, 0.1, 0.2... over up to two decades,
+    powers of ten beyond that."""
+    from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, LogLocator
+
+    getattr(ax, f"set_{axis}scale")("log")
+    a = ax.xaxis if axis == "x" else ax.yaxis
+    vals = [v for v in (values or []) if v and v > 0]
+    wide = bool(vals) and max(vals) / min(vals) > 100.0
+    if wide:
+        a.set_major_locator(LogLocator(base=10))
+        a.set_major_formatter(LogFormatterSciNotation())
+    else:
+        a.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        a.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    a.set_minor_locator(LogLocator(base=10, subs=tuple(range(1, 10))))
+    a.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
+def _stamp_synthetic(fig, records: Sequence[dict]) -> None:
+    if any(r.get("synthetic") for r in records):
+        fig.text(0.5, 0.5, "SYNTHETIC", fontsize=40, color="0.6", alpha=0.25, rotation=25,
+                 ha="center", va="center", zorder=0)
+
+
+@dataclass
+class FigureOut:
+    name: str
+    files: list[Path]
+    sidecar: Path
+    series: list[dict] = field(default_factory=list)
+
+
+_DPI = [300]
+
+
+def _save(fig, out_dir: Path, stem: str, formats: Sequence[str], meta: dict) -> FigureOut:
+    from semcom.provenance import git_info, utc_now
+    from semcom.results import atomic_write_json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    for fmt in formats:
+        path = out_dir / f"{stem}.{fmt}"
+        kwargs: dict[str, Any] = {"bbox_inches": "tight", "pad_inches": 0.04}
+        if fmt == "png":
+            kwargs["dpi"] = _DPI[0]
+        if fmt == "pdf":
+            kwargs["metadata"] = {"CreationDate": None, "Creator": "semcom plot"}
+        fig.savefig(path, format=fmt, **kwargs)
+        files.append(path)
+    import sys
+
+    side = dict(meta)
+    side.update({"figure": stem, "files": [p.name for p in files], "git": git_info(),
+                 "utc": utc_now(), "argv": sys.argv})
+    sidecar = atomic_write_json(out_dir / f"{stem}.json", side)
+    return FigureOut(stem, files, sidecar, meta.get("series", []))
+
+
+def _errorbar(ax, xs, ys, los, his, **kw):
+    import numpy as np
+
+    yerr = None
+    if all(v is not None for v in (*los, *his)):
+        yerr = np.array([[max(0.0, y - lo) for y, lo in zip(ys, los)],
+                         [max(0.0, hi - y) for y, hi in zip(ys, his)]])
+    return ax.errorbar(xs, ys, yerr=yerr, capsize=2, elinewidth=0.7, capthick=0.7, **kw)
+
+
+def _series(label, cond, pts) -> dict:
+    return {"label": label, "condition": cond.describe() if cond else None,
+            "x": [p.x for p in pts], "y": [p.y for p in pts],
+            "ci95": [[p.lo, p.hi] for p in pts], "run_ids": [p.rec.get("run_id") for p in pts]}
+
+
+def _draw_rate_curves(ax, points, colors, markers, varying, *, with_upper=True):
+    """Curves (label, condition) sorted by rate; upper bounds as dotted lines."""
+    series = []
+    groups: dict[tuple, list[Point]] = defaultdict(list)
+    for p in points:
+        groups[(p.label, p.cond)].append(p)
+    order = label_order(points)
+    for (label, cond) in sorted(groups, key=lambda k: (order.index(k[0]), k[1].sort_key())):
+        pts = sorted(groups[(label, cond)], key=lambda p: p.x)
+        if pts[0].upper:
+            continue
+        ls = "--" if pts[0].anchor else "-"
+        _errorbar(ax, [p.x for p in pts], [p.y for p in pts], [p.lo for p in pts],
+                  [p.hi for p in pts], color=colors(label), ls=ls, marker=markers[cond],
+                  mfc="white" if pts[0].anchor else colors(label), mec=colors(label),
+                  mew=1.0, zorder=3)
+        series.append(_series(label, cond, pts))
+    if with_upper:
+        for (label, cond), pts in groups.items():
+            if not pts[0].upper:
+                continue
+            for p in pts:
+                ax.axhline(p.y, color=colors(label), ls=":", lw=1.1, zorder=2)
+                ax.plot([1.0], [p.y], transform=ax.get_yaxis_transform(), marker=markers[cond],
+                        color=colors(label), ms=4, clip_on=False, zorder=4)
+            series.append(dict(_series(label, cond, pts), upper_bound=True))
+    return series
+
+
+def _legends(ax, points, colors, markers, varying, *, outside=True, show_cond=True):
+    from matplotlib.lines import Line2D
+
+    order = label_order(points)
+    rates = {}
+    for p in points:
+        if p.upper:
+            rates.setdefault(p.label, []).append(p.x)
+    handles = []
+    for lab in order:
+        anchor = any(p.anchor for p in points if p.label == lab)
+        upper = lab in rates
+        text = lab
+        if upper:
+            text = f"{lab} ({statistics.median(rates[lab]):.3g} bpp, upper bound)"
+        handles.append(Line2D([], [], color=colors(lab), ls=":" if upper else "--" if anchor else "-",
+                              lw=1.4))
+        handles[-1].set_label(text)
+    kw = dict(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0) if outside \
+        else dict(loc="lower right")
+    leg = ax.legend(handles=handles, title="method", **kw)
+    leg._legend_box.align = "left"
+    conds = sorted(markers, key=lambda c: c.sort_key())
+    if show_cond and len(conds) > 1:
+        ax.add_artist(leg)
+        leg.set_clip_on(False)  # add_artist clips to the axes, which would crop it
+        ch = [Line2D([], [], color="0.35", ls="", marker=markers[c], label=c.describe(varying))
+              for c in conds]
+        kw2 = dict(loc="lower left", bbox_to_anchor=(1.02, 0.0), borderaxespad=0.0) if outside \
+            else dict(loc="upper left")
+        leg2 = ax.legend(handles=ch, title="channel", **kw2)
+        leg2._legend_box.align = "left"
+
+
+def _marker_map(points: Sequence[Point]) -> dict[Condition, str]:
+    conds = sorted({p.cond for p in points}, key=lambda c: c.sort_key())
+    return {c: MARKERS[i % len(MARKERS)] for i, c in enumerate(conds)}
+
+
+# --------------------------------------------------------------------------- figures
+
+def plot_rate_accuracy(points: Sequence[Point], spec: MetricSpec, x: str, out_dir: Path,
+                       colors: ColorMap, *, formats=("png", "pdf"), records=()) -> FigureOut:
+    """All methods and conditions in one figure: colour = method, marker = condition."""
+    mpl, Figure = _mpl()
+    markers = _marker_map(points)
+    varying = varying_fields(markers)
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(6.4, 3.8))
+        ax = fig.add_subplot()
+        series = _draw_rate_curves(ax, points, colors, markers, varying)
+        xs = [p.x for p in points if not p.upper]
+        if needs_log(xs):
+            _log_axis(ax, "x", xs)
+        ax.set_xlabel(RATE_LABELS.get(x, x))
+        ax.set_ylabel(spec.ylabel())
+        ax.grid(True, which="both", alpha=0.3)
+        _legends(ax, points, colors, markers, varying)
+        _stamp_synthetic(fig, records)
+        stem = f"{spec.key}_vs_{x}"
+        return _save(fig, out_dir, stem, formats, {"kind": "rate-accuracy", "x": x,
+                                                   "metric": f"{spec.task}.{spec.name}",
+                                                   "scale": spec.scale, "series": series})
+
+
+def plot_rate_accuracy_by_condition(points, spec, x, out_dir, colors, *, formats=("png", "pdf"),
+                                    records=()) -> FigureOut | None:
+    """One panel per channel condition (shared axes); None if there is only one."""
+    markers = _marker_map(points)
+    conds = sorted(markers, key=lambda c: c.sort_key())
+    if len(conds) < 2:
+        return None
+    mpl, Figure = _mpl()
+    varying = varying_fields(conds)
+    ncols = min(4, len(conds))
+    nrows = math.ceil(len(conds) / ncols)
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(2.6 * ncols + 1.9, 2.5 * nrows + 0.3))
+        axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
+        xs = [p.x for p in points if not p.upper]
+        logx = needs_log(xs)
+        series = []
+        for i, cond in enumerate(conds):
+            ax = axes[i // ncols][i % ncols]
+            sub = [p for p in points if p.cond == cond]
+            series += _draw_rate_curves(ax, sub, colors, markers, varying)
+            ax.set_title(cond.describe(varying))
+            if logx:
+                _log_axis(ax, "x", xs)
+            ax.grid(True, which="both", alpha=0.3)
+            if i // ncols == nrows - 1:
+                ax.set_xlabel(RATE_LABELS.get(x, x))
+            if i % ncols == 0:
+                ax.set_ylabel(spec.ylabel())
+        for j in range(len(conds), nrows * ncols):
+            axes[j // ncols][j % ncols].set_visible(False)
+        _legends(axes[0][ncols - 1], points, colors, markers, varying, show_cond=False)
+        _stamp_synthetic(fig, records)
+        stem = f"{spec.key}_vs_{x}_by_snr"
+        return _save(fig, out_dir, stem, formats, {"kind": "rate-accuracy-by-condition", "x": x,
+                                                   "metric": f"{spec.task}.{spec.name}",
+                                                   "scale": spec.scale, "series": series})
+
+
+def plot_accuracy_vs_snr(points, spec, x, out_dir, colors, *, rate=None, formats=("png", "pdf"),
+                         records=()) -> FigureOut | None:
+    """Accuracy versus SNR at (about) one rate: each method's operating point nearest to it.
+
+    Shows the cliff of a single description (separate source-channel coding) against
+    the graceful degradation of multiple descriptions. None without two SNRs.
+    """
+    pts = [p for p in points if p.cond.snr_db is not None]
+    if len({p.cond.snr_db for p in pts}) < 2:
+        return None
+    target = rate or choose_fixed_rate(pts)
+    if target is None:
+        return None
+    mpl, Figure = _mpl()
+    snr_type = pts[0].cond.snr_type
+    series = []
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(6.4, 3.8))
+        ax = fig.add_subplot()
+        for label in label_order(pts):
+            op = op_near_rate(pts, label, target) if not any(
+                p.upper for p in pts if p.label == label) else None
+            sel = [p for p in pts if p.label == label and (op is None or p.op == op)]
+            # one curve per remaining channel setting (code rate, modulation)
+            by_setting: dict[tuple, list[Point]] = defaultdict(list)
+            for p in sel:
+                by_setting[(p.cond.link, p.cond.code_rate, p.cond.modulation)].append(p)
+            multi = len(by_setting) > 1
+            for i, (setting, group) in enumerate(sorted(by_setting.items(), key=str)):
+                group = sorted(group, key=lambda p: p.cond.snr_db)
+                r = statistics.median(p.x for p in group)
+                upper, anchor = group[0].upper, group[0].anchor
+                text = f"{label} ({r:.3g} bpp)"
+                if multi:
+                    text += f", R={setting[1]:g} {str(setting[2]).upper()}"
+                _errorbar(ax, [p.cond.snr_db for p in group], [p.y for p in group],
+                          [p.lo for p in group], [p.hi for p in group], color=colors(label),
+                          ls=":" if upper else "--" if anchor else "-",
+                          marker=MARKERS[i % len(MARKERS)], mfc="white" if anchor else None,
+                          mec=colors(label), label=text, zorder=3)
+                series.append({"label": label, "rate": r, "setting": list(setting),
+                               "snr_db": [p.cond.snr_db for p in group],
+                               "y": [p.y for p in group],
+                               "ci95": [[p.lo, p.hi] for p in group],
+                               "run_ids": [p.rec.get("run_id") for p in group]})
+        ax.set_xlabel(f"{snr_symbol(snr_type)} [dB]")
+        ax.set_ylabel(spec.ylabel())
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_title(f"at {RATE_LABELS.get(x, x).split(' [')[0].lower()} ≈ {target:.3g} bpp "
+                     "(each method's nearest operating point)")
+        leg = ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                        title="method (rate)")
+        leg._legend_box.align = "left"
+        _stamp_synthetic(fig, records)
+        stem = f"{spec.key}_vs_snr"
+        return _save(fig, out_dir, stem, formats, {"kind": "accuracy-vs-snr", "x": x,
+                                                   "target_rate": target,
+                                                   "metric": f"{spec.task}.{spec.name}",
+                                                   "scale": spec.scale, "series": series})
+
+
+def plot_bler(records: Sequence[dict], out_dir: Path, colors: ColorMap, *,
+              formats=("png", "pdf")) -> FigureOut | None:
+    """Transport-block error rate versus SNR per channel setting (pooled over methods), and
+    description loss rate per method. None if no record has link blocks over an SNR."""
+    blocks: dict[tuple, dict[float, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    desc: dict[str, dict[float, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    snr_type = "esno"
+    for rec in records:
+        cond, link = condition_of(rec), rec.get("link") or {}
+        if cond.snr_db is None or not link.get("blocks"):
+            continue
+        snr_type = cond.snr_type
+        b = blocks[(cond.link, cond.modulation, cond.code_rate)][cond.snr_db]
+        b[0] += int(link.get("block_errors") or 0)
+        b[1] += int(link["blocks"])
+        if link.get("descriptions"):
+            d = desc[str(rec.get("label"))][cond.snr_db]
+            d[0] += int(link.get("erasures") or 0)
+            d[1] += int(link["descriptions"])
+    if not blocks or all(len(v) < 2 for v in blocks.values()):
+        return None
+    mpl, Figure = _mpl()
+    series = []
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(7.2, 3.0))
+        ax1, ax2 = fig.subplots(1, 2, sharex=True)
+        floor = []
+        for i, ((link, mod, cr), by_snr) in enumerate(sorted(blocks.items(), key=str)):
+            snrs = sorted(by_snr)
+            pts = [(s, by_snr[s][0] / by_snr[s][1], by_snr[s][1]) for s in snrs]
+            nz = [(s, v) for s, v, _ in pts if v > 0]
+            floor += [1.0 / n for _, v, n in pts if v == 0]
+            if nz:
+                ax1.semilogy([s for s, _ in nz], [v for _, v in nz], marker=MARKERS[i % 10],
+                             color=PALETTE[i % len(PALETTE)], ls="-",
+                             label=f"{str(mod).upper()}, R={cr:g} ({link})")
+            series.append({"setting": [link, mod, cr], "snr_db": snrs,
+                           "bler": [v for _, v, _ in pts], "blocks": [n for _, _, n in pts]})
+        order = [lab for lab in label_order_from_records(records) if lab in desc]
+        for lab in order:
+            by_snr = desc[lab]
+            nz = [(s, by_snr[s][0] / by_snr[s][1]) for s in sorted(by_snr) if by_snr[s][0] > 0]
+            if nz:
+                ax2.semilogy([s for s, _ in nz], [v for _, v in nz], marker="o", ms=3.5,
+                             color=colors(lab), ls="--", label=lab)
+            series.append({"label": lab, "snr_db": sorted(by_snr),
+                           "description_loss_rate": [by_snr[s][0] / by_snr[s][1]
+                                                     for s in sorted(by_snr)]})
+        for ax, yl in ((ax1, "BLER (transport blocks)"), (ax2, "Description loss rate")):
+            if ax.lines:
+                _log_axis(ax, "y", [v for ln in ax.lines for v in ln.get_ydata()])
+            ax.set_xlabel(f"{snr_symbol(snr_type)} [dB]")
+            ax.set_ylabel(yl)
+            ax.grid(True, which="both", alpha=0.3)
+            if ax.lines:
+                ax.legend(loc="lower left")
+        fig.text(0.99, -0.02, "points with no errors observed are not drawn (log scale)",
+                 ha="right", va="top", fontsize=7, color="0.4")
+        _stamp_synthetic(fig, records)
+        return _save(fig, out_dir, "bler_vs_snr", formats, {"kind": "bler-vs-snr",
+                                                            "series": series})
+
+
+def plot_latency(points: Sequence[Point], out_dir: Path, colors: ColorMap, *, rate=None,
+                 formats=("png", "pdf"), records=()) -> FigureOut | None:
+    """Per method: mean edge compute, airtime and cloud compute per transmission (ms), at
+    each method's operating point nearest to the fixed rate, averaged over conditions."""
+    target = rate or choose_fixed_rate(points)
+    rows = []
+    for label in label_order(points):
+        op = op_near_rate(points, label, target) if target else None
+        sel = [p for p in points if p.label == label and (op is None or p.op == op)]
+        lat = [p.rec.get("latency") or {} for p in sel]
+        vals = {}
+        for k in ("edge_s_mean", "airtime_s_mean", "cloud_s_mean"):
+            v = [x[k] for x in lat if x.get(k) is not None]
+            vals[k] = 1e3 * sum(v) / len(v) if v else 0.0
+        if any(vals.values()):
+            rows.append((label, statistics.median(p.x for p in sel), len(sel), vals))
+    if not rows:
+        return None
+    mpl, Figure = _mpl()
+    parts = (("edge_s_mean", "edge compute", "#56B4E9"),
+             ("airtime_s_mean", "airtime", "#E69F00"),
+             ("cloud_s_mean", "cloud compute", "#009E73"))
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(6.4, 0.45 * len(rows) + 1.2))
+        ax = fig.add_subplot()
+        ys = list(range(len(rows)))[::-1]
+        for key, name, color in parts:
+            left = [sum(r[3][k] for k, _, _ in parts[:[p[0] for p in parts].index(key)])
+                    for r in rows]
+            ax.barh(ys, [r[3][key] for r in rows], left=left, color=color, label=name,
+                    height=0.6, edgecolor="white", lw=0.5)
+        for y, r in zip(ys, rows):
+            total = sum(r[3].values())
+            ax.text(total, y, f" {total:.3g} ms", va="center", fontsize=7.5)
+        ax.set_yticks(ys, [f"{r[0]}\n({r[1]:.3g} bpp, {r[2]} runs)" for r in rows])
+        for tick, r in zip(ax.get_yticklabels(), rows):
+            tick.set_color(colors(r[0]))
+        ax.set_xlabel("Latency per transmission [ms]")
+        ax.grid(True, axis="x", alpha=0.3)
+        ax.margins(x=0.15)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+        _stamp_synthetic(fig, records)
+        series = [{"label": r[0], "rate": r[1], "runs": r[2], **{k: r[3][k] for k, _, _ in parts}}
+                  for r in rows]
+        return _save(fig, out_dir, "latency", formats, {"kind": "latency", "unit": "ms",
+                                                        "target_rate": target, "series": series})
+
+
+# --------------------------------------------------------------------------- BD tables
+
+def bd_curves(points: Sequence[Point]) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
+    """``{condition: {label: (rates, accuracies)}}`` (upper bounds excluded), for BD."""
+    conds = sorted({p.cond for p in points}, key=lambda c: c.sort_key())
+    varying = varying_fields(conds) or {"snr_db"}
+    out: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+    for cond in conds:
+        name = cond.describe(varying).replace("$", "").replace("_", "").replace("{", "") \
+            .replace("}", "")
+        by_label: dict[str, list[Point]] = defaultdict(list)
+        for p in points:
+            if p.cond == cond and not p.upper:
+                by_label[p.label].append(p)
+        out[name] = {lab: ([p.x for p in sorted(ps, key=lambda p: p.x)],
+                           [p.y for p in sorted(ps, key=lambda p: p.x)])
+                     for lab, ps in sorted(by_label.items())}
+    return out
+
+
+def write_bd(points: Sequence[Point], spec: MetricSpec, x: str, anchor: str, out_dir: Path, *,
+             method: str = "pchip", min_points: int = 4) -> tuple[list[dict], dict[str, Path]]:
+    """BD-rate / BD-accuracy per condition against ``anchor``: markdown, CSV and JSON."""
+    import csv
+    import io
+
+    from semcom.errors import DataError
+    from semcom.metrics.bd import bd_table, table_markdown
+    from semcom.results import atomic_write_json, atomic_write_text
+
+    labels = {p.label for p in points}
+    if anchor not in labels:
+        raise DataError(f"anchor '{anchor}' is not a label in the results; labels: "
+                        f"{', '.join(sorted(labels))}")
+    rows = bd_table(bd_curves(points), anchor, method=method, min_points=min_points)
+    units = "pp" if spec.percent else METRIC_NAMES.get(spec.name, spec.name)
+    md = (f"BD against **{anchor}** on `{x}` and {spec.ylabel()}, per channel condition "
+          f"({method.upper()}, >= {min_points} points, accuracy must increase with rate; "
+          f"negative BD-rate = fewer bits, positive BD-{METRIC_NAMES.get(spec.name, spec.name)} "
+          f"= better).\n\n"
+          + table_markdown(rows, metric=METRIC_NAMES.get(spec.name, spec.name), units=units)
+          + "\n")
+    stem = f"bd_{spec.key}_{x}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {"md": atomic_write_text(out_dir / f"{stem}.md", md)}
+    buf = io.StringIO()
+    cols = ["condition", "test", "anchor", "points_test", "points_anchor", "bd_rate_pct",
+            "bd_accuracy", "overlap_accuracy", "overlap_rate", "method", "note"]
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
+    files["csv"] = atomic_write_text(out_dir / f"{stem}.csv", buf.getvalue())
+    files["json"] = atomic_write_json(out_dir / f"{stem}.json",
+                                      {"anchor": anchor, "x": x, "metric": f"{spec.task}.{spec.name}",
+                                       "scale": spec.scale, "method": method,
+                                       "min_points": min_points, "rows": rows})
+    return rows, files
+
+
+# --------------------------------------------------------------------------- all figures
+
+@dataclass
+class PlotResult:
+    figures: list[FigureOut]
+    bd_rows: list[dict] | None
+    bd_files: dict[str, Path]
+    records: int
+    skipped_errors: list[str]
+    metric: MetricSpec
+    x: str
+    anchor: str | None
+    markdown: str = ""
+
+
+def make_figures(inputs: Sequence[str | Path], out_dir: str | Path, *, x: str = "bpp_wire",
+                 metric: str | None = None, anchor: str | None = None, rate: float | None = None,
+                 upper_bound: Sequence[str] = (), formats: Sequence[str] = ("png", "pdf"),
+                 bd_method: str = "pchip", min_points: int = 4,
+                 kinds: Sequence[str] = ("rate", "snr", "bler", "latency"),
+                 dpi: int = 300) -> PlotResult:
+    """Every figure the results support, plus the BD table when an anchor is named."""
+    from semcom.errors import DataError
+
+    _DPI[0] = int(dpi)
+
+    records, info = load_records(inputs)
+    if not records:
+        extra = f" ({len(info['skipped_errors'])} failed runs skipped)" if info["skipped_errors"] else ""
+        raise DataError(f"no ok records in {', '.join(map(str, inputs))}{extra}")
+    hints = info["hints"]
+    x = x or hints.get("x") or "bpp_wire"
+    task, name = parse_metric(metric or hints.get("metric"), records)
+    spec = metric_spec(records, task, name)
+    anchor = anchor or hints.get("anchor")
+    ub = list(upper_bound) or ([hints["upper_bound"]] if hints.get("upper_bound") else [])
+    points = collect_points(records, x, spec, ub)
+    if not points:
+        raise DataError(f"no record has both {x} and {task}.{name}")
+    if anchor and anchor not in {p.label for p in points}:
+        raise DataError(f"anchor '{anchor}' is not a label in the results; labels: "
+                        f"{', '.join(sorted({p.label for p in points}))}")
+    out = Path(out_dir)
+    colors = ColorMap(label_order(points))
+    meta_inputs = {"inputs": info["inputs"], "run_ids": sorted({p.rec["run_id"] for p in points})}
+    figs: list[FigureOut] = []
+
+    def keep(f):
+        if f is not None:
+            side = json.loads(f.sidecar.read_text())
+            side.update(meta_inputs)
+            from semcom.results import atomic_write_json
+
+            atomic_write_json(f.sidecar, side)
+            figs.append(f)
+
+    if "rate" in kinds:
+        keep(plot_rate_accuracy(points, spec, x, out, colors, formats=formats, records=records))
+        keep(plot_rate_accuracy_by_condition(points, spec, x, out, colors, formats=formats,
+                                             records=records))
+    if "snr" in kinds:
+        keep(plot_accuracy_vs_snr(points, spec, x, out, colors, rate=rate, formats=formats,
+                                  records=records))
+    if "bler" in kinds:
+        keep(plot_bler(records, out, colors, formats=formats))
+    if "latency" in kinds:
+        keep(plot_latency(points, out, colors, rate=rate, formats=formats, records=records))
+    bd_rows, bd_files = None, {}
+    if anchor:
+        bd_rows, bd_files = write_bd(points, spec, x, anchor, out, method=bd_method,
+                                     min_points=min_points)
+    return PlotResult(figs, bd_rows, bd_files, len(records), info["skipped_errors"], spec, x,
+                      anchor)

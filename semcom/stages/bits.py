@@ -1,0 +1,129 @@
+"""Bit-level writer and reader for the token wire format, with the rate ledger built in.
+
+Every field written goes into the ledger under a (stage, category); :meth:`BitWriter.to_bytes`
+pads to a whole byte and books the padding as ``("pad", "header")``, so
+``ledger.total() == 8 * len(bytes)`` holds by construction.
+
+>>> w = BitWriter(); w.write(5, 3, "tokens", "header"); w.write_array([1, 2, 3], 2, "quant", "payload")
+>>> data = w.to_bytes(); len(data), w.ledger.total()
+(2, 16)
+>>> r = BitReader(data); r.read(3), r.read_array(3, 2).tolist()
+(5, [1, 2, 3])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from semcom.errors import WireFormatError
+from semcom.types import RateLedger
+
+
+def int_to_bits(value: int, nbits: int) -> np.ndarray:
+    """``value`` as ``nbits`` bits, most significant first (``uint8 [nbits]``)."""
+    if nbits == 0:
+        if value != 0:
+            raise ValueError(f"value {value} does not fit in 0 bits")
+        return np.zeros(0, np.uint8)
+    if value < 0 or value >> nbits:
+        raise ValueError(f"value {value} does not fit in {nbits} bits")
+    if nbits <= 63:
+        shifts = np.arange(nbits - 1, -1, -1, dtype=np.uint64)
+        return ((np.uint64(value) >> shifts) & np.uint64(1)).astype(np.uint8)
+    raw = value.to_bytes((nbits + 7) // 8, "big")
+    return np.unpackbits(np.frombuffer(raw, np.uint8))[-nbits:]
+
+
+def bits_to_int(bits: np.ndarray) -> int:
+    if len(bits) == 0:
+        return 0
+    pad = (-len(bits)) % 8
+    raw = np.packbits(np.concatenate([np.zeros(pad, np.uint8), bits.astype(np.uint8)]))
+    return int.from_bytes(raw.tobytes(), "big")
+
+
+class BitWriter:
+    """Collects fields as bits; ``ledger`` books each field's bits."""
+
+    def __init__(self):
+        self.parts: list[np.ndarray] = []
+        self.ledger = RateLedger()
+        self.nbits = 0
+
+    def write(self, value: int, nbits: int, stage: str, category: str) -> None:
+        self.write_bits(int_to_bits(int(value), nbits), stage, category)
+
+    def write_bits(self, bits: np.ndarray, stage: str, category: str) -> None:
+        bits = np.asarray(bits, np.uint8)
+        self.parts.append(bits)
+        self.nbits += len(bits)
+        if len(bits):
+            self.ledger.add(stage, category, len(bits))
+
+    def write_array(self, values, nbits: int, stage: str, category: str) -> None:
+        """Unsigned integers, ``nbits`` each (``nbits <= 32``), most significant bit first."""
+        values = np.asarray(values, np.int64).ravel()
+        if nbits == 0 or len(values) == 0:
+            if nbits == 0 and np.any(values != 0):
+                raise ValueError("non-zero values do not fit in 0 bits")
+            return
+        if values.min() < 0 or values.max() >> nbits:
+            raise ValueError(f"values out of range for {nbits} bits")
+        shifts = np.arange(nbits - 1, -1, -1, dtype=np.int64)
+        bits = ((values[:, None] >> shifts[None, :]) & 1).astype(np.uint8).ravel()
+        self.write_bits(bits, stage, category)
+
+    def write_bytes(self, data: bytes, stage: str, category: str) -> None:
+        self.write_bits(np.unpackbits(np.frombuffer(data, np.uint8)), stage, category)
+
+    def to_bytes(self) -> bytes:
+        """The bits so far, zero-padded to a whole byte (padding booked as pad/header)."""
+        pad = (-self.nbits) % 8
+        if pad:
+            self.write_bits(np.zeros(pad, np.uint8), "pad", "header")
+        if not self.parts:
+            return b""
+        return np.packbits(np.concatenate(self.parts)).tobytes()
+
+
+class BitReader:
+    """Reads what :class:`BitWriter` wrote; running past the end raises WireFormatError."""
+
+    def __init__(self, data: bytes, what: str = "token description"):
+        self.bits = np.unpackbits(np.frombuffer(data, np.uint8))
+        self.pos = 0
+        self.what = what
+
+    @property
+    def remaining(self) -> int:
+        return len(self.bits) - self.pos
+
+    def _take(self, n: int, field: str) -> np.ndarray:
+        if n < 0 or self.pos + n > len(self.bits):
+            raise WireFormatError(f"{self.what} truncated: {field} needs {n} bits at bit "
+                                  f"{self.pos}, {self.remaining} left")
+        out = self.bits[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def read(self, nbits: int, field: str = "field") -> int:
+        return bits_to_int(self._take(nbits, field))
+
+    def read_array(self, count: int, nbits: int, field: str = "values") -> np.ndarray:
+        """``count`` unsigned integers of ``nbits`` each (``int64 [count]``)."""
+        if nbits == 0 or count == 0:
+            return np.zeros(count, np.int64)
+        bits = self._take(count * nbits, field).reshape(count, nbits).astype(np.int64)
+        shifts = np.arange(nbits - 1, -1, -1, dtype=np.int64)
+        return (bits << shifts[None, :]).sum(axis=1)
+
+    def read_bits(self, n: int, field: str = "bits") -> np.ndarray:
+        return self._take(n, field).copy()
+
+    def read_bytes(self, n: int, field: str = "bytes") -> bytes:
+        return np.packbits(self._take(8 * n, field)).tobytes()
+
+    def rest(self) -> np.ndarray:
+        out = self.bits[self.pos:].copy()
+        self.pos = len(self.bits)
+        return out

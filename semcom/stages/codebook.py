@@ -1,0 +1,300 @@
+"""VQ codebooks: versioned files, content hashes, chunked nearest-neighbour search, training.
+
+A codebook file (``.npz``, no pickles) holds:
+
+========== ===================== =====================================================
+``codewords`` ``float16 [K, D]``  the entries
+``counts``    ``int64 [K]``       how often each entry was chosen on the training tokens
+                                  (the static entropy model of the indices)
+``mean``      ``float32 [D]``     mean training token (``mean`` concealment)
+``lo, hi``    ``float32 [D]``     per-channel 0.1 / 99.9 percentiles (calibrated scalar range)
+``meta``      JSON string         format ``semcom.codebook/1``, model id, metric, method,
+                                  training set, sizes
+========== ===================== =====================================================
+
+:attr:`Codebook.hash` is a SHA-256 over the arrays' bytes and the canonical meta (not
+over the zip container, whose timestamps vary); the token header carries its first 32
+bits and the cloud refuses a description whose codebook hash differs from its own.
+
+>>> import numpy as np
+>>> cb = Codebook(np.eye(4, dtype=np.float32), meta={"metric": "l2"})
+>>> cb.search(np.array([[0.9, 0.1, 0, 0], [0, 0, 0.2, 1]], np.float32)).tolist()
+[0, 3]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from semcom.errors import SemcomError
+
+FORMAT = "semcom.codebook/1"
+METRICS = ("l2", "cosine", "ip")
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "codebooks"
+
+
+class CodebookError(SemcomError):
+    """A codebook file is missing, malformed or does not fit the model."""
+
+
+def default_path(model_name: str, bits: int, metric: str) -> Path:
+    """``semcom/assets/codebooks/<model>-k<bits>-<metric>.npz``."""
+    return ASSETS / f"{model_name}-k{bits}-{metric}.npz"
+
+
+@dataclass
+class Codebook:
+    """``codewords float32 [K, D]``; ``meta['metric']`` selects the search rule."""
+
+    codewords: np.ndarray
+    counts: np.ndarray | None = None
+    mean: np.ndarray | None = None
+    lo: np.ndarray | None = None
+    hi: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        # stored as float16: round here so that a trained and a loaded codebook are identical
+        self.codewords = np.asarray(self.codewords, np.float16).astype(np.float32)
+        k, d = self.codewords.shape
+        self.counts = (np.ones(k, np.int64) if self.counts is None
+                       else np.asarray(self.counts, np.int64))
+        if self.mean is None:
+            w = self.counts.astype(np.float64) + 1e-9
+            self.mean = (w[:, None] * self.codewords).sum(0) / w.sum()
+        self.mean = np.asarray(self.mean, np.float32)
+        self.lo = (self.codewords.min(0) if self.lo is None else np.asarray(self.lo, np.float32))
+        self.hi = (self.codewords.max(0) if self.hi is None else np.asarray(self.hi, np.float32))
+        self.meta = {"format": FORMAT, "metric": "l2", **self.meta}
+        if self.meta["metric"] not in METRICS:
+            raise CodebookError(f"unknown codebook metric {self.meta['metric']!r}")
+        if self.counts.shape != (k,) or self.mean.shape != (d,):
+            raise CodebookError("codebook arrays have inconsistent shapes")
+        self._norms = None
+        self._hash = None
+
+    @property
+    def size(self) -> int:
+        return int(self.codewords.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.codewords.shape[1])
+
+    @property
+    def bits(self) -> int:
+        """Index bits, ``ceil(log2 K)``."""
+        return max(1, (self.size - 1).bit_length())
+
+    @property
+    def metric(self) -> str:
+        return self.meta["metric"]
+
+    @property
+    def hash(self) -> str:
+        if self._hash is None:
+            h = hashlib.sha256()
+            for a in (self.codewords.astype(np.float16), self.counts, self.mean, self.lo, self.hi):
+                h.update(np.ascontiguousarray(a).tobytes())
+            h.update(json.dumps(self.meta, sort_keys=True).encode())
+            self._hash = h.hexdigest()
+        return self._hash
+
+    @property
+    def id32(self) -> int:
+        """First 32 bits of :attr:`hash` (what the token header carries)."""
+        return int(self.hash[:8], 16)
+
+    # -- search ------------------------------------------------------------------------
+    def search(self, x: np.ndarray, chunk: int = 8192) -> np.ndarray:
+        """Nearest entry of each row of ``x float32 [N, D]`` -> ``int64 [N]``.
+
+        The codebook is scanned in chunks of ``chunk`` entries, so memory stays at
+        ``N x chunk`` scores whatever K is. Rules: l2 ``argmin |x - c|^2``, cosine
+        ``argmax x.c / |c|``, ip ``argmax x.c`` (the first seed's rule).
+        """
+        return nearest(x, self.codewords, self.metric, chunk=chunk, norms=self._sq_norms())
+
+    def _sq_norms(self) -> np.ndarray:
+        if self._norms is None:
+            self._norms = (self.codewords.astype(np.float64) ** 2).sum(1).astype(np.float32)
+        return self._norms
+
+    def lookup(self, idx) -> np.ndarray:
+        return self.codewords[np.asarray(idx, np.int64)]
+
+    # -- files -------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, codewords=self.codewords.astype(np.float16), counts=self.counts,
+                            mean=self.mean, lo=self.lo, hi=self.hi,
+                            meta=np.array(json.dumps(self.meta, sort_keys=True)))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Codebook:
+        path = Path(path)
+        if not path.is_file():
+            raise CodebookError(f"codebook file not found: {path} (train one with "
+                                f"`semcom train codebook`)")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                arrays = {k: z[k] for k in ("codewords", "counts", "mean", "lo", "hi")}
+        except (OSError, ValueError, KeyError) as exc:
+            raise CodebookError(f"{path} is not a semcom codebook file: {exc}") from None
+        if meta.get("format") != FORMAT:
+            raise CodebookError(f"{path}: unsupported codebook format {meta.get('format')!r} "
+                                f"(this is {FORMAT})")
+        cb = cls(arrays["codewords"], arrays["counts"], arrays["mean"], arrays["lo"],
+                 arrays["hi"], meta)
+        return cb
+
+
+_CACHE: dict[tuple[str, float], Codebook] = {}
+
+
+def load_cached(path: str | Path) -> Codebook:
+    """:meth:`Codebook.load`, cached by path and modification time."""
+    p = Path(path).resolve()
+    if not p.is_file():
+        return Codebook.load(p)
+    key = (str(p), p.stat().st_mtime)
+    if key not in _CACHE:
+        _CACHE[key] = Codebook.load(p)
+    return _CACHE[key]
+
+
+def nearest(x: np.ndarray, codewords: np.ndarray, metric: str = "l2", *, chunk: int = 8192,
+            norms: np.ndarray | None = None) -> np.ndarray:
+    """Chunked nearest-neighbour search; ``x [N, D]``, ``codewords [K, D]`` -> ``int64 [N]``."""
+    x = np.ascontiguousarray(x, np.float32)
+    n = x.shape[0]
+    best = np.full(n, -np.inf, np.float32)
+    arg = np.zeros(n, np.int64)
+    if metric == "cosine":
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    if metric == "l2" and norms is None:
+        norms = (codewords.astype(np.float32) ** 2).sum(1)
+    for start in range(0, codewords.shape[0], chunk):
+        c = codewords[start:start + chunk]
+        s = x @ c.T  # [N, chunk]
+        if metric == "l2":
+            s = s - 0.5 * norms[start:start + chunk][None, :]
+        elif metric == "cosine":
+            s = s / np.maximum(np.linalg.norm(c, axis=1), 1e-12)[None, :]
+        elif metric != "ip":
+            raise ValueError(f"unknown metric {metric!r}; use one of {METRICS}")
+        j = s.argmax(1)
+        v = s[np.arange(n), j]
+        better = v > best
+        best[better] = v[better]
+        arg[better] = j[better] + start
+    return arg
+
+
+# -- training -------------------------------------------------------------------------
+def kmeans(x: np.ndarray, k: int, *, metric: str = "l2", iters: int = 20, seed: int = 0,
+           chunk: int = 8192, weights: np.ndarray | None = None, pp_max: int = 1024,
+           log=None) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means (spherical for ``cosine``) -> (``codewords float32 [k, D]``, counts).
+
+    Initialised by greedy k-means++ (:func:`kmeans_pp`, on a subsample of ``max(10000,
+    2k)`` vectors) for ``k <= pp_max``, else from ``k`` distinct random training vectors
+    (many clusters make bad seeds matter less); empty clusters are re-seeded with the
+    worst-fitted points. ``ip`` assigns by inner product and averages like l2.
+    Assignment is the chunked search of :func:`nearest`, so ``k = 2^16`` fits in memory.
+    """
+    rs = np.random.default_rng(seed)
+    x = np.asarray(x, np.float32)
+    n = len(x)
+    if n < k:
+        raise ValueError(f"k-means needs at least k={k} training vectors, got {n}")
+    w = np.ones(n, np.float64) if weights is None else np.asarray(weights, np.float64)
+    c = kmeans_pp(x, k, rs) if k <= pp_max else x[rs.choice(n, k, replace=False)].copy()
+    assign = np.zeros(n, np.int64)
+    for it in range(iters):
+        assign = nearest(x, c, metric, chunk=chunk)
+        sums = _cluster_sums(x, w, assign, k)
+        mass = np.bincount(assign, weights=w, minlength=k)
+        empty = mass == 0
+        c = (sums / np.maximum(mass, 1e-12)[:, None]).astype(np.float32)
+        if empty.any():
+            err = ((x - c[assign]) ** 2).sum(1)
+            worst = np.argsort(-err)[: int(empty.sum())]
+            c[np.flatnonzero(empty)] = x[worst]
+        if metric == "cosine":
+            c /= np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+        if log:
+            log(f"k-means k={k} iter {it + 1}/{iters}: {int(empty.sum())} empty clusters")
+    assign = nearest(x, c, metric, chunk=chunk)
+    return c, np.bincount(assign, minlength=k)
+
+
+def _cluster_sums(x: np.ndarray, w: np.ndarray, assign: np.ndarray, k: int) -> np.ndarray:
+    """``sums[j] = sum of w_i x_i over i assigned to j`` (``float64 [k, D]``), by sorting."""
+    order = np.argsort(assign, kind="stable")
+    a = assign[order]
+    starts = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
+    sums = np.zeros((k, x.shape[1]), np.float64)
+    sums[a[starts]] = np.add.reduceat(x[order].astype(np.float64) * w[order, None], starts, 0)
+    return sums
+
+
+def kmeans_pp(x: np.ndarray, k: int, rs: np.random.Generator) -> np.ndarray:
+    """Greedy k-means++ seeds (``float32 [k, D]``) from a random subsample of ``x``.
+
+    Each step draws ``2 + ln k`` candidates by D^2 sampling and keeps the one that lowers
+    the potential most (as scikit-learn does).
+    """
+    m = min(len(x), max(10000, 2 * k))
+    sub = (x[rs.choice(len(x), m, replace=False)] if m < len(x) else x).astype(np.float32)
+    sq = (sub.astype(np.float64) ** 2).sum(1)
+    trials = 2 + int(np.log(k))
+    first = int(rs.integers(m))
+    c = [first]
+    d2 = np.maximum(sq - 2 * (sub @ sub[first]) + sq[first], 0)
+    for _ in range(1, k):
+        tot = d2.sum()
+        cand = rs.choice(m, trials, p=d2 / tot) if tot > 0 else rs.integers(0, m, trials)
+        new = np.maximum(sq[None, :] - 2 * (sub[cand] @ sub.T) + sq[cand][:, None], 0)
+        new = np.minimum(new, d2[None, :])
+        best = int(np.argmin(new.sum(1)))
+        c.append(int(cand[best]))
+        d2 = new[best]
+    return sub[np.asarray(c)].copy()
+
+
+def running_mean(x: np.ndarray, weights: np.ndarray, k: int, *,
+                 metric: str = "ip", batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """The first seed's importance-weighted running-mean codebook (``CodeBook.add``).
+
+    The first ``k`` tokens become the entries (importance ``a``); afterwards each token
+    ``t`` with importance ``b`` is merged into its nearest entry ``e`` (by ``metric``; the
+    seed used the raw inner product): ``e <- (a e + b t) / (a + b)``, ``a <- a + b``. As in
+    the seed, the nearest entries of a batch are found once per batch. Returns
+    (codewords, counts of tokens merged into each entry).
+    """
+    x = np.asarray(x, np.float32)
+    w = np.maximum(np.asarray(weights, np.float64), 1e-12)
+    if len(x) < k:
+        raise ValueError(f"running-mean codebook needs at least k={k} tokens, got {len(x)}")
+    c = x[:k].astype(np.float64).copy()
+    a = w[:k].copy()
+    counts = np.ones(k, np.int64)
+    for start in range(k, len(x), batch):
+        xb, wb = x[start:start + batch], w[start:start + batch]
+        idx = nearest(xb, c.astype(np.float32), metric)
+        for i, j in zip(range(len(xb)), idx):
+            c[j] = (a[j] * c[j] + wb[i] * xb[i]) / (a[j] + wb[i])
+            a[j] += wb[i]
+            counts[j] += 1
+    return c.astype(np.float32), counts

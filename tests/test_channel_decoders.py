@@ -1,0 +1,82 @@
+"""The two LDPC decoder backends: the fast kernel against its numpy twin and against
+Sionna's sum-product; the Sionna backend against Sionna's own LDPC5GDecoder."""
+
+import numpy as np
+import pytest
+
+from channel.channels import transmit
+from channel.decoders import LLR_CLIP, FastDecoder, SionnaDecoder, load_kernel
+from channel.ldpc import LdpcCode
+from channel.modulation import demodulate, modulate
+
+
+def _llrs(code, n, qm, esno_db, batch, seed):
+    rng = np.random.default_rng(seed)
+    u = rng.integers(0, 2, (batch, code.k_prime), dtype=np.uint8)
+    idx = code.rm_indices(n, 0, qm)
+    x = modulate(code.encode(u)[:, idx], qm)
+    z, nv = transmit(x, 10 ** (-esno_db / 10), "awgn", rng)
+    L = np.zeros((batch, code.n), np.float32)
+    L[:, code.k_prime: code.k] = LLR_CLIP
+    L[:, idx] += np.clip(demodulate(z, nv, qm), -LLR_CLIP, LLR_CLIP)
+    return u, L, idx, code.active_rows(code.covered_cols(idx))
+
+
+@pytest.mark.skipif(load_kernel() is None, reason="no C compiler")
+@pytest.mark.parametrize("early_stop", [True, False])
+def test_c_kernel_equals_numpy_implementation(early_stop):
+    code = LdpcCode.for_block(256, 0.5)
+    u, L, _, rows = _llrs(code, 512, 2, 1.0, 40, 0)
+    a = FastDecoder(12, early_stop=early_stop, backend="c")(code, L, rows)
+    b = FastDecoder(12, early_stop=early_stop, backend="numpy")(code, L, rows)
+    assert np.array_equal(a.bits, b.bits)
+    assert np.array_equal(a.iterations, b.iterations) and np.array_equal(a.ok, b.ok)
+    assert 0 < (a.bits != u).any(axis=1).sum() < 40   # a mix of failures and successes
+
+
+def test_noiseless_blocks_decode_at_once():
+    # the punctured first 2Z bits are unknown to the receiver, so it takes an iteration
+    code = LdpcCode.for_block(500, 2 / 3)
+    u, L, _, rows = _llrs(code, 750, 2, 60.0, 8, 1)
+    res = FastDecoder(20)(code, L, rows)
+    assert np.array_equal(res.bits, u) and res.ok.all() and res.iterations.max() <= 2
+
+
+def test_early_stop_does_not_change_successful_decodes():
+    code = LdpcCode.for_block(1024, 0.5)
+    u, L, _, rows = _llrs(code, 2048, 2, 1.5, 60, 2)   # Es/N0 1.5 dB: waterfall of R=1/2
+    es = FastDecoder(20, early_stop=True)(code, L, rows)
+    full = FastDecoder(20, early_stop=False)(code, L, rows)
+    good = es.ok & (es.bits == u).all(axis=1)
+    assert good.sum() > 30
+    assert np.array_equal(es.bits[good], full.bits[good])
+    assert es.iterations[good].max() < 20 and (full.iterations == 20).all()
+
+
+@pytest.fixture(scope="module")
+def sionna():
+    pytest.importorskip("torch")
+    return pytest.importorskip("sionna.phy.fec.ldpc")
+
+
+def test_sionna_backend_equals_ldpc5gdecoder(sionna):
+    import torch
+
+    k, n = 200, 400
+    code = LdpcCode.for_block(k, k / n)
+    u, L, idx, rows = _llrs(code, n, 1, 1.5, 64, 3)
+    mine = SionnaDecoder(10, early_stop=False)(code, L, rows)
+    enc = sionna.LDPC5GEncoder(k, n)
+    ref = sionna.LDPC5GDecoder(enc, num_iter=10)(torch.from_numpy(-L[:, idx])).numpy()
+    assert np.array_equal(mine.bits, ref.astype(np.uint8))
+    stopped = SionnaDecoder(10, early_stop=True)(code, L, rows)   # resumable flooding state
+    assert np.array_equal(stopped.bits, mine.bits)
+    assert stopped.iterations.mean() < 10
+
+
+def test_fast_and_sionna_agree_on_easy_blocks(sionna):
+    code = LdpcCode.for_block(300, 0.5)
+    u, L, _, rows = _llrs(code, 600, 2, 3.0, 50, 4)
+    f = FastDecoder(20)(code, L, rows)
+    s = SionnaDecoder(20)(code, L, rows)
+    assert (f.bits == u).all() and (s.bits == u).all()

@@ -1,0 +1,165 @@
+"""Plots from a small saved results file (synthetic records in the real schema)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from semcom import plotting
+from semcom.sweep import load_sweep, run_sweep, synthetic_run
+
+SWEEP = {
+    "data": {"num_images": 40},
+    "channel": {"link": "nr-table"},
+    "cloud": {"tasks": ["vqa"]},
+    "sweep": {
+        "channel.snr_db": [4, 7, 12],
+        "method": [
+            *({"edge.method": "tokens", "edge.select.budget": b, "edge.quant.type": "codebook",
+               "edge.mdc.descriptions": 4, "run.label": "ours"} for b in (8, 16, 32, 64)),
+            *({"edge.method": "jpeg", "edge.image.quality": q, "run.label": "JPEG"}
+              for q in (5, 20, 50, 90)),
+            {"edge.method": "tokens", "run.label": "Full tokens"},
+        ],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("plot")
+    data = dict(SWEEP, run={"out_dir": str(root / "runs")}, plot={"anchor": "JPEG"})
+    report = run_sweep(load_sweep(None, data=data, name="small"), run_fn=synthetic_run,
+                       progress=False)
+    assert report.ok
+    return root, report.files["json"]
+
+
+@pytest.fixture(scope="module")
+def figures(results):
+    root, agg = results
+    return plotting.make_figures([agg], root / "fig", formats=("png",), dpi=50), root / "fig"
+
+
+def test_every_figure_is_written_with_a_sidecar(figures, results):
+    res, out = figures
+    names = {f.name for f in res.figures}
+    assert names == {"vqa-accuracy_vs_bpp_wire", "vqa-accuracy_vs_bpp_wire_by_snr",
+                     "vqa-accuracy_vs_snr", "bler_vs_snr", "latency"}
+    from PIL import Image
+
+    for name in names:
+        png = out / f"{name}.png"
+        with Image.open(png) as im:
+            assert im.size[0] > 200 and im.size[1] > 100
+        side = json.loads((out / f"{name}.json").read_text())
+        assert side["inputs"] == [str(results[1])] and len(side["run_ids"]) == 27
+        assert "commit" in side["git"] and side["files"] == [png.name]
+
+
+def test_png_at_300_dpi_and_vector_pdf(results, tmp_path):
+    from PIL import Image
+
+    res = plotting.make_figures([results[1]], tmp_path, kinds=("snr",))
+    assert [f.name for f in res.figures] == ["vqa-accuracy_vs_snr"]
+    with Image.open(tmp_path / "vqa-accuracy_vs_snr.png") as im:
+        assert im.size[0] > 1500  # 6.4 in x 300 dpi, cropped tight
+    assert (tmp_path / "vqa-accuracy_vs_snr.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_plotted_numbers_are_the_saved_ones(figures, results):
+    res, out = figures
+    doc = json.loads(results[1].read_text())
+    by_id = {r["run_id"]: r for r in doc["records"]}
+    side = json.loads((out / "vqa-accuracy_vs_bpp_wire.json").read_text())
+    curves = [s for s in side["series"] if not s.get("upper_bound")]
+    assert len(curves) == 6  # 2 methods x 3 SNRs; full tokens is a line, not a curve
+    for s in curves:
+        assert s["x"] == sorted(s["x"]) and len(s["x"]) == 4
+        for rid, x, y in zip(s["run_ids"], s["x"], s["y"]):
+            rec = by_id[rid]
+            assert x == rec["rate_by_task"]["vqa"]["bpp_wire"]
+            assert y == rec["metrics"]["vqa"]["accuracy"]["value"]
+            assert rec["label"] == s["label"]
+    upper = [s for s in side["series"] if s.get("upper_bound")]
+    assert {s["label"] for s in upper} == {"Full tokens"} and len(upper) == 3
+
+
+def test_accuracy_vs_snr_uses_one_operating_point_per_method(figures):
+    res, out = figures
+    side = json.loads((out / "vqa-accuracy_vs_snr.json").read_text())
+    assert {s["label"] for s in side["series"]} == {"ours", "JPEG", "Full tokens"}
+    for s in side["series"]:
+        assert s["snr_db"] == [4.0, 7.0, 12.0] and len(set(s["run_ids"])) == 3
+    target = side["target_rate"]
+    rates = {s["label"]: s["rate"] for s in side["series"] if s["label"] != "Full tokens"}
+    assert all(0.25 < r / target < 4 for r in rates.values())
+
+
+def test_bd_table_from_the_sweep_hint(figures):
+    res, out = figures
+    assert res.anchor == "JPEG" and res.bd_rows
+    assert {r["condition"] for r in res.bd_rows} == {"Es/N0 4 dB", "Es/N0 7 dB", "Es/N0 12 dB"}
+    assert all(r["test"] == "ours" for r in res.bd_rows)  # full tokens is not a curve
+    for r in res.bd_rows:
+        assert (r["bd_rate_pct"] is None) == bool(r["note"])
+    md = (out / "bd_vqa-accuracy_bpp_wire.md").read_text()
+    assert "| Es/N0 12 dB | ours | JPEG | 4/4 |" in md
+
+
+def test_colors_are_fixed_per_label():
+    a = plotting.ColorMap(["ours", "JPEG", "Full tokens"])
+    b = plotting.ColorMap(["JPEG", "other", "ours", "WebP"])
+    assert a("JPEG") == b("JPEG") == plotting.FIXED_COLORS["JPEG"]
+    assert a("Full tokens") == plotting.FIXED_COLORS["Full tokens"]
+    assert len({b(x) for x in ("JPEG", "other", "ours", "WebP")}) == 4
+    assert a("ours") not in plotting.FIXED_COLORS.values()
+
+
+def test_log_x_only_beyond_a_decade():
+    assert plotting.needs_log([0.05, 0.6])
+    assert not plotting.needs_log([0.1, 0.9])
+
+
+def test_conditions_and_upper_bound_detection():
+    rec = {"method": "tokens", "config": {"channel": {"link": "nr-table", "snr_db": 5.0,
+                                                      "snr_type": "esno", "code_rate": 0.5,
+                                                      "modulation": "qpsk"},
+                                          "edge": {"method": "tokens",
+                                                   "select": {"budget": None, "ratio": None},
+                                                   "quant": {"type": "none"}}},
+           "link": {"esno_db": 5.0}}
+    assert plotting.is_upper_bound(rec) and not plotting.is_anchor(rec)
+    c = plotting.condition_of(rec)
+    assert c.snr_db == 5.0 and c.code_rate == 0.5
+    assert c.describe({"snr_db"}) == "$E_s/N_0$ 5 dB"
+    rec["config"]["edge"]["select"]["budget"] = 16
+    assert not plotting.is_upper_bound(rec) and plotting.is_upper_bound(rec, ["tokens"]) is False
+    ideal = {"config": {"channel": {"link": "ideal", "snr_db": 10.0}}}
+    assert plotting.condition_of(ideal).describe() == "ideal link"
+
+
+def test_cli_plot_from_run_folders_and_errors(results, tmp_path, capsys):
+    from semcom import cli
+
+    root, agg = results
+    out = tmp_path / "figs"
+    # run folders (not the aggregate) work the same; error records are skipped
+    bad = root / "runs" / "badrun00000" / "record.json"
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_text(json.dumps({"run_id": "badrun00000", "status": "error"}))
+    code = cli.main(["plot", str(root / "runs"), "-o", str(out), "--only", "rate",
+                     "--format", "png", "--anchor", "JPEG", "--x", "cpp", "--dpi", "50"])
+    captured = capsys.readouterr()
+    assert code == 0 and "1 failed runs not plotted" in captured.err
+    assert (out / "vqa-accuracy_vs_cpp.png").is_file() and not (out / "latency.png").exists()
+    assert "BD against **JPEG** on `cpp`" in captured.out
+    assert cli.main(["plot", str(agg), "-o", str(out), "--metric", "vqa.cider"]) == 2
+    assert "available: vqa.accuracy" in capsys.readouterr().err
+    assert cli.main(["plot", str(agg), "-o", str(out), "--anchor", "HEVC"]) == 2
+    assert "anchor 'HEVC'" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["plot", str(empty), "-o", str(out)]) == 2
+    assert cli.main(["plot", str(tmp_path / "nope"), "-o", str(out)]) == 2
