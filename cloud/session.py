@@ -6,9 +6,13 @@ question). The in-process runner calls it directly; the cloud daemon calls the s
 class for each request, so both produce the same outputs.
 
 ``process(items, samples)`` returns one reply per item:
-``{"outputs": {task: output}, "info": {tokens_to_model, descriptions_received, cloud_s}}``.
-``finalize()`` returns gallery-level outputs that need every sample (retrieval ranks),
-as ``{task: [per-sample output]}``; empty for per-sample tasks.
+``{"outputs": {task: output}, "info": {tokens_to_model, descriptions_received, cloud_s}}``
+(caption: the caption string; vqa: the answer string; retrieval: ``None`` until
+:meth:`finalize`, because ranking needs the whole gallery).
+``finalize()`` returns ``{task: [per-sample output]}`` for gallery tasks (retrieval: the
+per-sample recalls), and :meth:`scores` what the session scored itself
+(``{task: (per_sample_scores, metrics)}``); per-sample tasks are scored by the caller
+with :func:`semcom.metrics.score_task`, so the edge can score what a remote cloud said.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from __future__ import annotations
 import time
 
 from cloud.pipeline import CloudItem, CloudPipeline
+
+OUTPUT_KEY = {"caption": "caption", "vqa": "answer"}
+GALLERY_TASKS = ("retrieval",)
 
 
 class CloudSession:
@@ -25,16 +32,24 @@ class CloudSession:
         self.cfg = cfg
         self.pipeline = CloudPipeline(cfg, backend=backend)
         self.tasks = list(tasks)
-        self.runners = {t: make_task(t, backend, cfg) for t in self.tasks}
-        if gallery_texts is not None:
-            for runner in self.runners.values():
-                if hasattr(runner, "set_gallery"):
-                    runner.set_gallery(gallery_texts)
+        self.runners = {t: make_task(t, backend, beams=cfg.cloud.beams,
+                                     max_new_tokens=cfg.cloud.max_new_tokens,
+                                     k_test=cfg.cloud.k_test, seed=cfg.run.seed)
+                        for t in self.tasks}
+        self._rows: dict[str, list[dict]] = {t: [] for t in self.tasks if t in GALLERY_TASKS}
+        self._scores: dict[str, tuple[list[dict], dict]] = {}
 
     def process(self, items: list[CloudItem], samples) -> list[dict]:
         t0 = time.perf_counter()
         model_input = self.pipeline.decode(items)
-        outs = {t: self.runners[t].infer(model_input, samples) for t in self.tasks}
+        outs: dict[str, list] = {}
+        for t, runner in self.runners.items():
+            rows = runner.run_batch(model_input.tokens, model_input.mask, samples)
+            if t in GALLERY_TASKS:
+                self._rows[t].extend(rows)
+                outs[t] = [None] * len(items)
+            else:
+                outs[t] = [r[OUTPUT_KEY[t]] for r in rows]
         per = (time.perf_counter() - t0) / max(1, len(items))
         replies = []
         for i, info in enumerate(model_input.info):
@@ -44,11 +59,19 @@ class CloudSession:
         return replies
 
     def finalize(self) -> dict[str, list]:
+        """Rank gallery tasks over everything processed; ``{task: [per-sample output]}``."""
         out = {}
-        for t, runner in self.runners.items():
-            if hasattr(runner, "finalize"):
-                out[t] = runner.finalize()
+        for t, rows in self._rows.items():
+            metrics = self.runners[t].finalize(rows)
+            per = [{k: v for k, v in r.items()
+                    if k not in ("sample_id", "image_id", "references")} for r in rows]
+            out[t] = per
+            self._scores[t] = (per, metrics)
         return out
+
+    def scores(self) -> dict[str, tuple[list[dict], dict]]:
+        """``{task: (per_sample_scores, metrics)}`` of the tasks scored here (after finalize)."""
+        return dict(self._scores)
 
 
 class InProcessTransport:
@@ -62,7 +85,4 @@ class InProcessTransport:
         return self.backend.model_id
 
     def open(self, tasks: list[str], samples) -> CloudSession:
-        gallery = None
-        if "retrieval" in tasks:
-            gallery = [s.captions[0] if s.captions else "" for s in samples]
-        return CloudSession(self.cfg, self.backend, tasks, gallery)
+        return CloudSession(self.cfg, self.backend, tasks)

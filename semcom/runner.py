@@ -102,10 +102,10 @@ def build_link(channel_cfg):
     return _build(channel_cfg)
 
 
-def score_task(task: str, samples, outputs):
-    from semcom.metrics import score_task as _score
+def score_task(task: str, samples, outputs, *, seed: int = 0):
+    from semcom.metrics.score import score_task as _score
 
-    return _score(task, samples, outputs)
+    return _score(task, samples, outputs, seed=seed)
 
 
 def load_samples(cfg: Config, task: str):
@@ -211,8 +211,14 @@ def _execute(cfg: Config, paths: RunPaths, transport=None) -> dict:
         for t, outs in session.finalize().items():
             for row, out in zip(group_rows, outs):
                 row["outputs"][t] = out
+        scored = session.scores() if hasattr(session, "scores") else {}
         for t in group:
-            per_sample, metrics[t] = score_task(t, samples, [r["outputs"][t] for r in group_rows])
+            if t in scored:
+                per_sample, metrics[t] = scored[t]
+            else:
+                per_sample, metrics[t] = score_task(t, samples,
+                                                    [r["outputs"][t] for r in group_rows],
+                                                    seed=seed)
             for row, sc in zip(group_rows, per_sample):
                 row["scores"][t] = sc
         rates = [SampleRate.from_dict(r["rate"]) for r in group_rows]

@@ -35,8 +35,8 @@ class FakeBackend:
 class BrightnessTask:
     """'Captions' an image by its brightness; scores by exact match."""
 
-    def infer(self, model_input, samples):
-        return ["bright" if float(t[0].mean()) > 0.5 else "dark" for t in model_input.tokens]
+    def run_batch(self, tokens, mask, samples):
+        return [{"caption": "bright" if float(t[0].mean()) > 0.5 else "dark"} for t in tokens]
 
 
 class FakeLink:
@@ -73,14 +73,14 @@ def fakes(monkeypatch):
     monkeypatch.setattr(runner, "build_link", lambda cfg: link)
     monkeypatch.setattr(runner, "load_samples", lambda cfg, task: _samples())
 
-    def score(task, samples, outputs):
+    def score(task, samples, outputs, seed=0):
         per = [{"exact_match": float(o == s.captions[0])} for s, o in zip(samples, outputs)]
         acc = sum(p["exact_match"] for p in per) / len(per)
         return per, {"exact_match": {"value": acc, "ci95": [acc, acc]}}
 
     monkeypatch.setattr(runner, "score_task", score)
     mod = types.ModuleType("cloud.tasks")
-    mod.make_task = lambda task, backend, cfg: BrightnessTask()
+    mod.make_task = lambda task, backend, **kw: BrightnessTask()
     monkeypatch.setitem(sys.modules, "cloud.tasks", mod)
     return link
 

@@ -8,14 +8,15 @@ from typing import Literal
 from semcom.config.codec import ImageCodecConfig
 from semcom.config.core import option
 from semcom.config.model import ModelRef
+from semcom.config.projector import ProjectorConfig
 from semcom.config.tokens import MDCConfig, QuantConfig, SelectConfig
 
-EDGE_METHODS = ("tokens", "jpeg", "webp", "codec", "neck")
+EDGE_METHODS = ("tokens", "jpeg", "webp", "codec", "neck", "projector")
 
 
 @dataclass(frozen=True)
 class EdgeConfig:
-    method: Literal["tokens", "jpeg", "webp", "codec", "neck"] = option(
+    method: Literal["tokens", "jpeg", "webp", "codec", "neck", "projector"] = option(
         "tokens", help="tokens (vision tokens -> select -> quantize -> MDC); jpeg / webp / "
         "codec (image bitstream, the cloud decodes pixels and runs the full VLM); neck "
         "(codec bitstream, the cloud maps the decoded latent into the vision encoder)")
@@ -25,3 +26,4 @@ class EdgeConfig:
     quant: QuantConfig = option(default_factory=QuantConfig)
     mdc: MDCConfig = option(default_factory=MDCConfig)
     image: ImageCodecConfig = option(default_factory=ImageCodecConfig)
+    projector: ProjectorConfig = option(default_factory=ProjectorConfig)

@@ -16,8 +16,9 @@ from semcom.metrics.caption import (
     bleu, caption_metrics, cider_d, exact_match, normalize_caption, rouge_l, tokenize,
 )
 from semcom.metrics.retrieval import recall_at_k, retrieval_metrics
+from semcom.metrics.score import score_task
 from semcom.metrics.vqa import normalize_answer, vqa_accuracy, vqa_metrics
 
 __all__ = ["bootstrap_ci", "metric", "bleu", "caption_metrics", "cider_d", "exact_match",
            "normalize_caption", "rouge_l", "tokenize", "recall_at_k", "retrieval_metrics",
-           "normalize_answer", "vqa_accuracy", "vqa_metrics"]
+           "normalize_answer", "vqa_accuracy", "vqa_metrics", "score_task"]

@@ -23,7 +23,7 @@ from semcom.errors import WireFormatError
 from semcom.types import RateLedger
 
 VERSION = 1
-METHOD_CODES = {"tokens": 1, "jpeg": 2, "webp": 3, "codec": 4, "neck": 5}
+METHOD_CODES = {"tokens": 1, "jpeg": 2, "webp": 3, "codec": 4, "neck": 5, "projector": 6}
 METHOD_NAMES = {v: k for k, v in METHOD_CODES.items()}
 MAX_DESCRIPTIONS = 16
 
