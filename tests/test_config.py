@@ -144,3 +144,21 @@ def test_sweep_errors_name_the_axis():
 def test_sweep_axis_can_be_set_from_the_command_line():
     cfg = load_config(None, ["sweep.channel.snr_db=[1,2]"])
     assert cfg.sweep == {"channel.snr_db": [1, 2]}
+
+
+def test_plugin_fields_take_module_colon_name_but_still_reject_typos():
+    from dataclasses import dataclass
+    from typing import Literal
+
+    from semcom.config.core import from_dict, option
+
+    @dataclass(frozen=True)
+    class Sec:
+        part: Literal["a", "b"] = option("a", plugin="scorer")
+        fixed: Literal["a", "b"] = option("a")
+
+    assert from_dict(Sec, {"part": "my_pkg.mod:MyScorer"}).part == "my_pkg.mod:MyScorer"
+    with pytest.raises(ConfigError, match="sec.part.*not allowed"):
+        from_dict(Sec, {"part": "c"}, "sec")
+    with pytest.raises(ConfigError, match="sec.fixed"):
+        from_dict(Sec, {"fixed": "my_pkg.mod:MyScorer"}, "sec")

@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -22,17 +23,19 @@ from typing import Any, Literal, Union
 from semcom.errors import ConfigError
 
 _NONE = type(None)
+_PLUGIN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 def option(default: Any = dataclasses.MISSING, *, help: str = "", hashed: bool = True,
-           default_factory: Any = dataclasses.MISSING) -> Any:
+           default_factory: Any = dataclasses.MISSING, plugin: str | None = None) -> Any:
     """A dataclass field with a help text.
 
     ``hashed=False`` marks fields that cannot change a run's results (output folder,
     worker count, progress bars): they are left out of the config hash, so changing
-    them does not change the run id.
+    them does not change the run id. ``plugin="<registry kind>"`` lets a choice field
+    also take a user's part as ``"package.module:Name"`` (see :mod:`semcom.registry`).
     """
-    meta = {"help": help, "hashed": hashed}
+    meta = {"help": help, "hashed": hashed, "plugin": plugin}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -147,7 +150,13 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
         if key not in names:
             raise ConfigError(join(path, str(key)), f"unknown key{_closest(key, names)}; "
                               f"allowed keys under '{path or '<top>'}': {', '.join(names)}")
-    kwargs = {k: parse_value(hints[k], v, join(path, k)) for k, v in data.items()}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in data.items():
+        if fields[k].metadata.get("plugin") and isinstance(v, str) and _PLUGIN.match(v):
+            kwargs[k] = v  # a user's part, imported (and checked) when the run is built
+        else:
+            kwargs[k] = parse_value(hints[k], v, join(path, k))
     try:
         return cls(**kwargs)
     except ConfigError as exc:  # raised by __post_init__ with a section-relative key
