@@ -9,10 +9,15 @@ the worker hand-off, CloudSession plumbing, gRPC and HTTP/2 on loopback, and the
 client (:class:`edge.client.CloudClient`, one channel each, sync stubs in threads).
 
 Each client sends 96 x 96 JPEG descriptions (one per request, every 8th erased) with
-unique idempotency keys for ``SEMCOM_BENCH_SECONDS`` (60) seconds. Reported: requests/s,
-p50 / p90 / p99 latency, and exactly-once accounting: ``lost`` = requests without an OK
-answer, ``duplicated`` = keys answered more than once or computed more than once by the
-cloud (from its Status counters).
+unique idempotency keys for ``run(seconds=...)`` seconds (default ``SEMCOM_BENCH_SECONDS``,
+else 60, what ``make bench`` uses; ``python -m benchmarks.bench_grpc bench --seconds S
+--clients N`` runs it alone). Reported: requests/s, p50 / p90 / p99 latency, and
+exactly-once accounting, checked key by key: ``lost`` = keys sent without an OK answer
+for that key, ``duplicated`` = keys answered more than once plus results the cloud
+computed beyond one per key (its Status counters), ``unexpected`` = answers for keys
+never sent, ``mismatched`` = answers whose output differs from the answer to the same
+content (every request for the same pool image and erasure pattern must get the same
+caption).
 
 The fakes here (``FakeBackend``, ``FakeTask``, ``FakeLink``, ``fake_samples``,
 ``install_fakes``) are shared with tests/test_grpc_*.py, and
@@ -67,10 +72,23 @@ class FakeTask:
         self.task, self.delay_s = task, delay_s
 
     def infer(self, model_input, samples):
+        return self._outputs(model_input.tokens, samples)
+
+    def run_batch(self, tokens, mask, samples) -> list[dict]:
+        """The cloud.tasks runner API: one row per sample with the output under
+        ``caption`` / ``answer``."""
+        key = "answer" if self.task == "vqa" else "caption"
+        return [{"sample_id": s.sample_id, "image_id": s.image_id, key: o}
+                for s, o in zip(samples, self._outputs(tokens, samples))]
+
+    def finalize(self, rows) -> dict:
+        return {}
+
+    def _outputs(self, tokens, samples) -> list[str]:
         if self.delay_s:
             time.sleep(self.delay_s * len(samples))
         out = []
-        for t, s in zip(model_input.tokens, samples):
+        for t, s in zip(tokens, samples):
             t = np.asarray(t, dtype=np.float64)
             word = "bright" if t[0].mean() > 0.5 else "dark"
             quad = int(np.argmax(t[1:].mean(1)))
@@ -127,7 +145,7 @@ def fake_samples(n: int = 12, hw=(96, 96), task: str = "caption"):
     return out
 
 
-def fake_score(task, samples, outputs):
+def fake_score(task, samples, outputs, *, seed: int = 0):
     if task == "vqa":
         per = [{"accuracy": float(o == (s.answers or [""])[0])} for s, o in zip(samples, outputs)]
         name = "accuracy"
@@ -215,7 +233,8 @@ def _cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
-def run() -> dict:
+def run(seconds: float | None = None, clients: int = CLIENTS) -> dict:
+    """The benchmark: ``clients`` edge clients for ``seconds`` (see the module docstring)."""
     import tempfile
     import threading
 
@@ -226,6 +245,9 @@ def run() -> dict:
     from semcom.stages.image import PillowCodec
     from semcom.types import Description, Erasure
 
+    seconds = SECONDS if seconds is None else float(seconds)
+    if seconds <= 0 or clients < 1:
+        raise ValueError(f"seconds must be > 0 and clients >= 1, got {seconds}, {clients}")
     cfg = load_config(None, ["edge.method=jpeg", "edge.image.quality=75"])
     settings = wire.agreed_settings(cfg)
     # A pool of distinct 96 x 96 JPEG descriptions (envelope + JPEG bytes, as the edge sends).
@@ -245,12 +267,14 @@ def run() -> dict:
         try:
             probe = CloudClient(target, token=token, insecure=True)
             st = probe.wait_until_serving(60)
-            lat: list[list[float]] = [[] for _ in range(CLIENTS)]
-            acked: list[list[str]] = [[] for _ in range(CLIENTS)]
-            failed: list[list[str]] = [[] for _ in range(CLIENTS)]
-            sent = [0] * CLIENTS
+            lat: list[list[float]] = [[] for _ in range(clients)]
+            acked: list[list[str]] = [[] for _ in range(clients)]
+            sent_keys: list[list[str]] = [[] for _ in range(clients)]
+            answers: list[list[tuple]] = [[] for _ in range(clients)]  # (content, output)
+            failed: list[list[str]] = [[] for _ in range(clients)]
+            sent = [0] * clients
             stop_at = [0.0]
-            go = threading.Barrier(CLIENTS + 1)
+            go = threading.Barrier(clients + 1)
 
             def client(c: int) -> None:
                 cl = CloudClient(target, token=token, insecure=True, timeout_s=30,
@@ -260,8 +284,10 @@ def run() -> dict:
                     go.wait()
                     i = 0
                     while time.perf_counter() < stop_at[0]:
-                        d = pool[(c + i) % len(pool)]
-                        rec = [Erasure(d.image_id, 0, 1, d.original_hw)] if i % 8 == 7 else [d]
+                        j = (c + i) % len(pool)
+                        d = pool[j]
+                        erased = i % 8 == 7
+                        rec = [Erasure(d.image_id, 0, 1, d.original_hw)] if erased else [d]
                         key = f"bench/caption/c{c}-{i}"
                         header, payloads = wire.make_header(
                             key=key, run_id="bench", sample_id=f"c{c}-{i}", image_id=d.image_id,
@@ -270,17 +296,19 @@ def run() -> dict:
                             received=rec, link_cfg=cfg.channel)
                         t0 = time.perf_counter()
                         sent[c] += 1
+                        sent_keys[c].append(key)
                         try:
                             reply = cl.submit(header, payloads)
                             lat[c].append(time.perf_counter() - t0)
                             acked[c].append(reply.idempotency_key)
+                            answers[c].append(((j, erased), reply.outputs["caption"]))
                         except Exception:  # noqa: BLE001 - counted as lost
                             failed[c].append(key)
                         i += 1
                 finally:
                     cl.close()
 
-            threads = [threading.Thread(target=client, args=(c,)) for c in range(CLIENTS)]
+            threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
             for t in threads:
                 t.start()
             stop_at[0] = time.perf_counter() + 1e9
@@ -288,7 +316,7 @@ def run() -> dict:
             cloud_cpu0 = _cpu_seconds(proc.pid)
             edge_cpu0 = time.process_time()
             t_start = time.perf_counter()
-            stop_at[0] = t_start + SECONDS
+            stop_at[0] = t_start + seconds
             for t in threads:
                 t.join()
             wall = time.perf_counter() - t_start
@@ -303,30 +331,40 @@ def run() -> dict:
             except Exception:  # noqa: BLE001
                 proc.kill()
 
+    from collections import Counter
+
     all_lat = np.array([x for xs in lat for x in xs]) * 1e3
     keys = [k for ks in acked for k in ks]
+    sent_set = {k for ks in sent_keys for k in ks}
     n_sent = sum(sent)
+    assert n_sent == len(sent_set), "the benchmark itself sent a key twice"
     n_ok = len(keys)
-    dup_keys = n_ok - len(set(keys))
+    per_key = Counter(keys)
     c = final.counters
-    lost = n_sent - n_ok
-    duplicated = dup_keys + max(0, c.computed - len(set(keys)))
+    lost = len(sent_set - set(per_key))
+    unexpected = len(set(per_key) - sent_set)
+    duplicated = sum(v - 1 for v in per_key.values()) + max(0, c.computed - len(per_key))
+    first: dict = {}
+    mismatched = 0
+    for content, out in (a for xs in answers for a in xs):
+        mismatched += first.setdefault(content, out) != out
     p50, p90, p99 = (float(np.percentile(all_lat, q)) if n_ok else float("nan")
                      for q in (50, 90, 99))
     rps = n_ok / wall
     cloud_ms = 1e3 * (cloud_cpu - cloud_cpu0) / max(1, n_sent)
     edge_ms = 1e3 * edge_cpu / max(1, n_sent)
-    summary = (f"{CLIENTS} edge clients x {wall:.0f} s against one cloud daemon on loopback "
+    summary = (f"{clients} edge clients x {wall:.0f} s against one cloud daemon on loopback "
                f"(JPEG 96x96, ~{req_bytes} B/request, fake backend, 2 workers, token auth, "
                f"plaintext, {os.cpu_count()} cores): {rps:.0f} req/s, latency p50 {p50:.1f} ms, "
                f"p90 {p90:.1f} ms, p99 {p99:.1f} ms; sent {n_sent}, ok {n_ok}, lost {lost}, "
-               f"duplicated {duplicated}; cloud computed {c.computed}, replayed {c.replayed}, "
+               f"duplicated {duplicated}, unexpected {unexpected}, mismatched {mismatched}; cloud computed {c.computed}, replayed {c.replayed}, "
                f"busy {c.resource_exhausted}; CPU per request: cloud {cloud_ms:.2f} ms, "
                f"edge clients {edge_ms:.2f} ms")
-    return {"summary": summary, "clients": CLIENTS, "seconds": wall, "requests_per_s": rps,
+    return {"summary": summary, "clients": clients, "seconds": wall, "requests_per_s": rps,
             "latency_ms": {"p50": p50, "p90": p90, "p99": p99,
                            "max": float(all_lat.max()) if n_ok else None},
             "sent": n_sent, "ok": n_ok, "lost": lost, "duplicated": duplicated,
+            "unexpected": unexpected, "mismatched": mismatched,
             "cloud": {"computed": c.computed, "replayed": c.replayed,
                       "resource_exhausted": c.resource_exhausted, "requests": c.requests,
                       "cpu_ms_per_request": cloud_ms},
@@ -335,10 +373,28 @@ def run() -> dict:
 
 
 def _main(argv: list[str]) -> int:
-    """``python -m benchmarks.bench_grpc {cloud|edge} ARGS``: the daemons with the fakes."""
+    """``python -m benchmarks.bench_grpc {cloud|edge} ARGS``: the daemons with the fakes;
+    ``python -m benchmarks.bench_grpc bench [--seconds S] [--clients N]``: the benchmark."""
+    if argv and argv[0] == "bench":
+        import argparse
+        import json
+
+        p = argparse.ArgumentParser(prog="python -m benchmarks.bench_grpc bench")
+        p.add_argument("--seconds", type=float, default=SECONDS, help=f"duration ({SECONDS:g})")
+        p.add_argument("--clients", type=int, default=CLIENTS, help=f"edge clients ({CLIENTS})")
+        p.add_argument("--json", metavar="FILE", help="also write the result here")
+        a = p.parse_args(argv[1:])
+        result = run(a.seconds, a.clients)
+        print(result["summary"])
+        if a.json:
+            with open(a.json, "w") as fh:
+                json.dump(result, fh, indent=2)
+        return 0 if result["lost"] == result["duplicated"] == result["unexpected"] == \
+            result["mismatched"] == 0 else 1
     if not argv or argv[0] not in ("cloud", "edge"):
         print("usage: python -m benchmarks.bench_grpc {cloud|edge} ARGS "
-              "(the daemons with fakes installed)", file=sys.stderr)
+              "(the daemons with fakes installed) | bench [--seconds S] [--clients N]",
+              file=sys.stderr)
         return 2
     install_fakes()
     from semcom.cli import main

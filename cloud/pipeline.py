@@ -26,6 +26,7 @@ class CloudItem:
     received: list[Received]
     original_hw: tuple[int, int]
     question: str | None = None
+    link_stats: list | None = None  # per description (channel.LinkStats); informational
 
 
 @dataclass

@@ -638,6 +638,26 @@ class ServerThread:
             self._thread.join(10)
             self._loop.close()
 
+    def crash(self) -> None:
+        """Stop the way a killed process does (tests): no drain, no grace, calls in flight
+        aborted, the worker pool and the idempotency cache thrown away."""
+        if self._loop.is_closed():
+            return
+
+        async def drop():
+            await self.server.server.stop(None)
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.wait(tasks, timeout=5) if tasks else None
+
+        self.call(drop(), timeout=30)
+        self.service.close(wait=False)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        if not self._thread.is_alive():
+            self._loop.close()  # stop() is a no-op now
+
     def __enter__(self) -> ServerThread:
         return self
 

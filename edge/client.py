@@ -3,8 +3,8 @@
 :class:`CloudClient` is one channel to ``semcom cloud serve``: TLS or plaintext (loopback),
 the bearer token on every call, a deadline on every call, message size limits, and
 retries with exponential backoff and jitter for UNAVAILABLE (cloud down, restarting or
-warming up), for RESOURCE_EXHAUSTED when the cloud says it is busy, and (twice) for
-DEADLINE_EXCEEDED. Every retry reuses the transmission's idempotency key, so the cloud
+warming up), for CANCELLED (a cloud that stops cancels the calls it has), for
+RESOURCE_EXHAUSTED when the cloud says it is busy, and (twice) for DEADLINE_EXCEEDED. Every retry reuses the transmission's idempotency key, so the cloud
 answers a retry from its cache instead of counting it twice.
 
 :class:`GrpcTransport` is what ``semcom.runner.run(cfg, transport=...)`` takes in place
@@ -142,7 +142,10 @@ class CloudClient:
             except grpc.RpcError as exc:
                 code = exc.code()
                 retry_after = _retry_after(exc)
-                retry = (code == grpc.StatusCode.UNAVAILABLE
+                # UNAVAILABLE: down, restarting, warming up, draining. CANCELLED: a sync call
+                # is never cancelled by this side, so the server cancelled it (a cloud that
+                # stops sends GOAWAY and cancels its calls). The same key makes both safe.
+                retry = (code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
                          or (code == grpc.StatusCode.RESOURCE_EXHAUSTED and retry_after is not None))
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED and deadline_fails < self.deadline_retries:
                     deadline_fails += 1

@@ -200,7 +200,8 @@ def _execute(cfg: Config, paths: RunPaths, transport=None) -> dict:
             for s, er in zip(batch, edge_results):
                 tx = link.transmit(er.descriptions, rng(seed, "link", s.sample_id))
                 txs.append(tx)
-                items.append(CloudItem(s.sample_id, list(tx.received), s.hw, s.question))
+                items.append(CloudItem(s.sample_id, list(tx.received), s.hw, s.question,
+                                       link_stats=list(getattr(tx, "stats", []))))
             replies = session.process(items, batch)
             for s, er, tx, reply in zip(batch, edge_results, txs, replies):
                 row = _row(s, er, tx, reply["info"], group)

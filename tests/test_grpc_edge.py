@@ -196,3 +196,54 @@ def test_edge_and_cloud_commands(tmp_path, fakes, capsys, monkeypatch):
         assert "3 sent" in capsys.readouterr().out
         with pytest.raises(SemcomError, match="questions.json"):
             edge_main(argv + ["--images", str(img_dir), "--questions", str(tmp_path / "q.json")])
+
+
+class _Rpc(__import__("grpc").RpcError):
+    def __init__(self, code):
+        self._code = code
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return f"fake {self._code.name}"
+
+    def trailing_metadata(self):
+        return ()
+
+
+def test_which_codes_the_edge_retries(tmp_path):
+    """UNAVAILABLE and CANCELLED (a stopping cloud cancels its calls; either can reach the
+    edge, depending on how far the stream got) are retried with the same request;
+    INVALID_ARGUMENT is not."""
+    import grpc
+
+    from protos import semcom_pb2 as pb
+
+    client = CloudClient("127.0.0.1:9", token=TOKEN, insecure=True, backoff_s=(0.01, 0.02))
+    header = pb.SubmitHeader(idempotency_key="k/caption/s", sample_id="s")
+    for code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+        calls = []
+
+        class Stub:
+            def Submit(self, messages, **kw):  # noqa: N802 - the gRPC method name
+                calls.append(list(messages)[0].header.idempotency_key)
+                if len(calls) < 3:
+                    raise _Rpc(code)
+                return pb.SubmitReply(idempotency_key="k/caption/s")
+
+        client.stub = Stub()
+        assert client.submit(header, []).idempotency_key == "k/caption/s"
+        assert calls == ["k/caption/s"] * 3, code
+    calls = []
+
+    class Refusing:
+        def Submit(self, messages, **kw):  # noqa: N802
+            calls.append(1)
+            raise _Rpc(grpc.StatusCode.INVALID_ARGUMENT)
+
+    client.stub = Refusing()
+    with pytest.raises(CloudError, match="INVALID_ARGUMENT"):
+        client.submit(header, [])
+    assert calls == [1] and client.retries == 4
+    client.close()

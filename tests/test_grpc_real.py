@@ -1,8 +1,14 @@
-"""Same answers, for real: the tiny-world data, the real link, the tiny models and the real
+"""Same answers, for real: the tiny-world data, the real link, real tiny models and the real
 task runners and metrics, in process (`semcom run`) and through the daemons (the cloud
 daemon in process on a loopback port, the edge's gRPC transport) must give identical
 per-sample rows and records. Erasures are forced (erasure link) so that erasure markers
 and concealment cross the wire; the token method uses two descriptions.
+
+Models: ``shipped`` = the trained tiny models in ``semcom/models/tiny/{blip,llava}``
+(skipped while they are absent); ``random`` = small random BLIP / LLaVA built in a
+temporary directory and named by ``model.path`` (always available). The default suite
+runs the token-method caption case with the shipped BLIP (a random one if it is
+absent); every case with both sources is `slow`.
 """
 
 import json
@@ -15,6 +21,9 @@ from semcom.config import load_config
 
 TOKEN = "real-test-token-" + "r" * 20
 TIMING = ("edge_s", "cloud_s")
+SIZES = dict(vision_dim=32, vision_layers=3, vision_heads=2, vision_mlp=2, text_dim=32,
+             text_layers=1, text_heads=2, text_mlp=2, lm_dim=32, lm_layers=1, lm_heads=2,
+             lm_mlp=2, embed_dim=16)
 
 CASES = {
     "tokens-caption": ["edge.method=tokens", "edge.select.budget=24", "edge.quant.type=scalar",
@@ -23,12 +32,55 @@ CASES = {
     "tokens-vqa": ["edge.model.name=llava", "cloud.model.name=llava", "edge.method=tokens",
                    "edge.select.budget=16", "edge.mdc.descriptions=2", "cloud.tasks=[vqa]"],
 }
+FAMILY = {"tokens-caption": "blip", "jpeg-caption": "blip", "tokens-vqa": "llava"}
 
 
-def _cfg(out, case):
+@pytest.fixture(scope="module")
+def random_models(tmp_path_factory):
+    """family -> a directory with a small random model of that family (built once)."""
+    built = {}
+
+    def get(family):
+        if family not in built:
+            torch = pytest.importorskip("torch")
+            from semcom.models import tiny
+
+            d = tmp_path_factory.mktemp(f"random-{family}")
+            with torch.random.fork_rng():
+                if family == "blip":
+                    cap, ret, tok = tiny.build_blip(tiny.TinySizes(**SIZES), seed=1)
+                    tiny.save_blip(d, cap, ret, tok)
+                else:
+                    llava, clip, tok, ctok = tiny.build_llava(tiny.TinySizes(**SIZES), seed=2)
+                    tiny.save_llava(d, llava, clip, tok, ctok)
+            built[family] = str(d)
+        return built[family]
+
+    return get
+
+
+def _model_sets(source, family, random_models):
+    """``--set`` overrides naming the models of ``source`` (shipped, random, or auto:
+    shipped when present, else random)."""
+    if source in ("shipped", "auto"):
+        from semcom.config.model import ModelRef, model_dir
+        from semcom.errors import SemcomError
+
+        try:
+            runner.get_backend(ModelRef(family), "cpu")
+            return []
+        except (ImportError, SemcomError) as exc:
+            if source == "shipped":
+                pytest.skip(f"the trained tiny {family} is not in "
+                            f"{model_dir(ModelRef(family))} yet: {exc}")
+    path = random_models(family)
+    return [f"edge.model.path={path}", f"cloud.model.path={path}"]
+
+
+def _cfg(out, case, models):
     return load_config(None, [f"run.out_dir={out}", "data.num_images=6", "run.batch_size=4",
                               "run.progress=false", "channel.link=erasure",
-                              "channel.loss_prob=0.3", *CASES[case]])
+                              "channel.loss_prob=0.3", *CASES[case], *models])
 
 
 def _need_real_pieces(cfg):
@@ -53,17 +105,15 @@ def _rows(path):
     return rows
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_daemons_reproduce_semcom_run_exactly(tmp_path, case):
+def _same_answers(tmp_path, case, models):
     from cloud.server import ServerThread
     from edge.client import CloudClient, GrpcTransport
 
-    local_cfg = _cfg(tmp_path / "local", case)
+    local_cfg = _cfg(tmp_path / "local", case, models)
     _need_real_pieces(local_cfg)
     local = runner.run(local_cfg)
     assert local.ok, local.record.get("error")
-    cfg = _cfg(tmp_path / "daemon", case)
+    cfg = _cfg(tmp_path / "daemon", case, models)
     backend = runner.get_backend(cfg.cloud.model, "cpu")
     with ServerThread(cfg, token=TOKEN, backend=backend) as srv:
         tr = GrpcTransport(cfg, CloudClient(srv.target, token=TOKEN, insecure=True),
@@ -80,3 +130,19 @@ def test_daemons_reproduce_semcom_run_exactly(tmp_path, case):
     for key in ("num_samples", "metrics", "rate", "tokens", "link"):
         assert local.record[key] == remote.record[key], key
     assert remote.record["link"]["erasures"] > 0
+    assert local.record["metrics"]
+    if not models:  # the trained models: not vacuous, the answers differ between samples
+        # (a random model says the same thing to every input, so only equality is checked)
+        outs = [json.dumps(r["outputs"], sort_keys=True) for r in b]
+        assert len(set(outs)) > 1, outs
+
+
+def test_daemons_reproduce_semcom_run_tokens_caption(tmp_path, random_models):
+    _same_answers(tmp_path, "tokens-caption", _model_sets("auto", "blip", random_models))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["shipped", "random"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_daemons_reproduce_semcom_run_exactly(tmp_path, case, source, random_models):
+    _same_answers(tmp_path, case, _model_sets(source, FAMILY[case], random_models))
