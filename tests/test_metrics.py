@@ -39,6 +39,52 @@ def test_caption_scores_equal_pycocoevalcap_reference_values():
     assert np.allclose(rper, REF_ROUGE_PER, rtol=1e-12)
 
 
+def test_caption_scores_equal_live_pycocoevalcap():
+    """Our scorers against pycocoevalcap's own (pure Python, no Java needed), on the
+    example above and on tiny-world captions with partly wrong predictions."""
+    pytest.importorskip("pycocoevalcap")
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    from semcom.world import scenes
+
+    sc = scenes(3, "eval", 40)
+    refs = [[s.caption()] for s in sc]
+    hyps = [sc[(i + (i % 3 == 0)) % len(sc)].caption() if i % 4 else " ".join(
+        refs[i][0].split()[:5]) for i in range(len(sc))]
+    tw = ([tokenize(x) for x in hyps], [[tokenize(x) for x in rr] for rr in refs])
+    for h, r in ((RES, GTS), tw):
+        gts, res = dict(enumerate(r)), {i: [x] for i, x in enumerate(h)}
+        assert np.allclose(bleu(h, r), Bleu(4).compute_score(gts, res, verbose=0)[0], rtol=1e-12)
+        c_ref, c_per = Cider().compute_score(gts, res)
+        c, per = cider_d(h, r)
+        assert c == pytest.approx(c_ref, rel=1e-12) and np.allclose(per, c_per, rtol=1e-12)
+        r_ref, r_per = Rouge().compute_score(gts, res)
+        rl, rper = rouge_l(h, r)
+        assert rl == pytest.approx(r_ref, rel=1e-12) and np.allclose(rper, r_per, rtol=1e-12)
+
+
+TRICKY = ["A Dog's toy, on the MAT.", 'Two dogs -- playing; "happily" (outside)!',
+          "It's a man's world: isn't it?", "a well-known cat sits on a 3.5 m wall",
+          "the U.S. flag ... waves", "I can't and won't go", "a [red] {box}",
+          "it cost $5 & more", "e.g. a dog/cat", "the dogs' bowls",
+          "large red circle at the top left, small blue square in the center"]
+
+
+def test_tokenize_equals_ptbtokenizer():
+    """coco-caption's PTBTokenizer (Java) and ours agree, quirks included."""
+    import shutil
+
+    pytest.importorskip("pycocoevalcap")
+    if shutil.which("java") is None:
+        pytest.skip("java not installed (PTBTokenizer runs Stanford CoreNLP)")
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    ref = PTBTokenizer().tokenize({i: [{"caption": c}] for i, c in enumerate(TRICKY)})
+    assert [tokenize(c) for c in TRICKY] == [ref[i][0] for i in range(len(TRICKY))]
+
+
 def _coco_pairs(coco_mini):
     recs = json.loads((coco_mini / "captions.json").read_text())
     hyps = [tokenize(r["captions"][0]) for r in recs]

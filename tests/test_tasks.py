@@ -30,8 +30,10 @@ class FakeBackend:
         return [f"{q[-3:-1]}" for q in questions]
 
     def image_embed(self, tokens, mask):
+        # ITC: the caption of token 0 first, the caption of token 1 second
         n = len(self.captions)
-        return torch.nn.functional.one_hot(tokens[:, 0, 0].long(), n).float()
+        one_hot = torch.nn.functional.one_hot
+        return one_hot(tokens[:, 0, 0].long(), n).float() + 0.5 * one_hot(tokens[:, 1, 0].long(), n)
 
     def text_embed(self, texts):
         n = len(self.captions)
@@ -94,10 +96,11 @@ def test_retrieval_task_itc_then_itm_rerank():
     m = task.finalize(rows)
     assert m["txt_r1"]["value"] == 100.0 and m["img_r1"]["value"] == 100.0
     assert rows[3]["txt_r1"] == 100.0 and rows[3]["img_r1"] == 100.0
-    # k_test = 16: ITM's (wrong) preference wins inside the top-k
+    # k_test = 16: the ITM favourite is ITC's second choice, inside the top-k, and wins
     task = make_task("retrieval", be, k_test=16)
     m = task.finalize(task.run_batch(tokens, mask, ss))
     assert m["txt_r1"]["value"] == 0.0 and m["txt_r5"]["value"] == 100.0
+    assert m["img_r1"]["value"] == 0.0 and m["img_r5"]["value"] == 100.0
     # identical image embeddings (zero tokens): chance level, not 100 %
     task = make_task("retrieval", be, k_test=16)
     m = task.finalize(task.run_batch(torch.zeros(n, 2, 2), mask, ss))

@@ -1,11 +1,14 @@
 """Captioning metrics: CIDEr-D, BLEU-1..4, ROUGE-L (as pycocoevalcap computes them) and
 exact match. Pure Python/numpy re-implementations of coco-caption's scorers
 (``bleu_scorer.py`` with ``option="closest"``, ``rouge.py`` with beta 1.2,
-``cider_scorer.py``: CIDEr-D with sigma 6, clipping and the x10 scale); the tests compare
-them with pycocoevalcap when it is installed and with its recorded outputs otherwise.
+``cider_scorer.py``: CIDEr-D with sigma 6, clipping and the x10 scale), so that no Java
+and no extra package is needed at run time. The tests compare them with pycocoevalcap 1.2
+live when it is installed (``pip install pycocoevalcap``; equal to 1e-12) and with its
+recorded outputs otherwise.
 
-Tokenisation approximates coco-caption's PTBTokenizer (lower case, contractions split,
-punctuation removed), which needs Java; on plain-word captions the two agree.
+Tokenisation follows coco-caption's PTBTokenizer (lower case, contractions split,
+punctuation removed, brackets kept as ``-lrb-`` etc. as coco-caption leaves them), which
+needs Java; the tests check that both give the same tokens on tricky captions.
 """
 
 from __future__ import annotations
@@ -20,12 +23,21 @@ from semcom.metrics.bootstrap import bootstrap_ci, metric
 
 _PUNCT_ONLY = re.compile(r"^[\.\,\?\!\:\;\'\"\`\-\(\)\[\]\{\}]+$")
 _CONTRACTION = re.compile(r"(\w)(n't|'s|'re|'ve|'ll|'d|'m)\b")
-_TOKEN = re.compile(r"n't|'(?:s|re|ve|ll|d|m)\b|\w+(?:[-']\w+)*|[^\w\s]+")
+_TOKEN = re.compile(r"n't|'(?:s|re|ve|ll|d|m)\b|-(?:lrb|rrb|lsb|rsb|lcb|rcb)-|(?:[a-z]\.){2,}"
+                    r"|\d+(?:[.,]\d+)+|\w+(?:[-'/]\w+)*|[^\w\s]+")
+
+
+# PTBTokenizer escapes brackets; coco-caption then fails to drop them (it removes the
+# upper-case "-LRB-" etc. from lower-cased output), so they stay as words. Same here.
+_BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-",
+             "}": "-rcb-"}
 
 
 def tokenize(text: str) -> str:
     """PTB-like tokens joined by single spaces: ``"A Dog's toy."`` -> ``"a dog 's toy"``."""
     text = _CONTRACTION.sub(r"\1 \2", text.lower().replace("\n", " "))
+    for b, word in _BRACKETS.items():
+        text = text.replace(b, f" {word} ")
     return " ".join(t for t in _TOKEN.findall(text) if not _PUNCT_ONLY.match(t))
 
 

@@ -44,6 +44,36 @@ def _arch(path: Path) -> str:
     return archs[0] if archs else ""
 
 
+def enforce_cross_attention_mask(model) -> int:
+    """Make BLIP's text transformer honour ``encoder_attention_mask`` (the image mask).
+
+    In transformers 5.x ``BlipTextAttention.forward`` passes the (already expanded,
+    additive) image mask to its cross-attention as ``attention_mask``, while
+    ``BlipTextSelfAttention`` reads ``encoder_attention_mask`` for cross-attention, which
+    is then ``None``: the mask is silently dropped and every image token is attended,
+    received or not. A forward pre-hook on each cross-attention module restores the
+    intended behaviour (a no-op if the keyword is already set, e.g. once fixed upstream).
+    With an all-ones mask (the pixel path) nothing changes. Returns the number of
+    modules hooked; hooks are not saved with the weights, so every loader calls this.
+    """
+    def hook(mod, args, kwargs):
+        if (kwargs.get("encoder_hidden_states") is not None
+                and kwargs.get("encoder_attention_mask") is None
+                and kwargs.get("attention_mask") is not None):
+            kwargs = dict(kwargs)
+            kwargs["encoder_attention_mask"] = kwargs["attention_mask"]
+            return args, kwargs
+        return None
+
+    n = 0
+    for name, mod in model.named_modules():
+        if name.endswith("crossattention.self") and not getattr(mod, "_semcom_mask_hook", False):
+            mod.register_forward_pre_hook(hook, with_kwargs=True)
+            mod._semcom_mask_hook = True
+            n += 1
+    return n
+
+
 def find_parts(root: Path) -> tuple[Path | None, Path | None, str]:
     """(caption dir, retrieval dir, which one gives the vision tokens)."""
     if not root.is_dir():
@@ -101,9 +131,11 @@ class BlipBackend(VLMBackend):
         self.cap_tok = self.ret_tok = None
         if cap_dir is not None:
             self.cap = load_pretrained(BlipForConditionalGeneration, cap_dir, "BLIP caption", device)
+            enforce_cross_attention_mask(self.cap)
             self.cap_tok = load_tokenizer(cap_dir, "BLIP caption")
         if ret_dir is not None:
             self.ret = load_pretrained(BlipForImageTextRetrieval, ret_dir, "BLIP retrieval", device)
+            enforce_cross_attention_mask(self.ret)
             self.ret_tok = load_tokenizer(ret_dir, "BLIP retrieval")
         vdir = ret_dir if vision == "retrieval" else cap_dir
         self.vision = (self.ret if vision == "retrieval" else self.cap).vision_model

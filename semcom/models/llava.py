@@ -14,6 +14,11 @@ tokens, CLS first, *before* the multimodal projector; the projector runs on the 
 With ``vision_feature_select_strategy: default`` (LLaVA-1.5, tiny model) the cloud
 ignores token 0 (CLS); with ``full`` it is used. The prompt gets one ``<image>``
 placeholder per token used, so the number of placeholders follows what arrived.
+
+Already-projected embeddings (a learned projector on the edge or the cloud replaced
+``multi_modal_projector``): ``answer(..., projected=True)`` / ``caption(...,
+projected=True)`` take ``tokens [B, N, lm_hidden_size]`` and insert ``tokens[mask]`` as
+they are at the placeholders (no projector, no CLS handling: the mask says which are real).
 """
 
 from __future__ import annotations
@@ -166,6 +171,12 @@ class LlavaBackend(VLMBackend):
         return normalize(clip.visual_projection(vm.post_layernorm(h)), dim=-1)
 
     # ------------------------------------------------------------------------ cloud
+    @property
+    def lm_hidden_size(self) -> int:
+        """Width ``H`` of the language model's input embeddings (what the projector
+        outputs; ``projected=True`` inputs are ``[B, N, H]``)."""
+        return int(self.model.config.text_config.hidden_size)
+
     def used_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """Which received tokens go to the projector (strategy default: not CLS)."""
         if self.strategy == "default":
@@ -173,12 +184,24 @@ class LlavaBackend(VLMBackend):
             mask[:, 0] = False
         return mask
 
-    def build_inputs(self, tokens, mask, prompts: list[str]):
-        """Left-padded ``inputs_embeds`` and ``attention_mask`` for a batch of prompts."""
+    def build_inputs(self, tokens, mask, prompts: list[str], *, projected: bool = False):
+        """Left-padded ``inputs_embeds [B, T, H]`` and ``attention_mask [B, T]``.
+
+        ``projected=False``: ``tokens [B, N, token_dim]`` are vision-tower features; the
+        used ones (:meth:`used_mask`) go through ``multi_modal_projector``.
+        ``projected=True``: ``tokens [B, N, lm_hidden_size]`` are already projected;
+        ``tokens[mask]`` are inserted as they are.
+        """
         tokens, mask = as_tokens(tokens, mask, self.device)
         if len(prompts) != tokens.shape[0]:
             raise ValueError(f"{len(prompts)} prompts for {tokens.shape[0]} images")
-        used = self.used_mask(mask)
+        want = self.lm_hidden_size if projected else self.token_dim
+        if tokens.shape[-1] != want:
+            raise ValueError(f"tokens are {tokens.shape[-1]}-d; with projected={projected} the "
+                             f"LLaVA at {self.path} needs {want}-d "
+                             + ("(the language model's width)" if projected else
+                                "(the vision tower's width)"))
+        used = mask if projected else self.used_mask(mask)
         texts = []
         for p, n in zip(prompts, used.sum(1).tolist()):
             text = self.template.replace("{prompt}", p)
@@ -187,15 +210,21 @@ class LlavaBackend(VLMBackend):
         enc = self.tokenizer(texts, padding=True, return_tensors="pt").to(self.device)
         ids = enc["input_ids"]
         embeds = self.model.get_input_embeddings()(ids)
-        feats = self.model.model.multi_modal_projector(tokens)
+        feats = tokens if projected else self.model.model.multi_modal_projector(tokens)
         embeds = embeds.clone()
         embeds[ids == self.image_token_id] = feats[used].to(embeds.dtype)
         return embeds, enc["attention_mask"]
 
     @torch.no_grad()
     def answer(self, tokens, mask, questions: list[str], *, max_new_tokens: int = 8,
-               beams: int = 1) -> list[str]:
-        embeds, att = self.build_inputs(tokens, mask, list(questions))
+               beams: int = 1, projected: bool = False) -> list[str]:
+        """Greedy (``beams=1``) or beam-search answers, one per question.
+
+        ``tokens [B, N, token_dim]`` vision features (``projected=False``) or
+        ``[B, N, lm_hidden_size]`` already-projected embeddings (``projected=True``);
+        ``mask [B, N]`` bool, True = real token (``None``: all).
+        """
+        embeds, att = self.build_inputs(tokens, mask, list(questions), projected=projected)
         tc = self.model.config.text_config
         out = self.model.generate(inputs_embeds=embeds, attention_mask=att,
                                   max_new_tokens=max_new_tokens, do_sample=False,
@@ -203,10 +232,12 @@ class LlavaBackend(VLMBackend):
                                   pad_token_id=self.tokenizer.pad_token_id)
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
-    def caption(self, tokens, mask=None, *, beams: int = 1, max_new_tokens: int = 24) -> list[str]:
+    def caption(self, tokens, mask=None, *, beams: int = 1, max_new_tokens: int = 24,
+                projected: bool = False) -> list[str]:
+        """Captions: :meth:`answer` with the caption prompt (same token conventions)."""
         tokens, mask = as_tokens(tokens, mask, self.device)
         return self.answer(tokens, mask, [self.caption_prompt] * tokens.shape[0],
-                           max_new_tokens=max_new_tokens, beams=beams)
+                           max_new_tokens=max_new_tokens, beams=beams, projected=projected)
 
     def image_embed(self, tokens, mask=None):
         self._unsupported("retrieval (use BLIP)")

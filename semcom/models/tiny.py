@@ -119,6 +119,42 @@ def blip_config(sizes: TinySizes = TinySizes(), vocab_size: int | None = None):
                       image_text_hidden_size=s.embed_dim, projection_dim=s.embed_dim), tok
 
 
+def sincos_positions(dim: int, grid: int, temperature: float = 100.0) -> torch.Tensor:
+    """Fixed 2-D sine-cosine position embeddings ``[1 + grid*grid, dim]`` (row 0, the CLS
+    slot, is zero), as MAE: half the channels encode the row, half the column.
+
+    Why: ViTs initialise learned position embeddings at std 0.02 (norm ~0.3 here) while
+    the patch embeddings of these images grow to norm ~9; in the first semcom training
+    the tiny models never learned where anything was (VQA position and shape questions
+    at chance, every caption starting "top left"). Entries of +-1 (norm sqrt(dim/2)) keep
+    the position visible from the first step. ``temperature`` 100 spreads the
+    frequencies over a 12-wide grid (10000, MAE's, leaves half the channels constant).
+    """
+    if dim % 4:
+        raise ValueError(f"sincos_positions needs dim divisible by 4, got {dim}")
+    q = dim // 4
+    omega = 1.0 / temperature ** (torch.arange(q, dtype=torch.float64) / q)
+    pos = torch.arange(grid, dtype=torch.float64)
+    ang = pos[:, None] * omega[None]                                  # [grid, q]
+    one = torch.cat([ang.sin(), ang.cos()], 1)                        # [grid, 2q]
+    rows = one[:, None, :].expand(grid, grid, 2 * q)
+    cols = one[None, :, :].expand(grid, grid, 2 * q)
+    emb = torch.cat([rows, cols], -1).reshape(grid * grid, dim)
+    return torch.cat([torch.zeros(1, dim, dtype=torch.float64), emb]).float()
+
+
+def _fixed_positions(embeddings) -> None:
+    """Put :func:`sincos_positions` into a BLIP / CLIP vision embedding module and freeze
+    them (they are saved with the weights like any parameter, so loading is unchanged)."""
+    pe = embeddings.position_embedding
+    param = pe.weight if isinstance(pe, torch.nn.Embedding) else pe
+    grid = embeddings.image_size // embeddings.patch_size
+    table = sincos_positions(param.shape[-1], grid)
+    with torch.no_grad():
+        param.copy_(table.view(param.shape))
+    param.requires_grad_(False)
+
+
 def build_blip(sizes: TinySizes = TinySizes(), seed: int = 0):
     """(caption model, retrieval model, tokenizer) with ONE shared vision encoder."""
     from transformers import BlipForConditionalGeneration, BlipForImageTextRetrieval
@@ -128,6 +164,11 @@ def build_blip(sizes: TinySizes = TinySizes(), seed: int = 0):
     cap = BlipForConditionalGeneration(cfg)
     ret = BlipForImageTextRetrieval(cfg)
     ret.vision_model = cap.vision_model
+    _fixed_positions(cap.vision_model.embeddings)
+    from semcom.models.blip import enforce_cross_attention_mask
+
+    enforce_cross_attention_mask(cap)   # training sees the token masks it is given
+    enforce_cross_attention_mask(ret)
     return cap, ret, tok
 
 
@@ -200,6 +241,7 @@ def build_llava(sizes: TinySizes = TinySizes(), seed: int = 0):
     llava = LlavaForConditionalGeneration(lcfg)
     clip = CLIPModel(ccfg)
     llava.model.vision_tower = clip.vision_model
+    _fixed_positions(clip.vision_model.embeddings)
     return llava, clip, tok, ctok
 
 

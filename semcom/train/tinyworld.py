@@ -10,6 +10,12 @@ them (safetensors, fp16) where ``load_backend`` finds them, and evaluate them.
   tower for guidance). Losses: VQA and captioning (LM), CLIP contrastive, and the
   question-to-patch alignment loss.
 
+The vision encoders run on a token subset (every object patch + 12 random background
+patches, patch dropout as FLIP) on most steps; every ``full_every``-th step and the last
+``full_fraction`` of training they see all 1 + 144 tokens, so there is no abrupt switch
+(the first runs, full tokens only at the end, had LLaVA's losses jump 0.4 -> 1.8 there).
+Position embeddings are fixed 2-D sin-cos (:func:`semcom.models.tiny.sincos_positions`).
+
 The decoders see object-preserving token subsets part of the time (all object patches,
 a random fraction of background patches, BLIP's CLS sometimes dropped), so they accept
 the variable token sets the cloud receives; objects are never dropped in training, so
@@ -82,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     n_train = args.train_images or d["train_images"]
     out = Path(args.out) if args.out else REPO / "semcom" / "models" / "tiny" / args.model
     command = "semcom train tinyworld " + " ".join(argv if argv is not None else sys.argv[1:])
+    if not args.eval_only:
+        _check_writable(out)
     record = None
     if not args.eval_only:
         t0 = time.perf_counter()
@@ -114,6 +122,22 @@ def main(argv: list[str] | None = None) -> int:
         record["model_id"] = model_id(args.model, [out])
         (out / TRAIN_METRICS).write_text(json.dumps(record, indent=2) + "\n")
     return 0
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before training (not after it) when ``out`` cannot be written."""
+    from semcom.errors import SemcomError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        note = out / "FROZEN"
+        why = f" ({note.read_text().strip()})" if note.is_file() else ""
+        raise SemcomError(f"cannot write the trained model to {out}: {exc}{why}; "
+                          "choose another directory with --out") from None
 
 
 def _versions() -> dict:
@@ -302,7 +326,7 @@ def clip_encode(vm, x, index=None):
 # ------------------------------------------------------------------------------- BLIP
 
 def train_blip(out: Path, *, steps, batch_size, lr, n_train, seed, progress=True,
-               full_fraction: float = 0.15) -> dict:
+               full_fraction: float = 0.1, full_every: int = 5) -> dict:
     import numpy as np
     import torch
     from torch.nn import functional as F
@@ -340,7 +364,8 @@ def train_blip(out: Path, *, steps, batch_size, lr, n_train, seed, progress=True
             group["lr"] = lr * schedule(step, steps)
         x = normalize_images(data.images[idx_t])
         plab = data.plabels[idx_t]
-        if step < first_full:      # encoder on objects + some background (patch dropout)
+        if step < first_full and step % full_every != full_every - 1:
+            # encoder on objects + some background (patch dropout)
             index = subset_index(plab, g)
             keep = torch.ones(index.shape, dtype=torch.bool)
             keep[:, 0] = torch.rand(b, generator=g) >= 0.3      # CLS dropped for the decoders
@@ -413,7 +438,9 @@ def train_blip(out: Path, *, steps, batch_size, lr, n_train, seed, progress=True
     ret.eval()
     save_blip(out, cap, ret, tok, manifest={"trained_by": "semcom train tinyworld --model blip"})
     return {"train_s": train_s + data_s, "data_s": round(data_s, 1), "sizes": sizes_dict(sizes),
-            "params": sum(p.numel() for p in params) - 1, "full_token_steps": steps - first_full,
+            "params": sum(p.numel() for p in params) - 1, "full_token_steps":
+            steps - first_full + first_full // full_every,
+            "position_embedding": "2-D sin-cos, fixed",
             "loss_curve": curve, "final": curve[-1] if curve else {},
             "np_version": np.__version__}
 
@@ -421,7 +448,7 @@ def train_blip(out: Path, *, steps, batch_size, lr, n_train, seed, progress=True
 # ------------------------------------------------------------------------------ LLaVA
 
 def train_llava(out: Path, *, steps, batch_size, lr, n_train, seed, progress=True,
-                full_fraction: float = 0.15) -> dict:
+                full_fraction: float = 0.1, full_every: int = 5) -> dict:
     import numpy as np
     import torch
     from torch.nn import functional as F
@@ -461,7 +488,7 @@ def train_llava(out: Path, *, steps, batch_size, lr, n_train, seed, progress=Tru
             group["lr"] = lr * schedule(step, steps)
         x = normalize_images(data.images[idx_t])
         plab = data.plabels[idx_t]
-        if step < first_full:
+        if step < first_full and step % full_every != full_every - 1:
             index = subset_index(plab, g)
             keep = torch.ones(index.shape, dtype=torch.bool)
         else:
@@ -540,7 +567,9 @@ def train_llava(out: Path, *, steps, batch_size, lr, n_train, seed, progress=Tru
     save_llava(out, llava, clip, tok, ctok,
                manifest={"trained_by": "semcom train tinyworld --model llava"})
     return {"train_s": train_s + data_s, "data_s": round(data_s, 1), "sizes": sizes_dict(sizes),
-            "params": sum(p.numel() for p in params), "full_token_steps": steps - first_full,
+            "params": sum(p.numel() for p in params), "full_token_steps":
+            steps - first_full + first_full // full_every,
+            "position_embedding": "2-D sin-cos, fixed",
             "loss_curve": curve, "final": curve[-1] if curve else {},
             "np_version": np.__version__}
 
