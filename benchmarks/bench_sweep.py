@@ -33,6 +33,7 @@ REAL_SWEEP = {
     ]},
 }
 SYNTH_SWEEP = {"data": {"num_images": 20}, "channel": {"link": "nr-table"},
+               "run": {"progress": False},
                "sweep": {"channel.snr_db": [0, 2, 4, 6, 8, 10, 12, 14]}}
 
 
@@ -65,7 +66,8 @@ def run() -> dict:
     from semcom.sweep import synthetic_run
 
     root = Path(tempfile.mkdtemp(prefix="semcom-bench-sweep-"))
-    result: dict = {"cores": os.cpu_count()}
+    # the load average says how far the timings are from an idle machine (shared cores)
+    result: dict = {"cores": os.cpu_count(), "loadavg_start": os.getloadavg()}
     try:
         os.environ["SEMCOM_SYNTHETIC_WORK_MS"] = "300"
         synth = [_measure(SYNTH_SWEEP, root, "synth", w, run_fn=synthetic_run) for w in (1, 2)]
@@ -81,7 +83,7 @@ def run() -> dict:
         result["synthetic_identical"] = all(not _compare(synth[0], m) for m in synth[1:])
 
         n = int(os.environ.get("SEMCOM_BENCH_SWEEP_SAMPLES", "32"))
-        real_sweep = dict(REAL_SWEEP, run={"limit": n})
+        real_sweep = dict(REAL_SWEEP, run={"limit": n, "progress": False})
         real = [_measure(real_sweep, root, "real", 1)]
         if real[0]["ok"] == 0:
             result["real"] = f"skipped: the pipeline failed here ({real[0]['first_error']})"
@@ -96,7 +98,10 @@ def run() -> dict:
                 result["real_differences"] = diffs[:10]
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    lines = ["sweep throughput (runs/min, including worker start-up):"]
+    result["loadavg_end"] = os.getloadavg()
+    lines = [f"sweep throughput (runs/min, including worker start-up; {result['cores']} "
+             f"cores, load average {result['loadavg_start'][0]:.1f} at the start, "
+             f"{result['loadavg_end'][0]:.1f} at the end):"]
     for kind in ("real", "synthetic"):
         rows = result.get(kind)
         if isinstance(rows, str):

@@ -275,6 +275,7 @@ class Point:
     op: str
     upper: bool
     anchor: bool
+    ideal_ref: bool = False  # an upper bound measured on the ideal link, shown in every condition
 
 
 @dataclass
@@ -315,6 +316,28 @@ def collect_points(records: Sequence[dict], x: str, spec: MetricSpec,
                          None if lo is None else lo * s, None if hi is None else hi * s,
                          operating_point(rec), upper, is_anchor(rec)))
     return pts
+
+
+def spread_ideal_upper(points: Sequence[Point]) -> list[Point]:
+    """Upper bounds measured on the ideal link become the ceiling of every link condition.
+
+    Full tokens over an error-free link is the accuracy ceiling whatever the SNR, so one
+    run suffices: when the results also hold non-ideal conditions, each such point is
+    copied into every one of them (``ideal_ref=True``; legends say "ideal link") instead of
+    forming an "ideal link" condition of its own. Anything else is returned unchanged.
+    """
+    from dataclasses import replace
+
+    others = sorted({p.cond for p in points if p.cond.link != "ideal"}, key=lambda c: c.sort_key())
+    if not others:
+        return list(points)
+    out = []
+    for p in points:
+        if p.upper and p.cond.link == "ideal":
+            out += [replace(p, cond=c, ideal_ref=True) for c in others]
+        else:
+            out.append(p)
+    return out
 
 
 class ColorMap:
@@ -506,17 +529,20 @@ def _legends(ax, points, colors, markers, varying, *, outside=True, show_cond=Tr
     from matplotlib.lines import Line2D
 
     order = label_order(points)
-    rates = {}
+    rates, ideal = {}, set()
     for p in points:
         if p.upper:
             rates.setdefault(p.label, []).append(p.x)
+            if p.ideal_ref:
+                ideal.add(p.label)
     handles = []
     for lab in order:
         anchor = any(p.anchor for p in points if p.label == lab)
         upper = lab in rates
         text = lab
         if upper:
-            text = f"{lab} ({statistics.median(rates[lab]):.3g} bpp, upper bound)"
+            where = ", ideal link" if lab in ideal else ""
+            text = f"{lab} ({statistics.median(rates[lab]):.3g} bpp{where}, upper bound)"
         handles.append(Line2D([], [], color=colors(lab), ls=":" if upper else "--" if anchor else "-",
                               lw=1.4))
         handles[-1].set_label(text)
@@ -638,15 +664,19 @@ def plot_accuracy_vs_snr(points, spec, x, out_dir, colors, *, rate=None, formats
                 group = sorted(group, key=lambda p: p.cond.snr_db)
                 r = statistics.median(p.x for p in group)
                 upper, anchor = group[0].upper, group[0].anchor
-                text = f"{label} ({r:.3g} bpp)"
+                text = f"{label} ({r:.3g} bpp{', ideal link' if group[0].ideal_ref else ''})"
                 if multi:
                     text += f", R={setting[1]:g} {str(setting[2]).upper()}"
-                _errorbar(ax, [p.cond.snr_db for p in group], [p.y for p in group],
-                          [p.lo for p in group], [p.hi for p in group], color=colors(label),
-                          ls=":" if upper else "--" if anchor else "-",
-                          marker=MARKERS[i % len(MARKERS)], mfc="white" if anchor else None,
-                          mec=colors(label), label=text, zorder=3)
-                series.append({"label": label, "rate": r, "setting": list(setting),
+                if group[0].ideal_ref:  # one ideal-link run: a level, not a measurement per SNR
+                    ax.plot([p.cond.snr_db for p in group], [p.y for p in group],
+                            color=colors(label), ls=":", lw=1.4, label=text, zorder=2)
+                else:
+                    _errorbar(ax, [p.cond.snr_db for p in group], [p.y for p in group],
+                              [p.lo for p in group], [p.hi for p in group], color=colors(label),
+                              ls=":" if upper else "--" if anchor else "-",
+                              marker=MARKERS[i % len(MARKERS)], mfc="white" if anchor else None,
+                              mec=colors(label), label=text, zorder=3)
+                series.append({"label": label, "text": text, "rate": r, "setting": list(setting),
                                "snr_db": [p.cond.snr_db for p in group],
                                "y": [p.y for p in group],
                                "ci95": [[p.lo, p.hi] for p in group],
@@ -656,8 +686,11 @@ def plot_accuracy_vs_snr(points, spec, x, out_dir, colors, *, rate=None, formats
         ax.grid(True, which="both", alpha=0.3)
         ax.set_title(f"at {RATE_LABELS.get(x, x).split(' [')[0].lower()} ≈ {target:.3g} bpp "
                      "(each method's nearest operating point)")
-        leg = ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
-                        title="method (rate)")
+        handles, texts = ax.get_legend_handles_labels()  # lines first: restore plot order
+        order = {t: i for i, t in enumerate(s["text"] for s in series)}
+        pairs = sorted(zip(handles, texts), key=lambda ht: order.get(ht[1], len(order)))
+        leg = ax.legend([h for h, _ in pairs], [t for _, t in pairs], loc="upper left",
+                        bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, title="method (rate)")
         leg._legend_box.align = "left"
         _stamp_synthetic(fig, records)
         stem = f"{spec.key}_vs_snr"
@@ -745,7 +778,8 @@ def plot_latency(points: Sequence[Point], out_dir: Path, colors: ColorMap, *, ra
             v = [x[k] for x in lat if x.get(k) is not None]
             vals[k] = 1e3 * sum(v) / len(v) if v else 0.0
         if any(vals.values()):
-            rows.append((label, statistics.median(p.x for p in sel), len(sel), vals))
+            rows.append((label, statistics.median(p.x for p in sel),
+                         len({p.rec.get('run_id') for p in sel}), vals))
     if not rows:
         return None
     mpl, Figure = _mpl()
@@ -764,7 +798,8 @@ def plot_latency(points: Sequence[Point], out_dir: Path, colors: ColorMap, *, ra
         for y, r in zip(ys, rows):
             total = sum(r[3].values())
             ax.text(total, y, f" {total:.3g} ms", va="center", fontsize=7.5)
-        ax.set_yticks(ys, [f"{r[0]}\n({r[1]:.3g} bpp, {r[2]} runs)" for r in rows])
+        ax.set_yticks(ys, [f"{r[0]}\n({r[1]:.3g} bpp, {r[2]} run{'s' if r[2] != 1 else ''})"
+                           for r in rows])
         for tick, r in zip(ax.get_yticklabels(), rows):
             tick.set_color(colors(r[0]))
         ax.set_xlabel("Latency per transmission [ms]")
@@ -874,7 +909,7 @@ def make_figures(inputs: Sequence[str | Path], out_dir: str | Path, *, x: str = 
     spec = metric_spec(records, task, name)
     anchor = anchor or hints.get("anchor")
     ub = list(upper_bound) or ([hints["upper_bound"]] if hints.get("upper_bound") else [])
-    points = collect_points(records, x, spec, ub)
+    points = spread_ideal_upper(collect_points(records, x, spec, ub))
     if not points:
         raise DataError(f"no record has both {x} and {task}.{name}")
     if anchor and anchor not in {p.label for p in points}:

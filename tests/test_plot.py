@@ -163,3 +163,29 @@ def test_cli_plot_from_run_folders_and_errors(results, tmp_path, capsys):
     empty.mkdir()
     assert cli.main(["plot", str(empty), "-o", str(out)]) == 2
     assert cli.main(["plot", str(tmp_path / "nope"), "-o", str(out)]) == 2
+
+
+def test_full_tokens_on_the_ideal_link_is_the_ceiling_of_every_condition(tmp_path):
+    """One ideal-link full-tokens run becomes the upper bound in each SNR's panel and curve."""
+    data = {"data": {"num_images": 20}, "channel": {"link": "nr-table"},
+            "cloud": {"tasks": ["vqa"]}, "run": {"out_dir": str(tmp_path / "runs")},
+            "sweep": {"channel.snr_db": [4, 12], "method": [
+                *({"edge.method": "jpeg", "edge.image.quality": q, "run.label": "JPEG"}
+                  for q in (5, 50)),
+                {"edge.method": "tokens", "channel.link": "ideal", "channel.snr_db": 0,
+                 "run.label": "Full tokens"}]}}
+    sweep = load_sweep(None, data=data, name="ideal")
+    assert len(sweep.points) == 5 and sweep.duplicates == 1  # the ideal run is run once
+    report = run_sweep(sweep, run_fn=synthetic_run, progress=False)
+    res = plotting.make_figures([report.files["json"]], tmp_path / "fig", formats=("png",),
+                                dpi=40, kinds=("rate", "snr"))
+    side = json.loads((tmp_path / "fig" / "vqa-accuracy_vs_bpp_wire_by_snr.json").read_text())
+    upper = [s for s in side["series"] if s.get("upper_bound")]
+    assert len(upper) == 2  # one per SNR panel, no "ideal link" panel of its own
+    assert {s["condition"] for s in upper} == {s["condition"] for s in side["series"]
+                                               if not s.get("upper_bound")}
+    assert len({s["run_ids"][0] for s in upper}) == 1 and upper[0]["y"] == upper[1]["y"]
+    snr = json.loads((tmp_path / "fig" / "vqa-accuracy_vs_snr.json").read_text())
+    full = [s for s in snr["series"] if s["label"] == "Full tokens"]
+    assert len(full) == 1 and full[0]["snr_db"] == [4, 12] and len(set(full[0]["y"])) == 1
+    assert len(res.figures) == 3

@@ -377,3 +377,26 @@ def test_ray_task_returns_the_run_files_for_drivers_without_a_shared_disk(sweep_
     samples.unlink()  # as if the run had happened on another node
     _restore_files(task, out["files"])
     assert samples.read_text() == text
+
+
+def test_shipped_sweep_configs_expand_and_the_demo_has_the_promised_shape():
+    repo = Path(__file__).resolve().parent.parent
+    files = sorted((repo / "configs" / "sweeps").glob("*.yaml"))
+    assert {f.stem for f in files} >= {"snr", "coderate", "budget", "compare"}
+    for f in files:
+        assert load_sweep(f).points  # every point validates
+    demo = load_sweep(repo / "configs" / "demo.yaml")
+    labels: dict[str, set] = {}
+    for p in demo.points:
+        labels.setdefault(p.config.run.label, set()).add(p.config.channel.snr_db)
+    assert set(labels) == {"Tokens + MDC (ours)", "JPEG", "Full tokens"}
+    linked = [p for p in demo.points if p.config.channel.link != "ideal"]
+    snrs = {p.config.channel.snr_db for p in linked}
+    assert 3 <= len(snrs) <= 4
+    for label in ("Tokens + MDC (ours)", "JPEG"):
+        per_snr = [p for p in linked if p.config.run.label == label]
+        assert 4 <= len(per_snr) // len(snrs) <= 5 and len(per_snr) % len(snrs) == 0
+    tok = next(p.config.edge for p in linked if p.config.edge.method == "tokens")
+    assert (tok.select.scorer, tok.quant.type, tok.mdc.descriptions > 1) == ("text-sim",
+                                                                            "codebook", True)
+    assert demo.plot.get("anchor") == "JPEG"

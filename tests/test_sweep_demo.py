@@ -56,3 +56,57 @@ def test_demo_writes_results_figures_and_summary_and_resumes(tmp_path, capsys):
     assert cli.main(args) == 0
     err = capsys.readouterr().err
     assert "ran 5 now, 13 were done" in err
+
+
+def test_demo_killed_half_way_finishes_only_the_missing_runs(tmp_path, capsys):
+    """A real kill: SIGTERM to a running `semcom demo`, then the same command again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text(CONFIG)
+    out = tmp_path / "demo"
+    args = ["demo", "--config", str(cfg), "--out", str(out), "--dpi", "40", "--format", "png",
+            "-q", "--run-fn", "semcom.sweep:synthetic_run"]
+    env = dict(os.environ, SEMCOM_SYNTHETIC_WORK_MS="150", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "semcom", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs = out / "runs"
+    deadline = time.monotonic() + 60
+    try:
+        while len(list(runs.glob("*/record.json"))) < 3:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the demo did not start its runs"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    done = len(list(runs.glob("*/record.json")))
+    assert 3 <= done < 18  # stopped half way: some runs done, some not
+    assert not (out / "summary.md").exists()  # no figures / summary from a partial demo
+
+    assert cli.main(args) == 0
+    err = capsys.readouterr().err
+    assert f"ran {18 - done} now, {done} were done" in err
+    assert (out / "summary.md").is_file()
+
+
+def test_demo_names_every_missing_asset_before_running(tmp_path, capsys):
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text(CONFIG.replace("cloud: {tasks: [vqa]}", f"""cloud: {{tasks: [vqa]}}
+edge:
+  model: {{name: llava, path: {tmp_path / 'no-model'}}}
+  quant: {{codebook: {tmp_path / 'no-codebook.npz'}}}"""))
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--config", str(cfg), "--out", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "no-model") in err and "semcom train tinyworld --model llava" in err
+    assert str(tmp_path / "no-codebook.npz") in err and "semcom train codebook" in err
+    assert not (out / "runs").exists()  # nothing ran

@@ -41,7 +41,8 @@ def build_parser():
     p.add_argument("--workers", "-j", type=int, default=DEFAULT_WORKERS, metavar="N",
                    help=f"parallel runs (default {DEFAULT_WORKERS})")
     p.add_argument("--overwrite", action="store_true", help="redo every run")
-    p.add_argument("--dpi", type=int, default=300, help="PNG resolution (default 300)")
+    p.add_argument("--dpi", type=int, default=150,
+                   help="PNG resolution (default 150: small files for the README)")
     p.add_argument("--format", action="append", choices=("png", "pdf", "svg"), dest="formats",
                    help="figure formats (default png and pdf)")
     p.add_argument("--run-fn", default=None, help=argparse.SUPPRESS)  # tests
@@ -64,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SemcomError(f"--workers must be >= 1, got {workers}")
     overrides = [f"run.out_dir={out / 'runs'}", "run.progress=false", *args.overrides]
     sweep = load_sweep(args.config, overrides, name="demo")
+    if args.run_fn is None:
+        missing = missing_assets(sweep)
+        if missing:
+            raise SemcomError("the demo cannot run: missing " + "; ".join(missing))
     print(f"semcom demo: {len(sweep.points)} runs, {workers} worker(s); results in {out}/",
           file=sys.stderr)
     with sigterm_as_interrupt():
@@ -95,6 +100,40 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if report.ok else 1
 
 
+# --------------------------------------------------------------------------- pre-flight
+
+def missing_assets(sweep) -> list[str]:
+    """Files the demo's runs need that are not there, each with how to make it.
+
+    Checked before any run so that a fresh clone without the tiny models, the codebook or
+    the BLER table gets one clear message instead of one failed record per run.
+    """
+    from semcom.config.model import model_dir
+    from semcom.wire import codebook_path
+
+    missing: dict[str, str] = {}
+    for p in sweep.points:
+        cfg = p.config
+        for side, ref in (("edge.model", cfg.edge.model), ("cloud.model", cfg.cloud.model)):
+            path = model_dir(ref)
+            if not path.exists():
+                missing.setdefault(str(path), f"{side} {ref.name} at {path} "
+                                   f"(make it with `semcom train tinyworld --model {ref.name}`)")
+        cb = codebook_path(cfg)
+        if cb is not None and not Path(cb).is_file():
+            missing.setdefault(str(cb), f"the codebook {cb} (make it with `semcom train "
+                               f"codebook --model {cfg.edge.model.name} --bits "
+                               f"{cfg.edge.quant.bits} --metric {cfg.edge.quant.metric}`)")
+        if cfg.channel.link == "nr-table":
+            from channel.tables import DEFAULT_TABLE
+
+            table = Path(cfg.channel.table) if cfg.channel.table else DEFAULT_TABLE
+            if not table.is_file():
+                missing.setdefault(str(table), f"the BLER table {table} (make it with "
+                                   "`semcom bler-table build --default`)")
+    return list(missing.values())
+
+
 # --------------------------------------------------------------------------- summary
 
 def _fmt(v, digits=3):
@@ -109,10 +148,11 @@ def write_summary(out: Path, sweep, report, res, wall_s: float, workers: int) ->
 
     recs = [o.record for o in report.outcomes if o.record and o.status == "ok"]
     spec = res.metric
-    points = plotting.collect_points(recs, res.x, spec)
+    points = plotting.spread_ideal_upper(plotting.collect_points(recs, res.x, spec))
     conds = sorted({p.cond for p in points}, key=lambda c: c.sort_key())
     varying = plotting.varying_fields(conds) or {"snr_db"}
-    first = recs[0]
+    first = next((r for r in recs if ((r.get("config") or {}).get("channel") or {})
+                  .get("link") != "ideal"), recs[0])
     cfg = first.get("config") or {}
     ch, data = cfg.get("channel") or {}, cfg.get("data") or {}
     n = sorted({r.get("num_samples") for r in recs})
@@ -147,7 +187,9 @@ def write_summary(out: Path, sweep, report, res, wall_s: float, workers: int) ->
         xs = sorted({round(p.x, 6) for p in lab_recs})
         e = (lab_recs[0].rec.get("config") or {}).get("edge") or {}
         if lab_recs[0].upper:
-            what = "every patch token, float16, one description: the accuracy ceiling"
+            what = ("every patch token, float16, one description"
+                    + (", over an ideal link" if lab_recs[0].ideal_ref else "")
+                    + ": the accuracy ceiling")
         elif e.get("method") == "tokens":
             sel, q, m = e.get("select") or {}, e.get("quant") or {}, e.get("mdc") or {}
             budgets = sorted({((p.rec.get("config") or {}).get("edge") or {}).get("select", {})
@@ -199,9 +241,10 @@ def write_summary(out: Path, sweep, report, res, wall_s: float, workers: int) ->
               f"- {', '.join(map(str, n))} samples per run: read differences against the CIs "
               "(error bars); the BD table says `n/a` where a curve is not monotonic rather "
               "than interpolating through the noise.",
-              "- The link is the BLER-table abstraction of the NR LDPC link (`nr-table`), "
-              "which draws block errors from measured BLER-vs-SNR tables; the exact link "
-              "(`channel.link: nr`) gives the same statistics more slowly.",
+              "- The link is the BLER-table abstraction of the NR LDPC link (`nr-table`): "
+              "code-block errors are drawn from BLER-vs-SNR tables simulated with the exact "
+              "link (`semcom bler-table`); `--set channel.link=nr` runs the exact link "
+              "(much slower).",
               "- Tiny world, tiny models: the point is the shape of the trade-off, not "
               "absolute numbers for a real VLM.", ""]
     return "\n".join(lines)
