@@ -1,6 +1,6 @@
 """Token path throughput: edge encode / cloud decode per image, and chunked NN search.
 
-Measured on synthetic tokens (145 x 128, like the tiny models), so the numbers are those
+Measured on synthetic tokens (145 x 96, like the tiny models), so the numbers are those
 of the token path itself (selection, quantisation, MDC, wire format, concealment), not of
 the vision encoder. ``python -m benchmarks.run tokens``.
 """
@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-DIM, GRID, HEADS = 128, 12, 4
+DIM, GRID, HEADS = 96, 12, 4
 
 
 class _Stub:
@@ -88,7 +88,7 @@ def run() -> dict:
 
     r = np.random.default_rng(0)
     out: dict = {}
-    # chunked nearest-neighbour search, 2^16 x 128 codebook
+    # chunked nearest-neighbour search, 2^16 x DIM codebook
     cb16 = Codebook(r.normal(size=(2 ** 16, DIM)).astype(np.float32), meta={"metric": "l2"})
     q = r.normal(size=(145, DIM)).astype(np.float32)
     for chunk in (4096, 16384, 65536):
@@ -108,7 +108,8 @@ def run() -> dict:
         path = cb12.save(f"{tmp}/cb.npz")
         cases = {
             "topk16 fp16 D=1": ["edge.select.budget=16", "edge.select.scorer=text-sim"],
-            "recoverable16 scalar8 D=4": ["edge.select.budget=16", "edge.select.reducer=recoverable",
+            "recoverable16 scalar8 D=4": ["edge.select.budget=16",
+                                          "edge.select.reducer=recoverable",
                                           "edge.quant.type=scalar", "edge.quant.bits=8",
                                           "edge.mdc.descriptions=4"],
             "tome16 vq12+ac D=4": ["edge.select.budget=16", "edge.select.reducer=tome",
@@ -118,7 +119,7 @@ def run() -> dict:
         }
         paths = {name: _path(ov, path) for name, ov in cases.items()}
     out["paths"] = paths
-    lines = ["chunked NN search, 145 queries x 2^16 x 128 codebook: " + ", ".join(
+    lines = [f"chunked NN search, 145 queries x 2^16 x {DIM} codebook: " + ", ".join(
         f"chunk {c}: {out[f'nn_2^16_chunk{c}_ms']:.1f} ms" for c in (4096, 16384, 65536)),
         f"arithmetic coder, 145 indices of 2^12: encode {out['ac_encode_145_ms']:.2f} ms, "
         f"decode {out['ac_decode_145_ms']:.2f} ms",

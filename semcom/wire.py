@@ -91,20 +91,11 @@ def settings_mismatch(edge: Mapping[str, str], cloud: Mapping[str, str]) -> str 
 
 def codebook_path(cfg):
     """The codebook file the token method uses, or None when it uses none."""
-    e = cfg.edge
-    if e.method != "tokens":
+    if cfg.edge.method != "tokens":
         return None
-    q = e.quant
-    if not (q.type == "codebook" or (q.type == "scalar"
-                                      and getattr(q, "scalar_range", "image") == "calibrated")):
-        return None
-    from pathlib import Path
+    from semcom.stages.codebook import quant_codebook_path
 
-    from semcom.stages import codebook as cb
-
-    if getattr(q, "codebook", ""):
-        return Path(q.codebook).expanduser()
-    return cb.default_path(e.model.name, q.bits, getattr(q, "metric", "l2"))
+    return quant_codebook_path(cfg.edge.quant, cfg.edge.model.name)
 
 
 def codebook_id(cfg) -> str:

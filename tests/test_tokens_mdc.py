@@ -224,6 +224,33 @@ def test_codebook_path_end_to_end_and_mismatch(tmp_path):
         TokenCloud(cfg2, BACKEND).decode(items_for(results))
 
 
+@pytest.mark.parametrize("skew", [False, True])
+def test_entropy_coding_never_longer_than_fixed_width(tmp_path, skew):
+    """Each description goes arithmetic-coded or fixed-width, whichever is shorter; the
+    cloud decodes a mix of both (the header's entropy bit is per description)."""
+    r = np.random.default_rng(0)
+    counts = np.ones(64, np.int64)
+    if skew:  # the usage counts make every other entry expensive: fixed width must win
+        counts[0] = 10 ** 6
+    cb = Codebook(r.normal(size=(64, 32)), counts=counts,
+                  meta={"metric": "l2", "model_id": BACKEND.model_id})
+    path = cb.save(tmp_path / "cb.npz")
+    base = ["edge.select.budget=16", "edge.quant.type=codebook", "edge.quant.bits=6",
+            f"edge.quant.codebook={path}", "edge.mdc.descriptions=4"]
+    cfg, coded = run_edge(base + ["edge.quant.entropy=true"])
+    _, plain = run_edge(base + ["edge.quant.entropy=false"])
+    fallbacks = 0
+    for a, b in zip(coded, plain):
+        for da, db in zip(a.descriptions, b.descriptions):
+            assert len(da.data) <= len(db.data)
+            assert da.ledger.total() == 8 * len(da.data)
+        fallbacks += a.info["entropy_fallbacks"]
+    assert (fallbacks > 0) == skew
+    out_a = TokenCloud(cfg, BACKEND).decode(items_for(coded))
+    out_b = TokenCloud(cfg, BACKEND).decode(items_for(plain))
+    assert np.array_equal(out_a.tokens.numpy(), out_b.tokens.numpy())
+
+
 def test_model_mismatch_and_mixed_descriptions_raise():
     cfg, results = run_edge(["edge.select.budget=8", "edge.mdc.descriptions=2"])
     with pytest.raises(WireFormatError, match="model"):

@@ -173,3 +173,34 @@ def test_budget_from_ratio_and_cap():
     cfg = load_config(None, ["edge.select.ratio=0.25"]).edge.select
     assert budget_from_config(cfg, 144) == Budget(36, False)
     assert budget_from_config(select(), 144).everything
+
+
+@pytest.mark.parametrize("reducer", ["prumerge", "recoverable"])
+def test_knn_merge_keeps_the_kept_token_dominant(reducer):
+    """x_i <- (x_i + sum_j a_j x_j) / (1 + sum_j a_j), a summing to 1 over the patches:
+    the released weighting, normalised, so the merged token is at most half-way from x_i
+    to its farthest neighbour. (Weighting x_i by its own attention let 32 background
+    neighbours outweigh it.)"""
+    c = ctx_for(IMG_B, "is there a green thing?")
+    red = reduce_tokens(c, select(scorer="cls-attn", reducer=reducer, budget=16), Budget(16))
+    moved = 0
+    for p, t in zip(red.positions, red.tokens):
+        x = c.patches[p].astype(np.float64)
+        reach = np.linalg.norm(c.patches - x, axis=1).max()
+        d = np.linalg.norm(t - x)
+        moved += d > 1e-4
+        assert d <= 0.5 * reach + 1e-5, (p, d, reach)
+    assert moved >= 1
+
+
+def test_quant_codebook_path_defaults():
+    from semcom.stages.codebook import CALIBRATION_BITS, default_path, quant_codebook_path
+
+    q = lambda *kv: load_config(None, [f"edge.quant.{x}" for x in kv]).edge.quant  # noqa: E731
+    assert quant_codebook_path(q("type=none"), "blip") is None
+    assert quant_codebook_path(q("type=scalar", "bits=4"), "blip") is None
+    assert quant_codebook_path(q("type=codebook", "bits=12"), "llava") == \
+        default_path("llava", 12, "l2")
+    assert quant_codebook_path(q("type=scalar", "bits=4", "scalar_range=calibrated"), "llava") \
+        == default_path("llava", CALIBRATION_BITS, "l2")
+    assert str(quant_codebook_path(q("type=none", "codebook=/x/c.npz"), "blip")) == "/x/c.npz"

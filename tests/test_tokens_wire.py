@@ -160,7 +160,7 @@ def test_fp16_roundtrip_exact_to_half_precision():
 @pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
 def test_chunked_search_equals_brute_force(metric):
     r = np.random.default_rng(0)
-    cw = r.normal(size=(1000, 16)).astype(np.float32) * r.uniform(0.5, 2, (1000, 1)).astype(np.float32)
+    cw = (r.normal(size=(1000, 16)) * r.uniform(0.5, 2, (1000, 1))).astype(np.float32)
     x = r.normal(size=(50, 16)).astype(np.float32)
     if metric == "l2":
         ref = ((x[:, None] - cw[None]) ** 2).sum(-1).argmin(1)
@@ -288,7 +288,8 @@ def test_header_fields_shared_by_descriptions():
     a = TokenHeader(1, False, True, True, (12, 12), 5, 1, 6)
     b = TokenHeader(1, False, False, True, (12, 12), 5, 1, 6)
     c = TokenHeader(1, False, True, True, (12, 12), 5, 2, 6)
-    assert a.same_image(b) and not a.same_image(c)
+    e = TokenHeader(1, True, True, True, (12, 12), 5, 1, 6)  # coded vs fixed-width payload
+    assert a.same_image(b) and a.same_image(e) and not a.same_image(c)
 
 
 @pytest.mark.parametrize("module", [

@@ -27,7 +27,7 @@ import numpy as np
 from cloud.conceal import conceal_tokens
 from cloud.pipeline import CloudItem, ModelInput
 from semcom.errors import WireFormatError
-from semcom.stages.codebook import Codebook, CodebookError, default_path, load_cached
+from semcom.stages.codebook import Codebook, CodebookError, load_cached, quant_codebook_path
 from semcom.stages.mdc import combine
 from semcom.stages.tokens import TokenDescription, decode_description, id32
 from semcom.types import Description
@@ -50,11 +50,9 @@ class TokenCloud:
     def codebook(self) -> Codebook | None:
         """The configured codebook (``edge.quant``), or None when not configured/found."""
         if self._codebook is False:
-            q = self.cfg.edge.quant
-            path = q.codebook or default_path(self.cfg.edge.model.name, q.bits, q.metric)
-            needs = q.type == "codebook" or (q.type == "scalar" and q.scalar_range == "calibrated")
+            path = quant_codebook_path(self.cfg.edge.quant, self.cfg.edge.model.name)
             try:
-                self._codebook = load_cached(path) if (needs or q.codebook) else None
+                self._codebook = load_cached(path) if path is not None else None
             except CodebookError as exc:
                 self._codebook_error = str(exc)
                 self._codebook = None

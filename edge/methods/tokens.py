@@ -18,6 +18,8 @@ Token accounting (``EdgeResult.info``):
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from edge.selection.budgets import budget_from_config
@@ -25,7 +27,7 @@ from edge.selection.context import TokenContext
 from edge.selection.reducers import reduce_tokens
 from semcom.errors import ConfigError
 from semcom.seeding import rng
-from semcom.stages.codebook import Codebook, CodebookError, default_path, load_cached
+from semcom.stages.codebook import Codebook, CodebookError, load_cached, quant_codebook_path
 from semcom.stages.envelope import Envelope
 from semcom.stages.mdc import split
 from semcom.stages.quant import Fp16Quantizer, ScalarQuantizer, VQQuantizer
@@ -38,8 +40,7 @@ ATTN_SCORERS = ("cls-attn", "attn-received")
 
 def codebook_path(cfg):
     """The codebook file of ``edge.quant`` (explicit path or the shipped default)."""
-    q = cfg.edge.quant
-    return q.codebook or default_path(cfg.edge.model.name, q.bits, q.metric)
+    return quant_codebook_path(cfg.edge.quant, cfg.edge.model.name)
 
 
 def load_codebook(cfg, backend=None) -> Codebook:
@@ -66,21 +67,23 @@ def load_codebook(cfg, backend=None) -> Codebook:
     return cb
 
 
-def build_quantizer(cfg, backend=None):
-    """(quantiser, codebook or None) for ``edge.quant``."""
+def build_quantizer(cfg, backend=None, *, entropy: bool | None = None):
+    """(quantiser, codebook or None) for ``edge.quant`` (``entropy`` overrides
+    ``edge.quant.entropy``)."""
     q = cfg.edge.quant
+    ent = q.entropy if entropy is None else entropy
     if q.type == "none":
-        if q.entropy:
+        if ent:
             raise ConfigError("edge.quant.entropy", "float16 tokens (type none) are not "
                               "entropy-coded; use scalar or codebook")
         return Fp16Quantizer(), None
     if q.type == "scalar":
         if q.scalar_range == "calibrated":
             cb = load_codebook(cfg, backend)
-            return ScalarQuantizer(q.bits, cb.lo, cb.hi, entropy=q.entropy), cb
-        return ScalarQuantizer(q.bits, entropy=q.entropy), None
+            return ScalarQuantizer(q.bits, cb.lo, cb.hi, entropy=ent), cb
+        return ScalarQuantizer(q.bits, entropy=ent), None
     cb = load_codebook(cfg, backend)
-    return VQQuantizer(cb, entropy=q.entropy), cb
+    return VQQuantizer(cb, entropy=ent), cb
 
 
 def resolve_layer(layer: int, backend) -> int:
@@ -117,6 +120,8 @@ class TokenEdge:
         self.backend = backend
         self.select = cfg.edge.select
         self.quantizer, self.codebook = build_quantizer(cfg, backend)
+        self.plain_quantizer = (build_quantizer(cfg, backend, entropy=False)[0]
+                                if cfg.edge.quant.entropy else self.quantizer)
         self.model32 = id32(backend.model_id)
         self.layer = resolve_layer(self.select.layer, backend)
         P = backend.num_patches
@@ -189,7 +194,8 @@ class TokenEdge:
         return ctxs
 
     def encode(self, samples: list[Sample], task: str) -> list[EdgeResult]:
-        return [self.encode_context(s, ctx) for s, ctx in zip(samples, self.contexts(samples, task))]
+        ctxs = self.contexts(samples, task)
+        return [self.encode_context(s, ctx) for s, ctx in zip(samples, ctxs)]
 
     def encode_context(self, sample: Sample, ctx: TokenContext) -> EdgeResult:
         """Reduce, quantise and split one sample's tokens into descriptions."""
@@ -207,7 +213,7 @@ class TokenEdge:
         h, w = sample.hw
         q = self.cfg.edge.quant
         descs = []
-        copies = cls_copies = 0
+        copies = cls_copies = coded_plain = 0
         for d, share in enumerate(shares):
             share = np.asarray(sorted(share), np.int64)
             with_cls = send_cls and (mdc.cls == "every" or d == 0)
@@ -218,9 +224,18 @@ class TokenEdge:
                 calibrated=q.type == "scalar" and q.scalar_range == "calibrated",
                 metric=q.metric, codebook=self.codebook.id32 if self.codebook else 0)
             env = Envelope("tokens", d, D, h, w)
-            data, ledger = encode_description(
-                env, header, self.quantizer, kept=red.positions, slots=slots[share],
-                tokens=vectors[share], cls=ctx.cls if with_cls else None)
+            args = dict(kept=red.positions, slots=slots[share], tokens=vectors[share],
+                        cls=ctx.cls if with_cls else None)
+            data, ledger = encode_description(env, header, self.quantizer, **args)
+            if header.entropy:
+                # the arithmetic code can be longer than fixed width (selected tokens are
+                # rare under the codebook's usage counts): send the shorter, the header's
+                # per-description entropy bit says which
+                plain = replace(header, entropy=False)
+                data2, ledger2 = encode_description(env, plain, self.plain_quantizer, **args)
+                if len(data2) < len(data):
+                    data, ledger = data2, ledger2
+                    coded_plain += 1
             descs.append(Description(sample.image_id, d, D, data, (h, w), ledger,
                                      {"tokens": len(share), "cls": with_cls}))
             copies += len(share)
@@ -229,5 +244,6 @@ class TokenEdge:
                 "cls_copies": cls_copies, "token_copies": copies,
                 "tokens_positioned": int(len(red.positions)), "tokens_extra": int(len(red.extras)),
                 "bits_per_token": self.quantizer.bits_per_token(vectors.shape[1]),
+                "entropy_fallbacks": coded_plain,
                 "reduction": dict(red.info)}
         return EdgeResult(sample.sample_id, descs, info)

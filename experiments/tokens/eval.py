@@ -1,11 +1,23 @@
 """Token-path evaluations on the tiny world: the tables of docs/tokens.md.
 
 The vision encoder runs once per sample (contexts with attentions, keys and text
-similarities cached), then every configuration goes through the real edge method
-(:class:`edge.methods.tokens.TokenEdge`: selection, quantisation, MDC, wire bytes), the
-description losses of the experiment, the real cloud method
-(:class:`cloud.methods.tokens.TokenCloud`) and the task runners of ``cloud.tasks``, so
-the numbers are those of ``semcom run`` without re-running the encoder per point.
+similarities cached: :meth:`edge.methods.tokens.TokenEdge.contexts` with ``full=True``),
+then every configuration goes through the same classes as ``semcom run``:
+
+- the real edge method (``TokenEdge.encode_context``: selection, quantisation, MDC,
+  wire bytes, ledgers checked against the bytes);
+- the experiment's description losses (explicit erasures instead of the link: the
+  link is error-free here, and MDC losses are chosen per description);
+- the runner's cloud side: ``cloud.session.InProcessTransport(cfg, backend).open(tasks,
+  samples)`` -> ``session.process(items, samples)`` (``CloudPipeline`` -> ``TokenCloud``
+  -> ``cloud.tasks``) -> ``session.finalize()``; per-sample tasks scored with
+  ``semcom.runner.score_task`` as the runner does.
+
+So the numbers are those of ``semcom run`` with ``channel.link: ideal`` (checked for
+headline points: ``bash experiments/tokens/run_all.sh runner-check``), without
+re-running the encoder per point.
+BLIP evaluates caption and retrieval on the same transmissions (one per image), as the
+runner does; LLaVA evaluates VQA (one transmission per question).
 
 Experiments (``--exp``):
 
@@ -15,10 +27,11 @@ Experiments (``--exp``):
 - ``mdc``:     D descriptions; lossless, every single loss for D = 4, and random
   description losses with probability p for D = 1, 2, 4, 8 (per-sample seeded).
 
-Example (what docs/tokens.md ran)::
+Results: ``experiments/tokens/results/<exp>-<model>.json`` and a markdown table next to
+it (``.md``). Example::
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python experiments/tokens/eval.py \
-        --model llava --task vqa --images 200 --exp budgets
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python experiments/tokens/eval.py \\
+        --model llava --images 200 --exp budgets
 """
 
 from __future__ import annotations
@@ -39,6 +52,19 @@ METHODS = [("text-sim", "topk"), ("text-sim", "recoverable"), ("cls-attn", "topk
            ("attn-received", "topk"), ("l2-norm", "topk"), ("random", "topk"),
            ("grid", "topk")]
 PRIMARY = {"vqa": "accuracy", "caption": "cider_d", "retrieval": "r_mean"}
+TASKS = {"llava": ["vqa"], "blip": ["caption", "retrieval"]}
+METHOD_NAMES = {("text-sim", "topk"): "language-guided top-k (text-sim)",
+                ("text-sim", "recoverable"): "recoverable (text recovery)",
+                ("cls-attn", "topk"): "CLS attention top-k",
+                ("cls-attn", "visionzip"): "VisionZip",
+                ("cls-attn", "tome"): "ToMe",
+                ("cls-attn", "prumerge"): "PruMerge",
+                ("text-sim", "prumerge"): "PruMerge, language-guided (text-sim)",
+                ("text-sim", "visionzip"): "VisionZip, language-guided (text-sim)",
+                ("attn-received", "topk"): "attention received top-k",
+                ("l2-norm", "topk"): "L2 norm top-k",
+                ("random", "topk"): "random",
+                ("grid", "topk"): "uniform grid"}
 
 
 def log(msg: str) -> None:
@@ -46,35 +72,38 @@ def log(msg: str) -> None:
 
 
 class Evaluator:
-    def __init__(self, model: str, task: str, images: int, seed: int = 0, batch: int = 32,
-                 model_path: str = "", questions: int | None = None):
+    """Cached encoder outputs of one model's eval samples + the runner's cloud side."""
+
+    def __init__(self, model: str, images: int, seed: int = 0, batch: int = 32,
+                 model_path: str = "", questions: int | None = None, tasks=None):
         import torch
 
+        from edge.methods.tokens import TokenEdge
         from semcom.config import load_config
-        from semcom.data import load_samples
-        from semcom.models import load_backend
         from semcom.config.model import ModelRef
+        from semcom.models import load_backend
+        from semcom.runner import load_samples
 
         torch.set_num_threads(1)
-        self.task, self.seed, self.batch, self.model = task, seed, batch, model
-        self.base = [f"edge.model.name={model}", f"cloud.model.name={model}",
-                     f"cloud.tasks=[{task}]", f"run.seed={seed}", f"data.num_images={images}"]
+        self.tasks = list(tasks or TASKS[model])
+        self.seed, self.batch, self.model = seed, batch, model
+        self.base = ["edge.method=tokens", f"edge.model.name={model}",
+                     f"cloud.model.name={model}", f"cloud.tasks=[{','.join(self.tasks)}]",
+                     f"run.seed={seed}", f"data.num_images={images}", "channel.link=ideal"]
         if model_path:
             self.base += [f"edge.model.path={model_path}", f"cloud.model.path={model_path}"]
         if questions:
             self.base.append(f"data.questions_per_image={questions}")
         cfg = load_config(None, self.base)
         self.backend = load_backend(ModelRef(model, model_path))
-        self.samples = load_samples(cfg.data, task, seed=seed)
+        self.samples = load_samples(cfg, self.tasks[0])
         t0 = time.perf_counter()
-        from edge.methods.tokens import TokenEdge
-
         edge = TokenEdge(cfg, self.backend)
         self.contexts = []
         for i in range(0, len(self.samples), batch):
-            self.contexts += edge.contexts(self.samples[i:i + batch], task, full=True)
-        log(f"{len(self.samples)} {task} samples, contexts in {time.perf_counter() - t0:.1f}s "
-            f"({self.backend.model_id})")
+            self.contexts += edge.contexts(self.samples[i:i + batch], self.tasks[0], full=True)
+        log(f"{len(self.samples)} samples ({'+'.join(self.tasks)}), contexts in "
+            f"{time.perf_counter() - t0:.1f}s ({self.backend.model_id})")
 
     def config(self, overrides):
         from semcom.config import load_config
@@ -85,56 +114,75 @@ class Evaluator:
         """One configuration. ``lose(sample_id, D) -> set of lost description indices``."""
         import torch
 
-        from cloud.methods.tokens import TokenCloud
-        from cloud.pipeline import CloudItem, check_item
-        from cloud.tasks import make_task
+        from cloud.pipeline import CloudItem
+        from cloud.session import InProcessTransport
         from edge.methods.tokens import TokenEdge
         from semcom.rate import SampleRate, aggregate
+        from semcom.runner import score_task
         from semcom.types import Description, RateLedger, erase
 
         t0 = time.perf_counter()
         cfg = self.config(overrides)
-        edge, cloud = TokenEdge(cfg, self.backend), TokenCloud(cfg, self.backend)
-        task = make_task(self.task, self.backend, beams=cfg.cloud.beams,
-                         max_new_tokens=cfg.cloud.max_new_tokens, seed=self.seed)
-        rows, rates, sent, to_model, recv = [], [], [], [], []
+        edge = TokenEdge(cfg, self.backend)
+        session = InProcessTransport(cfg, self.backend).open(self.tasks, self.samples)
+        outputs = {t: [] for t in self.tasks}
+        rates, sent, to_model, recv, bpt, cls_sent = [], [], [], [], [], []
         for i in range(0, len(self.samples), self.batch):
             batch = self.samples[i:i + self.batch]
             items = []
             for s, ctx in zip(batch, self.contexts[i:i + self.batch]):
                 er = edge.encode_context(s, ctx)
                 for d in er.descriptions:
-                    assert d.ledger.total() == 8 * len(d.data)
+                    if d.ledger.total() != 8 * len(d.data):
+                        raise AssertionError(f"{s.sample_id}: ledger {d.ledger.total()} bits, "
+                                             f"description {8 * len(d.data)} bits")
                 D = len(er.descriptions)
                 lost = lose(s.sample_id, D) if lose else set()
                 got = [erase(d) if d.index in lost else d for d in er.descriptions]
                 led = RateLedger().merged(*(d.ledger for d in er.descriptions))
                 rates.append(SampleRate.from_ledger(led, s.hw[0] * s.hw[1]))
                 sent.append(er.info["tokens_sent"])
+                cls_sent.append(er.info.get("cls_sent", 0))
+                bpt.append(er.info["bits_per_token"])
                 recv.append(sum(isinstance(r, Description) for r in got))
-                item = CloudItem(s.sample_id, got, s.hw, s.question)
-                check_item(item)
-                items.append(item)
-            mi = cloud.decode(items)
-            to_model += [inf["tokens_to_model"] for inf in mi.info]
+                items.append(CloudItem(s.sample_id, got, s.hw, s.question))
             with torch.no_grad():
-                rows += task.run_batch(mi.tokens, mi.mask, batch)
-        metrics = task.finalize(rows)
+                replies = session.process(items, batch)
+            for rep in replies:
+                to_model.append(rep["info"]["tokens_to_model"])
+                for t in self.tasks:
+                    outputs[t].append(rep["outputs"][t])
+        final = session.finalize()
+        scored = session.scores() if hasattr(session, "scores") else {}
+        metrics = {}
+        for t in self.tasks:
+            if t in scored:
+                metrics[t] = scored[t][1]
+            else:
+                if t in final:
+                    outputs[t] = final[t]
+                metrics[t] = score_task(t, self.samples, outputs[t], seed=self.seed)[1]
         agg = aggregate(rates)
         out = {"label": label, "overrides": list(overrides),
-               "metrics": {k: v["value"] for k, v in metrics.items()},
-               "ci95": {k: v["ci95"] for k, v in metrics.items()},
-               "primary": metrics[PRIMARY[self.task]]["value"],
+               "metrics": {t: {k: v["value"] for k, v in m.items()} for t, m in metrics.items()},
+               "ci95": {t: {k: v["ci95"] for k, v in m.items()} for t, m in metrics.items()},
+               "primary": {t: metrics[t][PRIMARY[t]]["value"] for t in self.tasks},
                "bpp_wire": agg["bpp_wire"], "bpp_payload": agg["bpp_payload"],
-               "bits_per_tx": agg["wire_bits_per_tx"],
-               "payload_bits_per_tx": agg["payload_bits_per_tx"],
-               "tokens_sent": float(np.mean(sent)), "tokens_to_model": float(np.mean(to_model)),
-               "descriptions_received": float(np.mean(recv)), "n": len(rows),
+               "bits_per_token": float(np.mean(bpt)),
+               "tokens_sent": float(np.mean(sent)), "cls_sent": float(np.mean(cls_sent)),
+               "tokens_to_model": float(np.mean(to_model)),
+               "descriptions_received": float(np.mean(recv)), "n": len(self.samples),
                "wall_s": time.perf_counter() - t0}
-        log(f"  {label:40s} {PRIMARY[self.task]} {out['primary']:7.3f}  sent {out['tokens_sent']:6.1f}"
-            f"  to_model {out['tokens_to_model']:6.1f}  bpp_wire {out['bpp_wire']:.4f}"
-            f"  ({out['wall_s']:.0f}s)")
+        prim = "  ".join(f"{t} {v:6.2f}" for t, v in out["primary"].items())
+        log(f"  {label:42s} {prim}  sent {out['tokens_sent']:5.1f}  to_model "
+            f"{out['tokens_to_model']:5.1f}  bpp_wire {out['bpp_wire']:.4f}  "
+            f"({out['wall_s']:.0f}s)")
         return out
+
+
+def sel(scorer, reducer, budget):
+    return [f"edge.select.scorer={scorer}", f"edge.select.reducer={reducer}",
+            f"edge.select.budget={budget}"]
 
 
 def exp_budgets(ev: Evaluator, budgets, methods) -> list[dict]:
@@ -142,35 +190,40 @@ def exp_budgets(ev: Evaluator, budgets, methods) -> list[dict]:
     res[-1].update(scorer="-", reducer="-", budget="all")
     for b in budgets:
         for scorer, reducer in methods:
-            r = ev.run([f"edge.select.scorer={scorer}", f"edge.select.reducer={reducer}",
-                        f"edge.select.budget={b}", "edge.quant.type=none"],
+            r = ev.run(sel(scorer, reducer, b) + ["edge.quant.type=none"],
                        label=f"{scorer}/{reducer} k={b}")
             r.update(scorer=scorer, reducer=reducer, budget=b)
             res.append(r)
     return res
 
 
-def exp_quant(ev: Evaluator, budget: int, scorer: str, reducer: str, bits_list) -> list[dict]:
-    sel = [f"edge.select.scorer={scorer}", f"edge.select.reducer={reducer}",
-           f"edge.select.budget={budget}"]
+def exp_quant(ev: Evaluator, budget: int, scorer: str, reducer: str, bits_list,
+              scalar_bits=(8, 6, 4)) -> list[dict]:
+    s = sel(scorer, reducer, budget)
     res = []
     full = ev.run(["edge.quant.type=none"], label="all tokens fp16")
     full.update(quant="all tokens, float16", bits=16)
     res.append(full)
-    for q, label, bpt in [(["edge.quant.type=none"], "float16", 16)] + [
-            ([f"edge.quant.type=scalar", f"edge.quant.bits={b}"], f"scalar {b}-bit", b)
-            for b in (8, 6, 4)]:
-        r = ev.run(sel + q, label=label)
-        r.update(quant=label, bits=bpt)
+    for q, label in [(["edge.quant.type=none"], "float16")] + [
+            (["edge.quant.type=scalar", f"edge.quant.bits={b}"], f"scalar {b}-bit")
+            for b in scalar_bits]:
+        r = ev.run(s + q, label=label)
+        r.update(quant=label, bits=int(q[-1].split("=")[1]) if "scalar" in label else 16)
+        res.append(r)
+    for b in (4, 2):
+        label = f"scalar {b}-bit calibrated"
+        r = ev.run(s + ["edge.quant.type=scalar", f"edge.quant.bits={b}",
+                        "edge.quant.scalar_range=calibrated"], label=label)
+        r.update(quant=label, bits=b)
         res.append(r)
     for b in bits_list:
         for ent in (False, True):
             label = f"codebook 2^{b}" + (" + AC" if ent else "")
             try:
-                r = ev.run(sel + ["edge.quant.type=codebook", f"edge.quant.bits={b}",
-                                  f"edge.quant.entropy={str(ent).lower()}"], label=label)
+                r = ev.run(s + ["edge.quant.type=codebook", f"edge.quant.bits={b}",
+                                f"edge.quant.entropy={str(ent).lower()}"], label=label)
             except Exception as exc:  # a missing codebook file: report and go on
-                log(f"  {label}: skipped ({exc})")
+                log(f"  {label}: skipped ({type(exc).__name__}: {exc})")
                 continue
             r.update(quant=label, bits=b)
             res.append(r)
@@ -178,20 +231,20 @@ def exp_quant(ev: Evaluator, budget: int, scorer: str, reducer: str, bits_list) 
 
 
 def exp_mdc(ev: Evaluator, budget: int, scorer: str, reducer: str, quant, probs,
-            extra=()) -> list[dict]:
+            extra=(), Ds=(1, 2, 4, 8), variants=None) -> list[dict]:
     from semcom.seeding import rng
 
-    sel = [f"edge.select.scorer={scorer}", f"edge.select.reducer={reducer}",
-           f"edge.select.budget={budget}", *quant, *extra]
+    s = sel(scorer, reducer, budget) + list(quant) + list(extra)
     res = []
-    base = ev.run(sel + ["edge.mdc.descriptions=1"], label="D=1 lossless")
-    base.update(D=1, p=0.0, lost="none")
+    base = ev.run(s + ["edge.mdc.descriptions=1"], label="D=1 lossless")
+    base.update(D=1, p=0.0, lost="none", variant="-")
     res.append(base)
-    for variant in (["edge.mdc.assignment=interleave"],
-                    ["edge.mdc.assignment=balanced", "edge.mdc.redundancy=2"],
-                    ["edge.mdc.assignment=interleave", "cloud.conceal.mode=interp"]):
+    variants = variants or [["edge.mdc.assignment=interleave"],
+                            ["edge.mdc.assignment=interleave", "cloud.conceal.mode=interp"],
+                            ["edge.mdc.assignment=balanced", "edge.mdc.redundancy=2"]]
+    for variant in variants:
         name = " ".join(v.split("=", 1)[1] for v in variant)
-        ov = sel + ["edge.mdc.descriptions=4", *variant]
+        ov = s + ["edge.mdc.descriptions=4", *variant]
         r = ev.run(ov, label=f"D=4 {name} lossless")
         r.update(D=4, p=0.0, lost="none", variant=name)
         res.append(r)
@@ -199,22 +252,124 @@ def exp_mdc(ev: Evaluator, budget: int, scorer: str, reducer: str, quant, probs,
             r = ev.run(ov, lose=lambda sid, D, j=j: {j}, label=f"D=4 {name} lose #{j}")
             r.update(D=4, lost=str(j), variant=name)
             res.append(r)
-    for D in (1, 2, 4, 8):
+    for D in Ds:
         for p in probs:
             def lose(sid, n, p=p):
-                r = rng(ev.seed, "mdc-loss", sid, p)
+                r = rng(ev.seed, "mdc-loss", sid, str(p))
                 return {i for i in range(n) if r.random() < p}
-            r = ev.run(sel + [f"edge.mdc.descriptions={D}"], lose=lose, label=f"D={D} p={p}")
-            r.update(D=D, p=p, lost="random", variant="interleave")
+            r = ev.run(s + [f"edge.mdc.descriptions={D}", "cloud.conceal.mode=interp"],
+                       lose=lose, label=f"D={D} p={p}")
+            r.update(D=D, p=p, lost="random", variant="interleave interp")
             res.append(r)
     return res
 
 
+# -- tables ---------------------------------------------------------------------------
+DIGITS = {"caption": 2}  # CIDEr-D is on a 0-10 scale
+
+
+def _fmt(v, task=""):
+    return "-" if v is None else f"{v:.{DIGITS.get(task, 1)}f}"
+
+
+def table_budgets(doc: dict) -> str:
+    res, tasks = doc["results"], doc["tasks"]
+    budgets = sorted({r["budget"] for r in res if r["budget"] != "all"})
+    full = next(r for r in res if r["budget"] == "all")
+    lines = []
+    for t in tasks:
+        m = PRIMARY[t]
+        lines += [f"**{t}** ({m}, {doc['samples']} samples; all {full['tokens_sent']:.0f} "
+                  f"tokens: {_fmt(full['primary'][t], t)})", "",
+                  "| method | " + " | ".join(f"k={b}" for b in budgets) + " | all |",
+                  "|---|" + "---:|" * (len(budgets) + 1)]
+        methods = []
+        for r in res:
+            key = (r["scorer"], r["reducer"])
+            if r["budget"] != "all" and key not in methods:
+                methods.append(key)
+        for key in methods:
+            vals = []
+            for b in budgets:
+                r = next((x for x in res if (x["scorer"], x["reducer"]) == key
+                          and x["budget"] == b), None)
+                vals.append(_fmt(r["primary"][t], t) if r else "-")
+            name = METHOD_NAMES.get(tuple(key), "/".join(key))
+            lines.append(f"| {name} | " + " | ".join(vals) + f" | {_fmt(full['primary'][t], t)} |")
+        lines.append("")
+    lines += ["Tokens sent (mean, CLS excluded) / bpp_wire at each budget, float16 tokens:", "",
+              "| method | " + " | ".join(f"k={b}" for b in budgets) + " |",
+              "|---|" + "---:|" * len(budgets)]
+    seen = []
+    for r in res:
+        key = (r["scorer"], r["reducer"])
+        if r["budget"] == "all" or key in seen:
+            continue
+        seen.append(key)
+        vals = []
+        for b in budgets:
+            x = next((x for x in res if (x["scorer"], x["reducer"]) == key and x["budget"] == b),
+                     None)
+            vals.append(f"{x['tokens_sent']:.1f} / {x['bpp_wire']:.3f}" if x else "-")
+        lines.append(f"| {METHOD_NAMES.get(key, '/'.join(key))} | " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table_quant(doc: dict) -> str:
+    tasks = doc["tasks"]
+    lines = [f"{doc['samples']} samples, {doc.get('method', '')} at k={doc.get('budget', '')}; "
+             "coded payload bits/token = payload bits / tokens carried (patch tokens + CLS)", "",
+             "| quantiser | bits/token (nominal) | payload bits/token (coded) | "
+             + " | ".join(f"{t} ({PRIMARY[t]})" for t in tasks)
+             + " | bpp_payload | bpp_wire |", "|---|---:|---:|" + "---:|" * (len(tasks) + 2)]
+    for r in doc["results"]:
+        # coded payload per token: payload bits / (patch tokens + CLS copies sent)
+        per_tx = r["bpp_payload"] * doc.get("pixels", 96 * 96)
+        coded = per_tx / max(r["tokens_sent"] + r.get("cls_sent", 0.0), 1e-9)
+        lines.append(f"| {r['quant']} | {r['bits_per_token']:.0f} | {coded:.1f} | "
+                     + " | ".join(_fmt(r["primary"][t], t) for t in tasks)
+                     + f" | {r['bpp_payload']:.4f} | {r['bpp_wire']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def table_mdc(doc: dict) -> str:
+    tasks = doc["tasks"]
+    res = doc["results"]
+    lines = [f"{doc['samples']} samples, {doc.get('method', '')} at k={doc.get('budget', '')}", "",
+             "| D | variant | lost | " + " | ".join(f"{t}" for t in tasks)
+             + " | received | tokens to model | bpp_wire |",
+             "|---:|---|---|" + "---:|" * (len(tasks) + 3)]
+    for r in res:
+        if r["lost"] == "random":
+            continue
+        lines.append(f"| {r['D']} | {r['variant']} | {r['lost']} | "
+                     + " | ".join(_fmt(r["primary"][t], t) for t in tasks)
+                     + f" | {r['descriptions_received']:.2f} | {r['tokens_to_model']:.1f} | "
+                     f"{r['bpp_wire']:.4f} |")
+    probs = sorted({r["p"] for r in res if r["lost"] == "random"})
+    Ds = sorted({r["D"] for r in res if r["lost"] == "random"})
+    for t in tasks:
+        lines += ["", f"{t} vs description-loss probability p (random i.i.d. losses, "
+                  "interleave + interp concealment):", "",
+                  "| D | " + " | ".join(f"p={p}" for p in probs) + " |",
+                  "|---:|" + "---:|" * len(probs)]
+        for D in Ds:
+            vals = [next((_fmt(r["primary"][t], t) for r in res if r["lost"] == "random"
+                          and r["D"] == D and r["p"] == p), "-") for p in probs]
+            lines.append(f"| {D} | " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {"budgets": table_budgets, "quant": table_quant, "mdc": table_mdc}
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="blip")
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="blip", choices=["blip", "llava"])
     p.add_argument("--model-path", default="")
-    p.add_argument("--task", default="caption", choices=["caption", "retrieval", "vqa"])
+    p.add_argument("--tasks", nargs="*", default=None, help="default: blip caption+retrieval, "
+                   "llava vqa")
     p.add_argument("--images", type=int, default=100)
     p.add_argument("--questions", type=int, default=None, help="VQA questions per image")
     p.add_argument("--exp", default="budgets", choices=["budgets", "quant", "mdc"])
@@ -224,31 +379,48 @@ def main(argv=None) -> int:
     p.add_argument("--method", default="text-sim/topk", help="quant / mdc: scorer/reducer")
     p.add_argument("--quant", nargs="*", default=["edge.quant.type=none"],
                    help="mdc: quantiser overrides")
-    p.add_argument("--extra", nargs="*", default=[], help="extra overrides for mdc")
+    p.add_argument("--extra", nargs="*", default=[], help="extra overrides (every point)")
     p.add_argument("--codebook-bits", type=int, nargs="+", default=[6, 8, 10, 12])
+    p.add_argument("--scalar-bits", type=int, nargs="*", default=[8, 6, 4])
     p.add_argument("--probs", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.5])
+    p.add_argument("--D", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--out", default="")
+    p.add_argument("--out", default="", help="result json (default "
+                   "experiments/tokens/results/<exp>-<model>.json); the table goes to .md")
+    p.add_argument("--retable", default="", help="only rewrite the .md table of this result json")
     args = p.parse_args(argv)
+    if args.retable:
+        path = Path(args.retable)
+        doc = json.loads(path.read_text())
+        path.with_suffix(".md").write_text(f"<!-- {doc['command']} -->\n\n"
+                                           + TABLES[doc["exp"]](doc))
+        return 0
     t0 = time.perf_counter()
-    ev = Evaluator(args.model, args.task, args.images, args.seed, args.batch, args.model_path,
-                   args.questions)
+    ev = Evaluator(args.model, args.images, args.seed, args.batch, args.model_path,
+                   args.questions, args.tasks)
+    if args.extra:
+        ev.base += list(args.extra)
     scorer, reducer = args.method.split("/")
     if args.exp == "budgets":
         methods = [tuple(m.split("/")) for m in args.methods] if args.methods else METHODS
         res = exp_budgets(ev, args.budgets, methods)
     elif args.exp == "quant":
-        res = exp_quant(ev, args.budget, scorer, reducer, args.codebook_bits)
+        res = exp_quant(ev, args.budget, scorer, reducer, args.codebook_bits, args.scalar_bits)
     else:
-        res = exp_mdc(ev, args.budget, scorer, reducer, args.quant, args.probs, args.extra)
+        res = exp_mdc(ev, args.budget, scorer, reducer, args.quant, args.probs, Ds=args.D)
     out = Path(args.out or REPO / "experiments" / "tokens" / "results" /
-               f"{args.exp}-{args.model}-{args.task}.json")
+               f"{args.exp}-{args.model}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": " ".join(sys.argv), "model_id": ev.backend.model_id,
-                               "task": args.task, "samples": len(ev.samples),
-                               "primary": PRIMARY[args.task], "results": res,
-                               "wall_s": time.perf_counter() - t0}, indent=1, default=float))
+    doc = {"command": "OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python experiments/tokens/eval.py "
+                      + " ".join(sys.argv[1:] if argv is None else argv),
+           "model_id": ev.backend.model_id, "tasks": ev.tasks, "samples": len(ev.samples),
+           "pixels": int(np.mean([s.hw[0] * s.hw[1] for s in ev.samples])),
+           "primary": {t: PRIMARY[t] for t in ev.tasks}, "exp": args.exp,
+           "method": args.method, "budget": args.budget, "results": res,
+           "wall_s": time.perf_counter() - t0}
+    out.write_text(json.dumps(doc, indent=1, default=float))
+    out.with_suffix(".md").write_text(f"<!-- {doc['command']} -->\n\n" + TABLES[args.exp](doc))
     log(f"-> {out} ({time.perf_counter() - t0:.0f}s)")
     return 0
 

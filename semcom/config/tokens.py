@@ -64,7 +64,8 @@ class QuantConfig:
         "none", help="none (float16 values), scalar (per-channel, bits each) or codebook (VQ)")
     bits: int = option(8, help="scalar: bits per value; codebook: log2 of the codebook size")
     codebook: str = option("", help="codebook file (.npz, `semcom train codebook`); empty: "
-                           "semcom/assets/codebooks/<edge.model.name>-k<bits>-<metric>.npz")
+                           "semcom/assets/codebooks/<edge.model.name>-k<bits>-<metric>.npz "
+                           "(scalar with the calibrated range: the k8 file)")
     metric: Literal["l2", "cosine", "ip"] = option(
         "l2", help="codebook nearest-neighbour rule: l2, cosine, or raw inner product "
         "(the first seed's search)")

@@ -42,9 +42,29 @@ class CodebookError(SemcomError):
     """A codebook file is missing, malformed or does not fit the model."""
 
 
+CALIBRATION_BITS = 8  # scalar_range: calibrated reads its range from the 2^8 file by default
+
+
 def default_path(model_name: str, bits: int, metric: str) -> Path:
     """``semcom/assets/codebooks/<model>-k<bits>-<metric>.npz``."""
     return ASSETS / f"{model_name}-k{bits}-{metric}.npz"
+
+
+def quant_codebook_path(quant, model_name: str) -> Path | None:
+    """The codebook file an ``edge.quant`` section uses, or None when it uses none.
+
+    ``quant.codebook`` when set; else the shipped default: for ``type: codebook`` the
+    file of ``2^bits`` entries, for ``type: scalar`` with ``scalar_range: calibrated`` the
+    2^8 file (every file of a model stores the same per-channel range of the training
+    tokens; ``bits`` is then the scalar bits, not a codebook size).
+    """
+    calibrated = quant.type == "scalar" and getattr(quant, "scalar_range", "image") == "calibrated"
+    if quant.type != "codebook" and not calibrated:
+        return Path(quant.codebook).expanduser() if getattr(quant, "codebook", "") else None
+    if getattr(quant, "codebook", ""):
+        return Path(quant.codebook).expanduser()
+    bits = quant.bits if quant.type == "codebook" else CALIBRATION_BITS
+    return default_path(model_name, bits, getattr(quant, "metric", "l2"))
 
 
 @dataclass

@@ -529,12 +529,17 @@ def load_state(model, state: dict, *, allow_missing: tuple[str, ...] = ()) -> No
     from compressai.entropy_models import EntropyBottleneck
     from compressai.models.utils import update_registered_buffers
 
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    # likelihood lower bounds are constants of the entropy models (1e-9), not learned:
+    # keep the constructed value (weights saved by an early version stored them as
+    # float16, i.e. 0, which makes -log2(likelihood) infinite when fine-tuning)
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()
+             if not k.endswith(".likelihood_lower_bound.bound")}
     for name, module in model.named_modules():
         if isinstance(module, EntropyBottleneck) and f"{name}._quantized_cdf" in state:
             update_registered_buffers(module, name, list(CDF_BUFFERS), state)
     missing, unexpected = torch.nn.Module.load_state_dict(model, state, strict=False)
     missing = [k for k in missing if not _is_gc_buffer(k)
+               and not k.endswith(".likelihood_lower_bound.bound")
                and not any(k.startswith(p) for p in allow_missing)]
     if missing or unexpected:
         raise ValueError(f"codec weights do not match {model.arch}(N={model.N}, M={model.M}, "

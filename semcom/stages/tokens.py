@@ -6,7 +6,8 @@ A description is the envelope followed by a bit-packed body, zero-padded to a by
     -- token header (stage "tokens", header) ------------------------------------------
     version             4   = 1
     quant               2   0 none (float16), 1 scalar, 2 codebook
-    entropy             1   payload arithmetic-coded
+    entropy             1   payload arithmetic-coded (per description: the edge sends
+                            the shorter of the coded and the fixed-width payload)
     cls                 1   this description carries the CLS token
     union               1   side info holds the kept set of all descriptions
     grid_h, grid_w      8+8 patch grid (P = grid_h * grid_w)
@@ -76,9 +77,12 @@ class TokenHeader:
         return self.grid[0] * self.grid[1]
 
     def same_image(self, other: TokenHeader) -> bool:
-        """Fields every description of one transmission must share (not ``cls``)."""
+        """Fields every description of one transmission must share (not ``cls``, nor
+        ``entropy``: the edge sends each description arithmetic-coded or fixed-width,
+        whichever is shorter)."""
         a, b = vars(self).copy(), vars(other).copy()
-        a.pop("cls"), b.pop("cls")
+        for key in ("cls", "entropy"):
+            a.pop(key), b.pop(key)
         return a == b
 
 
