@@ -18,9 +18,11 @@ REDUCERS = ("topk", "recoverable", "visionzip", "tome", "prumerge")
 class SelectConfig:
     scorer: Literal["cls-attn", "attn-received", "l2-norm", "text-sim", "random", "grid"] = option(
         "text-sim", help="importance score per vision token (text-sim: cosine between the "
-        "guidance text and each patch through the model's own text encoder and projections)")
+        "guidance text and each patch through the model's own text encoder and projections); "
+        "or your own as package.module:function", plugin="scorer")
     reducer: Literal["topk", "recoverable", "visionzip", "tome", "prumerge"] = option(
-        "topk", help="how tokens are reduced to the budget")
+        "topk", help="how tokens are reduced to the budget (or package.module:function)",
+        plugin="reducer")
     budget: int | None = option(None, help="patch tokens kept (fixed k); null: all tokens")
     ratio: float | None = option(None, help="fraction of patch tokens kept (instead of budget)")
     adaptive: bool = option(False, help="outlier-based budget per image (recoverable: LOF, "
