@@ -56,9 +56,18 @@ class DecodeResult:
 
 
 def cache_dir() -> Path:
+    """Where the compiled kernel is cached: ``$SEMCOM_CACHE_DIR/ldpc``, else
+    ``$XDG_CACHE_HOME/semcom/ldpc`` (``~/.cache/semcom/ldpc``). Nothing is written inside
+    the repository."""
     root = os.environ.get("SEMCOM_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "semcom")
     return Path(root) / "ldpc"
+
+
+def _cache_dirs() -> list[Path]:
+    """The cache directory, then a per-user one under the system temp dir (read-only home)."""
+    uid = os.getuid() if hasattr(os, "getuid") else os.getpid()
+    return [cache_dir(), Path(tempfile.gettempdir()) / f"semcom-{uid}" / "ldpc"]
 
 
 def _cpu_tag() -> str:
@@ -74,7 +83,12 @@ def _cpu_tag() -> str:
 def load_kernel() -> ctypes.CDLL | None:
     """The compiled kernel, building it on first use; None if it cannot be built.
 
-    ``SEMCOM_LDPC_KERNEL=numpy`` forces the numpy implementation."""
+    The first call compiles ``_ldpc_kernel.c`` with the system C compiler (``$CC``, else
+    ``cc``/``gcc``/``clang``; about a second) into the cache (:func:`cache_dir`, keyed by a
+    hash of the source, flags, compiler and CPU), later calls and processes reuse it. If
+    that fails (no compiler, no writable cache) one warning is logged and the numpy
+    implementation is used: same results, slower. ``SEMCOM_LDPC_KERNEL=numpy`` forces
+    the numpy implementation."""
     global _lib
     if os.environ.get("SEMCOM_LDPC_KERNEL", "").lower() == "numpy":
         return None
@@ -83,32 +97,53 @@ def load_kernel() -> ctypes.CDLL | None:
             try:
                 _lib = _build_and_load()
             except Exception as exc:  # no compiler, read-only cache, ...
-                log.warning("fast LDPC decoder: C kernel unavailable (%s); using numpy", exc)
+                msg = " ".join(str(exc).split())[:300]
+                log.warning("fast LDPC decoder: C kernel unavailable (%s); using the numpy "
+                            "implementation (same results, slower)", msg)
                 _lib = False
         return _lib or None
 
 
+def _compile(cc: str, flags: list[str], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+    os.close(fd)
+    try:
+        res = subprocess.run([cc, *flags, "-o", tmp, str(_SRC), "-lm"],
+                             capture_output=True, text=True, timeout=120)
+        if res.returncode != 0:
+            raise RuntimeError(f"{cc} failed: {res.stderr.strip()[:400]}")
+        os.replace(tmp, out)  # atomic: concurrent builders all end with a whole file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _build_and_load() -> ctypes.CDLL:
     src = _SRC.read_bytes()
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    cc = os.environ.get("CC") or next(
+        (c for c in (shutil.which("cc"), shutil.which("gcc"), shutil.which("clang")) if c), None)
     if not cc:
-        raise RuntimeError("no C compiler found (set CC)")
-    tag = hashlib.sha256(src + " ".join(_FLAGS).encode() + cc.encode()
-                         + _cpu_tag().encode()).hexdigest()[:16]
-    out = cache_dir() / f"semcom_ldpc_{tag}.so"
-    if not out.is_file():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
-        os.close(fd)
-        try:
-            res = subprocess.run([cc, *_FLAGS, "-o", tmp, str(_SRC), "-lm"],
-                                 capture_output=True, text=True, timeout=120)
-            if res.returncode != 0:
-                raise RuntimeError(f"{cc} failed: {res.stderr.strip()[:400]}")
-            os.replace(tmp, out)  # atomic: concurrent builders all end with a whole file
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        raise RuntimeError("no C compiler found (install gcc or set CC)")
+    errors = []
+    out = None
+    # -march=native first; without it where the compiler does not know the flag
+    for flags in (_FLAGS, [f for f in _FLAGS if not f.startswith("-march")]):
+        tag = hashlib.sha256(src + " ".join(flags).encode() + cc.encode()
+                             + _cpu_tag().encode()).hexdigest()[:16]
+        for d in _cache_dirs():
+            cand = d / f"semcom_ldpc_{tag}.so"
+            try:
+                if not cand.is_file():
+                    _compile(cc, flags, cand)
+                out = cand
+                break
+            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                errors.append(f"{d}: {exc}")
+        if out is not None:
+            break
+    if out is None:
+        raise RuntimeError("; ".join(errors))
     lib = ctypes.CDLL(str(out))
     i32, f32 = ctypes.c_int32, ctypes.c_float
     ptr = ctypes.c_void_p

@@ -56,7 +56,7 @@ MODES = ("none", "ir", "chase")
 # the shipped default grid (see docs/channel.md for the build command and its time)
 DEFAULT_GRID = {
     "payload_bits": [32, 256, 1024, 3816],
-    "code_rate": [1 / 3, 1 / 2, 2 / 3, 3 / 4],
+    "code_rate": [1 / 2, 3 / 4],
     "modulation": ["qpsk", "16qam"],
     "fading": ["awgn", "rayleigh-block"],
     "harq": ["none", "ir", "chase"],
@@ -64,15 +64,17 @@ DEFAULT_GRID = {
 SNR_STEP = {"awgn": 0.25, "rayleigh-block": 3.0, "rayleigh-fast": 0.5, "rician-block": 2.0,
             "rician-fast": 0.5}
 # per fading: (max_blocks, min_bler) when the builder is not told otherwise
-LIMITS = {"awgn": (5000, 1e-3), "rayleigh-block": (3000, 3e-3), "rayleigh-fast": (5000, 1e-3),
-          "rician-block": (3000, 3e-3), "rician-fast": (5000, 1e-3)}
+LIMITS = {"awgn": (2000, 3e-3), "rayleigh-block": (1500, 1e-2), "rayleigh-fast": (2000, 3e-3),
+          "rician-block": (1500, 1e-2), "rician-fast": (2000, 3e-3)}
 # first probe: this far above the Shannon limit (dB); then down in coarse steps
 PROBE_UP = {"awgn": 3.0, "rayleigh-block": 0.0, "rayleigh-fast": 3.0, "rician-block": 3.0,
             "rician-fast": 3.0}
-# extra points below the round-1 start (dB below it) for the HARQ rounds' curves
-HARQ_LOW_DB = {"awgn": (1.0, 2.0, 3.0, 4.5, 6.0), "rayleigh-block": (3.0, 6.0, 9.0),
-               "rayleigh-fast": (1.0, 2.0, 3.0, 4.5, 6.0), "rician-block": (2.0, 4.0, 6.0),
-               "rician-fast": (1.0, 2.0, 3.0, 4.5, 6.0)}
+# points below the round-1 start for the HARQ rounds' curves: steps of this many dB down
+# from the start until the last round of every HARQ mode fails (almost) always, at most
+# HARQ_LOW_MAX points
+HARQ_LOW_STEP = {"awgn": 0.5, "rayleigh-block": 3.0, "rayleigh-fast": 0.5,
+                 "rician-block": 2.0, "rician-fast": 0.5}
+HARQ_LOW_MAX = 16
 SNR_MAX = {"awgn": 30.0, "rayleigh-block": 45.0, "rayleigh-fast": 35.0, "rician-block": 40.0,
            "rician-fast": 35.0}
 
@@ -101,10 +103,14 @@ class BlerTable:
         self._curves: dict[tuple, dict[int, Curve]] = {}
         for e in data["entries"]:
             key = (round(float(e["code_rate"]), 6), e["modulation"], e["fading"])
-            fail = {m: np.minimum.accumulate(np.asarray(v, float), axis=0)
-                    for m, v in e["fail"].items()}
+            blocks = np.asarray(e["blocks"], float)
+            fail = {}
+            for m, v in e["fail"].items():
+                f = np.minimum.accumulate(np.asarray(v, float), axis=0)      # over rounds
+                bler = np.minimum.accumulate(f / np.maximum(blocks, 1), axis=1)  # over SNR
+                fail[m] = bler * blocks  # counts of the monotone curve (0 stays 0)
             self._curves.setdefault(key, {})[int(e["k_prime"])] = Curve(
-                np.asarray(e["esno_db"], float), np.asarray(e["blocks"], float), fail)
+                np.asarray(e["esno_db"], float), blocks, fail)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> BlerTable:
@@ -257,7 +263,8 @@ def build_entry(payload_bits: int, code_rate: float, modulation: str, fading: st
     SNR points: from a point where round 1 fails (almost) always (probes of 100 blocks
     stepping down from ``PROBE_UP`` dB above the Shannon limit), in steps of ``snr_step``
     until round-1 BLER < ``min_bler`` or a point has no error; plus a few coarse points
-    below (``HARQ_LOW_DB``) for the HARQ rounds. Per point: batches until
+    below, in steps of ``HARQ_LOW_STEP`` dB until the last round of every HARQ
+    mode fails (almost) always, for the HARQ rounds' curves. Per point: batches until
     ``target_block_errors`` round-1 failures or ``max_blocks`` code blocks; failed blocks
     continue with every HARQ mode in ``modes`` (independent noise per mode) up to
     ``rounds`` transmissions. ``max_blocks``/``min_bler`` default per fading (``LIMITS``).
@@ -317,11 +324,18 @@ def build_entry(payload_bits: int, code_rate: float, modulation: str, fading: st
         start -= coarse
     snrs, blocks_l, fail1_l = [], [], []
     fails_l = {m: [] for m in harq_modes}
-    # HARQ curves need room below the round-1 waterfall: a few coarse points
-    low = [start - d for d in HARQ_LOW_DB.get(fading, ())][::-1] if harq_modes else []
-    for i, s in enumerate(low):
-        b, f, fr = run_point(s, max_blocks, target_block_errors, 1000 + i)
-        snrs.append(round(s, 4))
+    # HARQ curves need room below the round-1 waterfall: step down until the last round
+    # of every mode fails (almost) always
+    low = []
+    if harq_modes and R > 1:
+        for i in range(HARQ_LOW_MAX):
+            s = start - (i + 1) * HARQ_LOW_STEP[fading]
+            b, f, fr = run_point(s, max_blocks, target_block_errors, 1000 + i)
+            low.append((round(s, 4), b, f, fr))
+            if all(fr[m][R - 1] >= 0.98 * b for m in harq_modes):
+                break
+    for s, b, f, fr in low[::-1]:
+        snrs.append(s)
         blocks_l.append(b)
         fail1_l.append(f)
         for m in harq_modes:
@@ -352,17 +366,59 @@ def build_entry(payload_bits: int, code_rate: float, modulation: str, fading: st
             "fading": fading, "esno_db": snrs, "blocks": blocks_l, "fail": fail}
 
 
+def _entry_key(e: dict) -> tuple:
+    return (int(e["payload_bits"]), round(float(e["code_rate"]), 6), e["modulation"],
+            e["fading"])
+
+
 def build_table(grid: dict, *, out: str | Path, workers: int = 1, progress: bool = False,
-                **kw: Any) -> dict:
-    """Build every entry of ``grid`` and write the table JSON to ``out``."""
+                append: bool = False, **kw: Any) -> dict:
+    """Build every entry of ``grid`` and write the table JSON to ``out``.
+
+    ``append``: ``out`` is an existing table built with the same settings (decoder,
+    iterations, limits, seed, HARQ modes and rounds, ...); only the grid's curves it lacks
+    are simulated, and the result holds both (grid lists merged, build times summed)."""
     from semcom import __version__
     from semcom.provenance import provenance
 
     from channel.decoders import kernel_info
 
+    old = None
+    if append and Path(out).is_file():
+        old = json.loads(Path(out).read_text())
+        if old.get("schema") != SCHEMA:
+            raise ConfigError("", f"--append: {out} is not a {SCHEMA} table")
     combos = [(a, r, m, f) for f in grid["fading"] for m in grid["modulation"]
               for r in grid["code_rate"] for a in grid["payload_bits"]]
+    if old is not None:
+        have = {_entry_key(e) for e in old["entries"]}
+        combos = [c for c in combos if (c[0], round(c[1], 6), c[2], c[3]) not in have]
     modes = tuple(grid.get("harq", MODES))
+    cfg_keys = ("rounds", "decoder", "iterations", "minsum_scale", "early_stop",
+                "target_block_errors", "max_blocks", "min_bler", "batch_size", "seed",
+                "rician_k_db")
+    defaults = dict(rounds=4, decoder="fast", iterations=20, minsum_scale=0.7, early_stop=True,
+                    target_block_errors=100, max_blocks=None, min_bler=None, batch_size=200,
+                    seed=0, rician_k_db=6.0)
+    conf = {k: kw.get(k, defaults[k]) for k in cfg_keys}
+    if conf["max_blocks"] is None or conf["min_bler"] is None:
+        conf["limits_by_fading"] = {f: {"max_blocks": conf["max_blocks"] or LIMITS[f][0],
+                                        "min_bler": conf["min_bler"] or LIMITS[f][1]}
+                                    for f in grid["fading"]}
+    conf["harq_max_rounds"] = conf.pop("rounds")
+    conf["tb_crc"] = "crc24a"
+    conf["kernel"] = kernel_info()
+    if old is not None:
+        skip = ("limits_by_fading", "kernel")   # the numpy twin gives the same results
+        oc = {k: v for k, v in old["config"].items() if k not in skip}
+        nc = {k: v for k, v in conf.items() if k not in skip}
+        ol, nl = old["config"].get("limits_by_fading", {}), conf.get("limits_by_fading", {})
+        if any(ol[f] != nl[f] for f in set(ol) & set(nl)):
+            raise ConfigError("", f"--append: {out} has limits {ol}; this build {nl}")
+        if oc != nc or set(old["grid"].get("harq", [])) != set(modes):
+            raise ConfigError("", f"--append: {out} was built with {oc}, harq "
+                              f"{old['grid'].get('harq')}; this build uses {nc}, harq "
+                              f"{list(modes)}")
     t0 = time.perf_counter()
     entries: list[dict] = []
     bar = None
@@ -391,38 +447,46 @@ def build_table(grid: dict, *, out: str | Path, workers: int = 1, progress: bool
     if bar is not None:
         bar.close()
     entries = [e for _, e in sorted(zip(order, entries))]
-    cfg_keys = ("rounds", "decoder", "iterations", "minsum_scale", "early_stop",
-                "target_block_errors", "max_blocks", "min_bler", "batch_size", "seed",
-                "rician_k_db")
-    defaults = dict(rounds=4, decoder="fast", iterations=20, minsum_scale=0.7, early_stop=True,
-                    target_block_errors=100, max_blocks=None, min_bler=None, batch_size=200,
-                    seed=0, rician_k_db=6.0)
-    conf = {k: kw.get(k, defaults[k]) for k in cfg_keys}
-    if conf["max_blocks"] is None or conf["min_bler"] is None:
-        conf["limits_by_fading"] = {f: {"max_blocks": conf["max_blocks"] or LIMITS[f][0],
-                                        "min_bler": conf["min_bler"] or LIMITS[f][1]}
-                                    for f in grid["fading"]}
-    conf["harq_max_rounds"] = conf.pop("rounds")
-    conf["tb_crc"] = "crc24a"
-    conf["kernel"] = kernel_info()
+    build_s = round(time.perf_counter() - t0, 1)
+    if old is not None:
+        conf["limits_by_fading"] = {**old["config"].get("limits_by_fading", {}),
+                                    **conf.get("limits_by_fading", {})}
+        merged = {}
+        for k, v in grid.items():
+            merged[k] = list(dict.fromkeys([*old["grid"].get(k, []), *v]))
+        merged["snr_step_db"] = {**old["grid"].get("snr_step_db", {}),
+                                 **{f: kw.get("snr_step") or SNR_STEP[f] for f in grid["fading"]}}
+        grid_out = merged
+        entries = old["entries"] + entries
+        build_s = round(build_s + float(old.get("build_s") or 0), 1)
+    else:
+        grid_out = {**{k: list(v) for k, v in grid.items()},
+                    "snr_step_db": {f: kw.get("snr_step") or SNR_STEP[f] for f in grid["fading"]}}
     table = {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "semcom_version": __version__,
         "config": conf,
-        "grid": {**{k: list(v) for k, v in grid.items()},
-                 "snr_step_db": {f: kw.get("snr_step") or SNR_STEP[f] for f in grid["fading"]}},
+        "grid": grid_out,
         "entries": entries,
-        "build_s": round(time.perf_counter() - t0, 1),
+        "build_s": build_s,
         "provenance": provenance(),
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(table, indent=1) + "\n")
+    tmp.write_text(dumps_table(table))
     tmp.replace(out)
     _load.cache_clear()
     return table
+
+
+def dumps_table(table: dict) -> str:
+    """The table as JSON text: one line per entry (small, readable diffs)."""
+    head = {k: v for k, v in table.items() if k != "entries"}
+    text = json.dumps(head, indent=1)
+    body = ",\n".join("  " + json.dumps(e, separators=(",", ":")) for e in table["entries"])
+    return text[:-2] + ',\n "entries": [\n' + body + "\n ]\n}\n"
 
 
 def _build_one(args) -> dict:

@@ -80,3 +80,35 @@ def test_fast_and_sionna_agree_on_easy_blocks(sionna):
     f = FastDecoder(20)(code, L, rows)
     s = SionnaDecoder(20)(code, L, rows)
     assert (f.bits == u).all() and (s.bits == u).all()
+
+
+def _kernel_subprocess(tmp_path, **env):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from channel.decoders import kernel_info, FastDecoder; "
+            "from channel.ldpc import LdpcCode; c = LdpcCode.for_block(64, 0.5); "
+            "L = np.full((2, c.n), 5.0, np.float32); r = FastDecoder(5)(c, L, "
+            "c.active_rows(np.ones(c.n_cols, bool))); print(kernel_info(), int(r.ok.sum()))")
+    full = {**os.environ, "SEMCOM_CACHE_DIR": str(tmp_path / "cache"),
+            "TMPDIR": str(tmp_path / "tmp"), **env}
+    full.pop("SEMCOM_LDPC_KERNEL", None)
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=full, check=True)
+
+
+@pytest.mark.skipif(load_kernel() is None, reason="no C compiler")
+def test_kernel_builds_into_a_fresh_cache(tmp_path):
+    out = _kernel_subprocess(tmp_path)
+    assert out.stdout.split() == ["c", "2"]
+    assert list((tmp_path / "cache" / "ldpc").glob("semcom_ldpc_*.so"))
+    assert "unavailable" not in out.stderr
+
+
+def test_without_a_compiler_numpy_is_used_with_one_warning(tmp_path):
+    out = _kernel_subprocess(tmp_path, CC=str(tmp_path / "no-such-cc"))
+    assert out.stdout.split() == ["numpy", "2"]
+    lines = [ln for ln in out.stderr.splitlines() if "C kernel unavailable" in ln]
+    assert len(lines) == 1 and "numpy" in lines[0]

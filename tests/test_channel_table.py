@@ -44,9 +44,9 @@ def test_shipped_table_covers_the_default_grid(table):
 def test_lookup_reproduces_grid_points_and_is_monotone(table):
     e = next(x for x in table.data["entries"] if x["payload_bits"] == 1024
              and x["modulation"] == "qpsk" and x["fading"] == "awgn" and x["code_rate"] == 0.5)
-    fails = np.minimum.accumulate(np.asarray(e["fail"]["none"][0], float))
-    for s, f, b in zip(e["esno_db"], fails, e["blocks"]):
-        assert table.cb_fail_prob(e["k_prime"], 0.5, "qpsk", "awgn", s) == pytest.approx(f / b)
+    bler = np.minimum.accumulate(np.asarray(e["fail"]["none"][0], float) / e["blocks"])
+    for s, p in zip(e["esno_db"], bler):
+        assert table.cb_fail_prob(e["k_prime"], 0.5, "qpsk", "awgn", s) == pytest.approx(p)
     grid = np.arange(e["esno_db"][0], e["esno_db"][-1] + 3, 0.05)
     for mode, rounds in (("none", 1), ("ir", 4), ("chase", 4)):
         prev = [1.0] * rounds
@@ -85,16 +85,28 @@ def test_out_of_grid_requests_are_clear_errors(table):
     with pytest.raises(ConfigError) as e:
         build_link(ChannelConfig(link="nr-table", harq="ir", harq_max_rounds=6))
     assert e.value.key == "channel.harq_max_rounds"
-    with pytest.raises(ConfigError) as e:   # below the table's SNR range for IR round 4
-        link = build_link(ChannelConfig(link="nr-table", snr_db=-40, harq="ir"))
-        link.transmit(descs(1, 100), np.random.default_rng(0))
+    # far below the shipped curves: their first points fail (almost) always, so the
+    # lookup holds that value (every round of every mode)
+    link = build_link(ChannelConfig(link="nr-table", snr_db=-40, harq="ir"))
+    assert link.fail_probs(1048)[-1] >= 0.98
+    # a curve whose first point is not (almost) certain failure cannot be extended down
+    small = {"schema": SCHEMA, "config": {}, "entries": [{
+        "payload_bits": 1024, "k_prime": 1048, "code_rate": 0.5, "modulation": "qpsk",
+        "fading": "awgn", "esno_db": [0.0, 1.0], "blocks": [100, 100],
+        "fail": {"none": [[50, 10]]}}]}
+    t = BlerTable(small, "small.json")
+    assert t.cb_fail_prob(1048, 0.5, "qpsk", "awgn", 0.5) == pytest.approx(math.sqrt(0.5 * 0.1))
+    with pytest.raises(ConfigError) as e:
+        t.cb_fail_prob(1048, 0.5, "qpsk", "awgn", -0.5)
     assert e.value.key == "channel.snr_db" and "nearest grid points" in str(e.value)
 
 
-# (modulation, fading, Es/N0, harq, description bytes): grid block sizes, BLER ~0.05..0.7
+# (modulation, fading, Es/N0, harq, description bytes): grid block sizes, in the waterfall
+# (BLER after the last round ~0.05..0.9). IR with 4 rounds at rate 1/2 reaches the mother
+# code's rate 1/5 with 4x the energy: its waterfall lies ~6 dB below round 1's.
 POINTS = [("qpsk", "awgn", 0.75, "none", 128), ("qpsk", "awgn", 1.0, "none", 128),
           ("16qam", "awgn", 5.5, "none", 32), ("qpsk", "rayleigh-block", 6.0, "none", 128),
-          ("qpsk", "awgn", -1.5, "ir", 128)]
+          ("qpsk", "awgn", -6.0, "ir", 128)]
 
 
 @pytest.mark.parametrize("mod,fading,snr,harq,size", POINTS)
@@ -142,3 +154,12 @@ def test_build_small_table_and_reload(tmp_path):
     assert sum(isinstance(r, Erasure) for r in res.received) > 40
     with pytest.raises(ConfigError):
         build_link(dataclasses.replace(cfg, harq="ir"))      # no IR curves in this table
+    # --append adds only the missing curves, with the same settings
+    more = build_table({**grid, "code_rate": [0.5, 0.75]}, out=out, max_blocks=300,
+                       target_block_errors=30, snr_step=0.5, append=True)
+    assert [x["code_rate"] for x in more["entries"]] == [0.5, 0.75]
+    assert more["entries"][0] == e and more["grid"]["code_rate"] == [0.5, 0.75]
+    assert BlerTable.load(out).keys() == [(0.5, "qpsk", "awgn"), (0.75, "qpsk", "awgn")]
+    with pytest.raises(ConfigError, match="append"):
+        build_table(grid, out=out, max_blocks=200, target_block_errors=30, snr_step=0.5,
+                    append=True)
