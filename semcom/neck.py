@@ -218,7 +218,8 @@ def load_neck(family: str, setting: str, layer: int, codec: str, weights: str = 
 
 
 def check_backend(spec: NeckSpec, backend) -> None:
-    """The neck must match the backend's token layout (and, if recorded, its model id)."""
+    """The neck must match the backend's token layout and, if recorded, its model id (a
+    neck distilled against other encoder weights would give wrong tokens silently)."""
     from semcom.errors import ConfigError
 
     if (spec.dim, spec.grid, spec.has_cls) != (backend.token_dim, backend.grid, backend.has_cls):
@@ -226,6 +227,12 @@ def check_backend(spec: NeckSpec, backend) -> None:
                           f"{int(spec.has_cls)}+{spec.grid}x{spec.grid} tokens of {spec.dim}; "
                           f"the model has {int(backend.has_cls)}+{backend.grid}x{backend.grid} "
                           f"of {backend.token_dim}")
+    mid = getattr(backend, "model_id", "")
+    if spec.model_id and mid and spec.model_id != mid:
+        raise ConfigError("cloud.model", f"the {spec.family} neck ({spec.file}) was trained "
+                          f"against model {spec.model_id}, this model is {mid}: retrain it "
+                          f"(semcom train neck --model {spec.family} --setting {spec.setting} "
+                          f"--layer {spec.layer})")
 
 
 def neck_tokens(neck, backend, latent, k, layer: int):

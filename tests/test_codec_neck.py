@@ -272,3 +272,18 @@ def test_neck_missing_weights_names_key(weights):
     with pytest.raises(ConfigError) as e:
         NeckCloud(_cfg("neck", weights, **{"edge.image.neck_setting": "d3"}), FakeBackend())
     assert e.value.key == "edge.image.neck_setting"
+
+
+def test_neck_for_other_model_weights_is_refused():
+    """A neck distilled against other encoder weights (recorded model_id differs) is a
+    ConfigError on cloud.model; the same spec with the right id passes."""
+    from semcom.errors import ConfigError
+    from semcom.neck import NeckSpec, check_backend
+
+    be = FakeBackend()
+    spec = NeckSpec(family="blip", setting="d1", layer=1, in_ch=32, dim=D, grid=GRID,
+                    model_id="blip-000000000000", file="x.safetensors")
+    with pytest.raises(ConfigError) as e:
+        check_backend(spec, be)
+    assert e.value.key == "cloud.model" and "retrain" in str(e.value)
+    check_backend(NeckSpec(**{**spec.__dict__, "model_id": be.model_id}), be)

@@ -4,8 +4,8 @@ the transform-neck (d1/d2/d3), on tiny-world captioning (tiny BLIP) and VQA (tin
 Every point is a normal ``semcom.runner.run`` (same images, same link, same metrics,
 records under ``experiments/runs/codec/``; resumable: finished runs are skipped).
 
-    .venv/bin/python experiments/codec/evaluate.py run --task caption --images 150
-    .venv/bin/python experiments/codec/evaluate.py run --task vqa --images 150
+    .venv/bin/python experiments/codec/evaluate.py run --task caption --images 200
+    .venv/bin/python experiments/codec/evaluate.py run --task vqa --images 200
     .venv/bin/python experiments/codec/evaluate.py report        # tables, BD, figures
 
 ``report`` writes ``experiments/codec/results_<task>.{csv,md}``, ``bd_<task>.md``,
@@ -32,8 +32,8 @@ TASKS = {"caption": {"model": "blip", "metric": ("caption", "cider_d"),
                      "extra": ("caption", "exact_match")},
          "vqa": {"model": "llava", "metric": ("vqa", "accuracy"), "extra": None}}
 
-JPEG_Q = (1, 5, 10, 25, 50, 90)
-WEBP_Q = (1, 10, 30, 60, 80, 95)
+JPEG_Q = (1, 5, 10, 25, 50)
+WEBP_Q = (1, 10, 30, 60, 80)
 RATE_POINTS = (1, 2, 3, 4)
 ARCHS = ("mean-scale", "factorized", "hyperprior", "elic")
 NECK_CODEC = "mean-scale"
@@ -46,12 +46,18 @@ def points(task: str, methods: set[str] | None = None) -> list[tuple[str, list[s
         pts.append(("JPEG", ["edge.method=jpeg", f"edge.image.quality={q}"]))
     for q in WEBP_Q:
         pts.append(("WebP", ["edge.method=webp", f"edge.image.quality={q}"]))
-    for arch in ARCHS:
+    from semcom.neck import read_manifest as neck_manifest
+    from semcom.stages.codec import read_manifest as codec_manifest
+
+    trained = {e["arch"] for e in codec_manifest()["codecs"] if e["variant"] == "base"}
+    necks = {e["setting"] for e in neck_manifest()["necks"]
+             if e["family"] == TASKS[task]["model"] and e["codec"] == NECK_CODEC}
+    for arch in [a for a in ARCHS if a in trained]:
         for rp in RATE_POINTS:
             pts.append((f"Codec {arch} + decode", ["edge.method=codec",
                                                    f"edge.image.codec={arch}",
                                                    f"edge.image.rate_point={rp}"]))
-    for s in ("d1", "d2", "d3"):
+    for s in [s for s in ("d1", "d2", "d3") if s in necks]:
         for rp in RATE_POINTS:
             pts.append((f"Neck {s}", ["edge.method=neck", f"edge.image.codec={NECK_CODEC}",
                                       f"edge.image.neck_setting={s}",

@@ -24,7 +24,7 @@ import numpy as np
 
 from semcom.commands.common import parser as make_parser
 
-DEFAULT_LAMBDAS = (0.0004, 0.0015, 0.006, 0.024)
+DEFAULT_LAMBDAS = (0.0008, 0.003, 0.012, 0.048)
 DEFAULT_STEPS = {"factorized": 2400, "hyperprior": 2400, "mean-scale": 3000, "elic": 2400}
 
 

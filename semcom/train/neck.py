@@ -216,10 +216,9 @@ def train(family: str, setting: str, *, layer: int, codec_arch: str, steps: int,
             aux.backward()
             aux_opt.step()
         window.append((k, rec))
-        if step < 3 or not math.isfinite(loss.item()):
-            print("DEBUG", step, k, loss.item(), rec, s_k if setting != "d1" else None, flush=True)
-            if not math.isfinite(loss.item()):
-                raise SystemExit(1)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"neck training diverged at step {step} (rate point "
+                                     f"{k + 1}): loss {loss.item()}, {rec}")
         if (step + 1) % log_every == 0 or step == steps - 1:
             keys = window[0][1].keys()
             entry = {"step": step + 1, "elapsed_s": time.perf_counter() - t0,
