@@ -34,12 +34,15 @@ class ModelInput:
     """Tokens for the model: ``tokens [B, N, D]`` float32, ``mask [B, N]`` bool (True = real).
 
     ``info[i]`` describes sample i, e.g. ``tokens_to_model`` (patch tokens reaching the
-    model, CLS excluded), ``descriptions_received``.
+    model, CLS excluded), ``descriptions_received``. ``projected``: the tokens are already
+    the language model's input embeddings ``[B, N, H_lm]`` (the cloud half of a learned
+    projector ran), so the backend skips its own projector.
     """
 
     tokens: Any
     mask: Any
     info: list[dict] = field(default_factory=list)
+    projected: bool = False  # tokens are LM input embeddings (learned projectors)
 
 
 def check_item(item: CloudItem) -> None:

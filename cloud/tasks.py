@@ -27,11 +27,13 @@ class CaptionTask:
     def __init__(self, backend, *, beams: int = 1, max_new_tokens: int = 24, seed: int = 0):
         self.backend, self.beams, self.max_new_tokens, self.seed = backend, beams, max_new_tokens, seed
 
-    def run_batch(self, tokens, mask, samples) -> list[dict]:
+    def run_batch(self, tokens, mask, samples, *, projected: bool = False) -> list[dict]:
+        """``projected``: tokens are already LM embeddings (learned projectors, LLaVA)."""
         from semcom.metrics import exact_match
 
+        kw = {"projected": True} if projected else {}
         caps = self.backend.caption(tokens, mask, beams=self.beams,
-                                    max_new_tokens=self.max_new_tokens)
+                                    max_new_tokens=self.max_new_tokens, **kw)
         return [{"sample_id": s.sample_id, "image_id": s.image_id, "caption": c,
                  "references": list(s.captions), "exact_match": 100.0 * exact_match(c, s.captions)}
                 for s, c in zip(samples, caps)]
@@ -54,13 +56,15 @@ class VQATask:
     def __init__(self, backend, *, max_new_tokens: int = 8, beams: int = 1, seed: int = 0):
         self.backend, self.max_new_tokens, self.seed = backend, max_new_tokens, seed
 
-    def run_batch(self, tokens, mask, samples) -> list[dict]:
+    def run_batch(self, tokens, mask, samples, *, projected: bool = False) -> list[dict]:
+        """``projected``: tokens are already LM embeddings (learned projectors, LLaVA)."""
         from semcom.metrics import vqa_accuracy
 
         if any(s.question is None for s in samples):
             raise ValueError("task vqa needs samples with questions")
+        kw = {"projected": True} if projected else {}
         answers = self.backend.answer(tokens, mask, [s.question for s in samples],
-                                      max_new_tokens=self.max_new_tokens)
+                                      max_new_tokens=self.max_new_tokens, **kw)
         return [{"sample_id": s.sample_id, "image_id": s.image_id, "question": s.question,
                  "answer": a, "answers": list(s.answers or []),
                  "qtype": s.meta.get("qtype"),
@@ -87,9 +91,14 @@ class RetrievalTask:
         self._img: list = []      # image embeddings [E] per sample
         self._tokens: list = []   # the received tokens [n_i, D] per sample (for ITM)
 
-    def run_batch(self, tokens, mask, samples) -> list[dict]:
+    def run_batch(self, tokens, mask, samples, *, projected: bool = False) -> list[dict]:
         import torch
 
+        if projected:
+            from semcom.errors import ConfigError
+
+            raise ConfigError("cloud.tasks", "retrieval needs vision tokens; this method "
+                              "sends projected language-model embeddings (caption, vqa only)")
         tokens = torch.as_tensor(tokens, dtype=torch.float32)
         mask = torch.as_tensor(mask, dtype=torch.bool)
         emb = self.backend.image_embed(tokens, mask).cpu()

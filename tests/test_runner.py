@@ -35,7 +35,7 @@ class FakeBackend:
 class BrightnessTask:
     """'Captions' an image by its brightness; scores by exact match."""
 
-    def run_batch(self, tokens, mask, samples):
+    def run_batch(self, tokens, mask, samples, projected=False):
         return [{"caption": "bright" if float(t[0].mean()) > 0.5 else "dark"} for t in tokens]
 
 

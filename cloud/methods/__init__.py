@@ -8,4 +8,5 @@ declare("cloud-method", {
     "webp": "cloud.methods.image:PillowCloud",
     "codec": "cloud.methods.codec:CodecCloud",
     "neck": "cloud.methods.codec:NeckCloud",
+    "projector": "cloud.methods.projector:ProjectorCloud",
 })

@@ -8,4 +8,5 @@ declare("edge-method", {
     "webp": "edge.methods.image:PillowEdge",
     "codec": "edge.methods.codec:CodecEdge",
     "neck": "edge.methods.codec:NeckEdge",
+    "projector": "edge.methods.projector:ProjectorEdge",
 })
