@@ -44,8 +44,8 @@ class CloudSession:
         model_input = self.pipeline.decode(items)
         outs: dict[str, list] = {}
         for t, runner in self.runners.items():
-            rows = runner.run_batch(model_input.tokens, model_input.mask, samples,
-                                    projected=getattr(model_input, "projected", False))
+            kw = {"projected": True} if getattr(model_input, "projected", False) else {}
+            rows = runner.run_batch(model_input.tokens, model_input.mask, samples, **kw)
             if t in GALLERY_TASKS:
                 self._rows[t].extend(rows)
                 outs[t] = [None] * len(items)
