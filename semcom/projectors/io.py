@@ -148,8 +148,7 @@ def load_projector(pcfg, backend, *, check_model: bool = True) -> LoadedProjecto
     if check_model and m.get("model_id") and m["model_id"] != backend.model_id:
         raise ConfigError("edge.projector.weights", f"{path} was trained with model "
                           f"{m['model_id']}; this run uses {backend.model_id} (the committed "
-                          "projectors were trained for semcom/models/tiny-v2/llava: set "
-                          "edge.model.path and cloud.model.path to it, or retrain with "
+                          "projectors are for the embedded tiny LLaVA; retrain with "
                           "`semcom train projector`)")
     return lp
 
