@@ -130,12 +130,14 @@ def run(cfg: Config, *, overwrite: bool = False, settings: dict | None = None,
 
     paths.dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(paths.config, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    from semcom.fingerprint import fingerprint
     from semcom.provenance import provenance
 
     record: dict[str, Any] = {
         "schema": RECORD_SCHEMA, "run_id": rid, "status": "ok", "error": None,
         "label": cfg.run.label or default_label(cfg), "method": cfg.edge.method,
         "tasks": list(cfg.cloud.tasks), "config": to_dict(cfg), "settings": settings or {},
+        "assets": fingerprint(cfg),
     }
     t0 = time.perf_counter()
     try:

@@ -105,10 +105,32 @@ def test_hash_is_a_known_value_for_the_defaults():
     from semcom.config.core import canonical_json
     import hashlib
 
+    from semcom.fingerprint import fingerprint
+
     cfg = load_config()
-    payload = canonical_json(to_dict(cfg, hashed_only=True))
-    assert "out_dir" not in payload and "batch_size" not in payload
+    config = to_dict(cfg, hashed_only=True)
+    assert "out_dir" not in canonical_json(config) and "batch_size" not in canonical_json(config)
+    payload = canonical_json({"config": config, "assets": fingerprint(cfg)})
     assert run_id(cfg) == hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def test_run_id_changes_when_the_model_weights_change(tmp_path):
+    """Retraining a model in place must not reuse records made with the old weights."""
+    import shutil
+
+    from semcom.config.model import model_dir
+
+    src = model_dir(load_config().cloud.model)
+    dst = tmp_path / "blip"
+    shutil.copytree(src, dst)
+    sets = [f"cloud.model.path={dst}", f"edge.model.path={dst}", "edge.method=jpeg"]
+    before = run_id(load_config(None, sets))
+    assert run_id(load_config(None, sets)) == before          # stable
+    weights = sorted(dst.rglob("*.safetensors"))[0]
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1                                              # one bit of one weight
+    weights.write_bytes(bytes(data))
+    assert run_id(load_config(None, sets)) != before
 
 
 def test_sweep_grid_and_zip_expansion():

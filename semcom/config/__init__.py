@@ -54,8 +54,16 @@ class Config:
 
 
 def run_id(cfg: Config) -> str:
-    """The run id: a stable hash of everything in the config that can change results."""
-    return config_hash(cfg)
+    """The run id: a stable hash of everything that can change results: the config's
+    hashed fields and the content of the models and codebook it uses
+    (:func:`semcom.fingerprint.fingerprint`), so retrained weights never reuse old records."""
+    import hashlib
+
+    from semcom.config.core import canonical_json
+    from semcom.fingerprint import fingerprint
+
+    payload = {"config": to_dict(cfg, hashed_only=True), "assets": fingerprint(cfg)}
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:12]
 
 
 def load_raw(path: str | Path | None) -> dict:

@@ -1,0 +1,53 @@
+"""What a run's results depend on besides its config: the content of its models and codebook.
+
+The run id hashes the resolved config *and* this fingerprint, so retraining a model (or
+a codebook) in place gives new run ids: a sweep never skips a run because of a record
+made with other weights. Digests are cached per (path, size, mtime), so a sweep of
+hundreds of points hashes each file once. Nothing heavy is imported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_CACHE: dict[tuple, str] = {}
+
+
+def _model_id(ref) -> str:
+    """``<family>-<12 hex>`` of the model directory (as the wire checks), or a marker."""
+    from semcom.config.model import model_dir
+    from semcom.models.base import model_id
+
+    root = model_dir(ref)
+    if not root.is_dir():
+        return f"{ref.name}-missing:{root}"
+    stamp = tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns)
+                         for p in root.rglob("*") if p.is_file()))
+    key = ("model", ref.name, str(root), stamp)
+    if key not in _CACHE:
+        _CACHE[key] = model_id(ref.name, [root])
+    return _CACHE[key]
+
+
+def _file_digest(path: Path) -> str:
+    from semcom.models.base import _file_digest as digest
+
+    if not path.is_file():
+        return f"missing:{path}"
+    st = path.stat()
+    key = ("file", str(path), st.st_size, st.st_mtime_ns)
+    if key not in _CACHE:
+        _CACHE[key] = digest(path)[:16]
+    return _CACHE[key]
+
+
+def fingerprint(cfg) -> dict[str, str]:
+    """``{"edge_model", "cloud_model"[, "codebook"]}`` content ids for ``cfg``."""
+    out = {"edge_model": _model_id(cfg.edge.model), "cloud_model": _model_id(cfg.cloud.model)}
+    if cfg.edge.method == "tokens":
+        from semcom.stages.codebook import quant_codebook_path
+
+        path = quant_codebook_path(cfg.edge.quant, cfg.edge.model.name)
+        if path is not None:
+            out["codebook"] = _file_digest(Path(path))
+    return out
