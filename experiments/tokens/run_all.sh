@@ -26,11 +26,11 @@ step() {
                      --quant edge.quant.type=codebook edge.quant.bits=12 --probs 0 0.2 0.5 \
                      --out $R/mdc-llava-500.json ;;
     runner-check)  # the same points through `semcom run` (records in experiments/runs/tokens)
-      nice -n 10 .venv/bin/semcom run -c experiments/tokens/configs/vqa-k16.yaml -q
-      nice -n 10 .venv/bin/semcom run -c experiments/tokens/configs/vqa-k16.yaml \
+      nice -n 10 .venv/bin/semcom run -c experiments/tokens/configs/vqa-k16.yaml --overwrite -q
+      nice -n 10 .venv/bin/semcom run -c experiments/tokens/configs/vqa-k16.yaml --overwrite \
         --set edge.select.scorer=random -q
-      nice -n 10 .venv/bin/semcom run -c experiments/tokens/configs/mdc-d4.yaml -q
-      nice -n 10 .venv/bin/semcom run -c experiments/tokens/configs/mdc-d4.yaml \
+      nice -n 10 .venv/bin/semcom run -c experiments/tokens/configs/mdc-d4.yaml --overwrite -q
+      nice -n 10 .venv/bin/semcom run -c experiments/tokens/configs/mdc-d4.yaml --overwrite \
         --set channel.loss_prob=0 -q ;;
     plot) $PY experiments/tokens/plot.py ;;
     *) echo "unknown step $1" >&2; exit 2 ;;
