@@ -134,9 +134,7 @@ def _check_writable(out: Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        note = out / "FROZEN"
-        why = f" ({note.read_text().strip()})" if note.is_file() else ""
-        raise SemcomError(f"cannot write the trained model to {out}: {exc}{why}; "
+        raise SemcomError(f"cannot write the trained model to {out}: {exc}; "
                           "choose another directory with --out") from None
 
 
