@@ -39,8 +39,10 @@ ARCHS = ("mean-scale", "factorized", "hyperprior", "elic")
 NECK_CODEC = "mean-scale"
 
 
-def points(task: str, methods: set[str] | None = None) -> list[tuple[str, list[str]]]:
-    """(label, overrides) of every operating point of ``task``."""
+def points(task: str, methods: set[str] | None = None,
+           codecs: set[str] | None = None) -> list[tuple[str, list[str]]]:
+    """(label, overrides) of every operating point of ``task`` (``codecs``: only these
+    architectures' decode-then-VLM points)."""
     pts: list[tuple[str, list[str]]] = []
     for q in JPEG_Q:
         pts.append(("JPEG", ["edge.method=jpeg", f"edge.image.quality={q}"]))
@@ -52,7 +54,7 @@ def points(task: str, methods: set[str] | None = None) -> list[tuple[str, list[s
     trained = {e["arch"] for e in codec_manifest()["codecs"] if e["variant"] == "base"}
     necks = {e["setting"] for e in neck_manifest()["necks"]
              if e["family"] == TASKS[task]["model"] and e["codec"] == NECK_CODEC}
-    for arch in [a for a in ARCHS if a in trained]:
+    for arch in [a for a in ARCHS if a in trained and (not codecs or a in codecs)]:
         for rp in RATE_POINTS:
             pts.append((f"Codec {arch} + decode", ["edge.method=codec",
                                                    f"edge.image.codec={arch}",
@@ -83,7 +85,8 @@ def cmd_run(args) -> int:
 
     torch.set_num_threads(args.threads)
     methods = set(args.methods.split(",")) if args.methods else None
-    pts = points(args.task, methods)
+    codecs = set(args.codecs.split(",")) if args.codecs else None
+    pts = points(args.task, methods, codecs)
     t_all = time.perf_counter()
     for i, (label, ov) in enumerate(pts):
         cfg = load_config(None, base_overrides(args.task, args.images) + ov
@@ -353,6 +356,8 @@ def main(argv=None) -> int:
     r.add_argument("--task", choices=list(TASKS), required=True)
     r.add_argument("--images", type=int, default=150)
     r.add_argument("--methods", default="", help="comma list of edge methods (default all)")
+    r.add_argument("--codecs", default="", help="comma list of codec architectures for "
+                   "the decode-then-VLM points (default: every trained one)")
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--overwrite", action="store_true")
     s = sub.add_parser("report")
