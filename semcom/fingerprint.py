@@ -1,7 +1,8 @@
-"""What a run's results depend on besides its config: the content of its models and codebook.
+"""What a run's results depend on besides its config: the content of its weights.
 
-The run id hashes the resolved config *and* this fingerprint, so retraining a model (or
-a codebook) in place gives new run ids: a sweep never skips a run because of a record
+The models, and per method the codebook (tokens), the codec and neck weights (codec,
+neck) or the projector (projector). The run id hashes the resolved config *and* this
+fingerprint, so retraining any of them in place gives new run ids: a sweep never skips a run because of a record
 made with other weights. Digests are cached per (path, size, mtime), so a sweep of
 hundreds of points hashes each file once. Nothing heavy is imported.
 """
@@ -41,13 +42,41 @@ def _file_digest(path: Path) -> str:
     return _CACHE[key]
 
 
+def _dir_digest(root: Path) -> str:
+    """Digest of every weight / manifest file under ``root`` (conservative: any change)."""
+    import hashlib
+
+    if not root.is_dir():
+        return f"missing:{root}"
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.suffix in (".safetensors", ".json", ".npz", ".pt", ".pth"):
+            h.update(p.relative_to(root).as_posix().encode())
+            h.update(_file_digest(p).encode())
+    return h.hexdigest()[:16]
+
+
 def fingerprint(cfg) -> dict[str, str]:
-    """``{"edge_model", "cloud_model"[, "codebook"]}`` content ids for ``cfg``."""
+    """Content ids for ``cfg``: ``edge_model``, ``cloud_model`` and, by method,
+    ``codebook`` (tokens), ``codecs`` / ``necks`` (codec, neck), ``projector``."""
     out = {"edge_model": _model_id(cfg.edge.model), "cloud_model": _model_id(cfg.cloud.model)}
-    if cfg.edge.method == "tokens":
+    method = cfg.edge.method
+    if method == "tokens":
         from semcom.stages.codebook import quant_codebook_path
 
         path = quant_codebook_path(cfg.edge.quant, cfg.edge.model.name)
         if path is not None:
             out["codebook"] = _file_digest(Path(path))
+    elif method in ("codec", "neck"):
+        from semcom.stages.codec import codec_dir
+
+        out["codecs"] = _dir_digest(codec_dir(cfg.edge.image.weights))
+        if method == "neck":
+            from semcom.neck import neck_dir
+
+            out["necks"] = _dir_digest(neck_dir(cfg.edge.image.weights))
+    elif method == "projector":
+        from semcom.projectors.io import weights_path
+
+        out["projector"] = _file_digest(weights_path(cfg.edge.projector))
     return out

@@ -184,3 +184,20 @@ def test_plugin_fields_take_module_colon_name_but_still_reject_typos():
         from_dict(Sec, {"part": "c"}, "sec")
     with pytest.raises(ConfigError, match="sec.fixed"):
         from_dict(Sec, {"fixed": "my_pkg.mod:MyScorer"}, "sec")
+
+
+def test_run_id_covers_method_weights(tmp_path):
+    """Codec and projector weights are part of the run id too."""
+    import shutil
+
+    from semcom.stages.codec import codec_dir
+
+    src = codec_dir("")
+    (tmp_path / "codecs").mkdir()
+    for p in src.iterdir():
+        if p.suffix == ".json":
+            shutil.copy(p, tmp_path / "codecs" / p.name)
+    sets = ["edge.method=codec", f"edge.image.weights={tmp_path}"]
+    before = run_id(load_config(None, sets))
+    (tmp_path / "codecs" / "extra.json").write_text("{}")
+    assert run_id(load_config(None, sets)) != before
