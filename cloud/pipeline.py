@@ -45,6 +45,19 @@ class ModelInput:
     projected: bool = False  # tokens are LM input embeddings (learned projectors)
 
 
+def check_envelope(item: CloudItem, received, envelope) -> None:
+    """The envelope inside a received description agrees with where it arrived
+    (index / count) and with the original image size."""
+    if envelope.index != received.index or envelope.count != received.count:
+        raise WireFormatError(f"sample {item.sample_id}: description {received.index}/"
+                              f"{received.count} carries envelope {envelope.index}/"
+                              f"{envelope.count}")
+    if (envelope.height, envelope.width) != tuple(item.original_hw):
+        raise WireFormatError(f"sample {item.sample_id}: description is for a "
+                              f"{envelope.height}x{envelope.width} image, expected "
+                              f"{item.original_hw[0]}x{item.original_hw[1]}")
+
+
 def check_item(item: CloudItem) -> None:
     """Structural checks shared by all methods."""
     if not item.received:

@@ -22,7 +22,7 @@ import dataclasses
 import numpy as np
 
 from cloud.conceal import conceal_tokens
-from cloud.pipeline import CloudItem, ModelInput
+from cloud.pipeline import CloudItem, ModelInput, check_envelope
 from semcom.errors import ConfigError, WireFormatError
 from semcom.projectors.io import load_projector
 from semcom.projectors.wire import ProjectorDescription, decode, wire_model_id
@@ -62,13 +62,7 @@ class ProjectorCloud:
             info.update(tokens_to_model=0, tokens_concealed=1, tokens_lost=Q, all_lost=True)
             return token[None, :], info
         for p, d in zip(parsed, got):
-            if p.envelope.index != d.index or p.envelope.count != d.count:
-                raise WireFormatError(f"sample {item.sample_id}: description {d.index}/{d.count} "
-                                      f"carries envelope {p.envelope.index}/{p.envelope.count}")
-            if (p.envelope.height, p.envelope.width) != tuple(item.original_hw):
-                raise WireFormatError(f"sample {item.sample_id}: description is for a "
-                                      f"{p.envelope.height}x{p.envelope.width} image, expected "
-                                      f"{item.original_hw[0]}x{item.original_hw[1]}")
+            check_envelope(item, d, p.envelope)
             if vars(p.header) != vars(parsed[0].header):
                 raise WireFormatError(f"sample {item.sample_id}: descriptions disagree on "
                                       "their projector headers")

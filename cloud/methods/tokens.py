@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from cloud.conceal import conceal_tokens
-from cloud.pipeline import CloudItem, ModelInput
+from cloud.pipeline import CloudItem, ModelInput, check_envelope
 from semcom.errors import WireFormatError
 from semcom.stages.codebook import Codebook, CodebookError, load_cached, quant_codebook_path
 from semcom.stages.mdc import combine
@@ -101,13 +101,7 @@ class TokenCloud:
         self._check_same(item, parsed)
         head = parsed[0].header
         for p, d in zip(parsed, got):
-            if p.envelope.index != d.index or p.envelope.count != d.count:
-                raise WireFormatError(f"sample {item.sample_id}: description {d.index}/{d.count} "
-                                      f"carries envelope {p.envelope.index}/{p.envelope.count}")
-            if (p.envelope.height, p.envelope.width) != tuple(item.original_hw):
-                raise WireFormatError(f"sample {item.sample_id}: description is for a "
-                                      f"{p.envelope.height}x{p.envelope.width} image, expected "
-                                      f"{item.original_hw[0]}x{item.original_hw[1]}")
+            check_envelope(item, d, p.envelope)
         slots, tokens = combine([(p.slots, p.tokens) for p in parsed])
         if tokens is None:
             tokens = np.zeros((0, self.dim), np.float32)
