@@ -58,7 +58,8 @@ def _dir_digest(root: Path) -> str:
 
 def fingerprint(cfg) -> dict[str, str]:
     """Content ids for ``cfg``: ``edge_model``, ``cloud_model`` and, by method,
-    ``codebook`` (tokens), ``codecs`` / ``necks`` (codec, neck), ``projector``."""
+    ``codebook`` (tokens), ``codec`` / ``neck`` (codec, neck, and tokens with
+    ``edge.source: neck``), ``projector``."""
     out = {"edge_model": _model_id(cfg.edge.model), "cloud_model": _model_id(cfg.cloud.model)}
     method = cfg.edge.method
     if method == "tokens":
@@ -67,16 +68,52 @@ def fingerprint(cfg) -> dict[str, str]:
         path = quant_codebook_path(cfg.edge.quant, cfg.edge.model.name)
         if path is not None:
             out["codebook"] = _file_digest(Path(path))
-    elif method in ("codec", "neck"):
-        from semcom.stages.codec import codec_dir
-
-        out["codecs"] = _dir_digest(codec_dir(cfg.edge.image.weights))
-        if method == "neck":
-            from semcom.neck import neck_dir
-
-            out["necks"] = _dir_digest(neck_dir(cfg.edge.image.weights))
+    if method in ("codec", "neck") or cfg.edge.source == "neck":
+        out.update(_codec_assets(cfg))
     elif method == "projector":
         from semcom.projectors.io import weights_path
 
         out["projector"] = _file_digest(weights_path(cfg.edge.projector))
+    return out
+
+
+def _codec_assets(cfg) -> dict[str, str]:
+    """``codec``: the manifest entry and weight files of the codec the run uses (the base
+    codec, or the d2/d3 codec of the model the neck feeds, with the base file it shares);
+    ``neck``: the neck's entry and file. Only those files: training another codec or
+    another model's neck leaves this run's id alone. Where the manifest has no such entry
+    the whole directory stands in (the run then fails with the manifest's error)."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    from semcom.errors import ConfigError
+    from semcom.neck import find_spec as find_neck
+    from semcom.neck import neck_dir
+    from semcom.stages.codec import codec_dir, find_spec
+
+    im, method = cfg.edge.image, cfg.edge.method
+    neck = method == "neck" or cfg.edge.source == "neck"
+    # the neck feeds the cloud's encoder (method neck) or the edge's (source neck)
+    family = cfg.cloud.model.name if method == "neck" else cfg.edge.model.name
+    variant = im.neck_setting if neck and im.neck_setting != "d1" else "base"
+
+    def entry(spec, root, files):
+        h = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode())
+        for f in files:
+            h.update(_file_digest(root / f).encode())
+        return h.hexdigest()[:16]
+
+    out = {}
+    try:
+        spec = find_spec(im.codec, variant, family, im.weights)
+        out["codec"] = entry(spec, codec_dir(im.weights), [spec.file] + ([spec.base] if spec.base else []))
+    except (ConfigError, OSError, ValueError, TypeError):
+        out["codec"] = _dir_digest(codec_dir(im.weights))
+    if neck:
+        try:
+            nspec = find_neck(family, im.neck_setting, im.neck_layer, im.codec, im.weights)
+            out["neck"] = entry(nspec, neck_dir(im.weights), [nspec.file])
+        except (ConfigError, OSError, ValueError, TypeError):
+            out["neck"] = _dir_digest(neck_dir(im.weights))
     return out

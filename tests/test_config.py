@@ -187,17 +187,25 @@ def test_plugin_fields_take_module_colon_name_but_still_reject_typos():
 
 
 def test_run_id_covers_method_weights(tmp_path):
-    """Codec and projector weights are part of the run id too."""
+    """The run id covers the codec weights the run uses, and only those: changing the
+    mean-scale file changes a mean-scale run's id, changing the factorized file does not."""
     import shutil
 
     from semcom.stages.codec import codec_dir
 
     src = codec_dir("")
-    (tmp_path / "codecs").mkdir()
-    for p in src.iterdir():
-        if p.suffix == ".json":
-            shutil.copy(p, tmp_path / "codecs" / p.name)
-    sets = ["edge.method=codec", f"edge.image.weights={tmp_path}"]
+    shutil.copytree(src, tmp_path / "codecs")
+    sets = ["edge.method=codec", "edge.image.codec=mean-scale", f"edge.image.weights={tmp_path}"]
     before = run_id(load_config(None, sets))
-    (tmp_path / "codecs" / "extra.json").write_text("{}")
-    assert run_id(load_config(None, sets)) != before
+    other = tmp_path / "codecs" / "factorized.safetensors"
+    other.write_bytes(other.read_bytes() + b"\0")
+    assert run_id(load_config(None, sets)) == before
+    used = tmp_path / "codecs" / "mean-scale.safetensors"
+    data = bytearray(used.read_bytes())
+    data[-1] ^= 1
+    used.write_bytes(bytes(data))
+    after = run_id(load_config(None, sets))
+    assert after != before
+    # the manifest entry counts too (here: gone; the directory digest stands in)
+    (tmp_path / "codecs" / "manifest.json").write_text('{"codecs": []}')
+    assert run_id(load_config(None, sets)) not in (before, after)

@@ -14,9 +14,7 @@ torch = pytest.importorskip("torch")
 from semcom.config.model import ModelRef  # noqa: E402
 from semcom.errors import ModelLoadError  # noqa: E402
 
-SIZES = dict(vision_dim=32, vision_layers=3, vision_heads=2, vision_mlp=2, text_dim=32,
-             text_layers=1, text_heads=2, text_mlp=2, lm_dim=32, lm_layers=1, lm_heads=2,
-             lm_mlp=2, embed_dim=16)
+from tiny_models import SIZES, save_tiny_blip, save_tiny_llava  # noqa: E402
 QUESTIONS = ["what colour is the circle?", "how many objects are there?",
              "is there a red square?"]
 
@@ -30,22 +28,12 @@ def images():
 
 @pytest.fixture(scope="module")
 def blip_dir(tmp_path_factory):
-    from semcom.models.tiny import TinySizes, build_blip, save_blip
-
-    d = tmp_path_factory.mktemp("blip")
-    cap, ret, tok = build_blip(TinySizes(**SIZES), seed=1)
-    save_blip(d, cap, ret, tok)
-    return d
+    return save_tiny_blip(tmp_path_factory.mktemp("blip"), seed=1)
 
 
 @pytest.fixture(scope="module")
 def llava_dir(tmp_path_factory):
-    from semcom.models.tiny import TinySizes, build_llava, save_llava
-
-    d = tmp_path_factory.mktemp("llava")
-    llava, clip, tok, ctok = build_llava(TinySizes(**SIZES), seed=2)
-    save_llava(d, llava, clip, tok, ctok)
-    return d
+    return save_tiny_llava(tmp_path_factory.mktemp("llava"), seed=2)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ import numpy as np
 from edge.selection.budgets import budget_from_config
 from edge.selection.context import TokenContext
 from edge.selection.reducers import reduce_tokens
+from edge.sources import make_source
 from semcom.errors import ConfigError
 from semcom.seeding import rng
 from semcom.stages.codebook import Codebook, CodebookError, load_cached, quant_codebook_path
@@ -123,6 +124,7 @@ class TokenEdge:
         self.plain_quantizer = (build_quantizer(cfg, backend, entropy=False)[0]
                                 if cfg.edge.quant.entropy else self.quantizer)
         self.model32 = id32(backend.model_id)
+        self.source = make_source(cfg, backend)
         self.layer = resolve_layer(self.select.layer, backend)
         P = backend.num_patches
         self.budget = budget_from_config(self.select, P)
@@ -165,8 +167,7 @@ class TokenEdge:
         if need_keys:
             kwargs["key_layers"] = layers
         with torch.no_grad():
-            pv = b.preprocess([s.image for s in samples])
-            out = b.vision_tokens(pv, **kwargs)
+            out, source_info = self.source.vision(samples, **kwargs)
             tokens = out.tokens
             prefix = tokens.shape[1] - b.num_patches
             if prefix not in (0, 1):
@@ -190,7 +191,8 @@ class TokenEdge:
                 else (b.grid, b.grid), has_cls=has_cls,
                 attn=None if attn is None else attn[i], keys=None if keys is None else keys[i],
                 text_sim=None if sims is None else sims[i],
-                rng=rng(self.cfg.run.seed, "select", s.sample_id), sample_id=s.sample_id))
+                rng=rng(self.cfg.run.seed, "select", s.sample_id), sample_id=s.sample_id,
+                source=source_info[i]))
         return ctxs
 
     def encode(self, samples: list[Sample], task: str) -> list[EdgeResult]:
@@ -245,5 +247,5 @@ class TokenEdge:
                 "tokens_positioned": int(len(red.positions)), "tokens_extra": int(len(red.extras)),
                 "bits_per_token": self.quantizer.bits_per_token(vectors.shape[1]),
                 "entropy_fallbacks": coded_plain,
-                "reduction": dict(red.info)}
+                "reduction": dict(red.info), **ctx.source}
         return EdgeResult(sample.sample_id, descs, info)

@@ -25,6 +25,7 @@ class TokenContext:
     text_sim: np.ndarray | None = None
     rng: np.random.Generator | None = None
     sample_id: str = ""
+    source: dict = field(default_factory=dict)   # what edge.sources reported (neck: source_bits)
     cache: dict = field(default_factory=dict)
 
     @property

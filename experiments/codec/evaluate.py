@@ -37,6 +37,9 @@ WEBP_Q = (1, 10, 30, 60, 80)
 RATE_POINTS = (1, 2, 3, 4)
 ARCHS = ("mean-scale", "factorized", "hyperprior", "elic")
 NECK_CODEC = "mean-scale"
+TOKEN_SELECT = ["edge.select.budget=16", "edge.select.scorer=text-sim",
+                "edge.quant.type=codebook", "edge.quant.bits=12"]
+TOKENS_K = "Tokens k=16, VQ 12 bit"
 
 
 def points(task: str, methods: set[str] | None = None,
@@ -65,9 +68,22 @@ def points(task: str, methods: set[str] | None = None,
                                       f"edge.image.neck_setting={s}",
                                       f"edge.image.rate_point={rp}"]))
     pts.append(("Full tokens", ["edge.method=tokens"]))
+    # the neck's tokens on the token path (edge.source neck): the edge codes the image,
+    # runs the neck and sends TOKEN_SELECT tokens; the codec bits are not sent
+    pts.append((TOKENS_K, ["edge.method=tokens", *TOKEN_SELECT]))
+    for s in [s for s in ("d3",) if s in necks]:
+        for rp in RATE_POINTS:
+            pts.append((f"Neck {s} -> {TOKENS_K}", [
+                "edge.method=tokens", "edge.source=neck", f"edge.image.codec={NECK_CODEC}",
+                f"edge.image.neck_setting={s}", f"edge.image.rate_point={rp}", *TOKEN_SELECT]))
     if methods:
-        pts = [p for p in pts if p[1][0].split("=")[1] in methods]
+        pts = [p for p in pts if kind(p[1]) in methods]
     return pts
+
+
+def kind(overrides: list[str]) -> str:
+    """The ``--methods`` name of a point: its edge method, or ``neck-tokens``."""
+    return "neck-tokens" if "edge.source=neck" in overrides else overrides[0].split("=")[1]
 
 
 def base_overrides(task: str, images: int) -> list[str]:
@@ -129,7 +145,7 @@ def _op(rec: dict) -> str:
     e = rec["config"]["edge"]
     if e["method"] in ("jpeg", "webp"):
         return f"q={e['image']['quality']}"
-    if e["method"] in ("codec", "neck"):
+    if e["method"] in ("codec", "neck") or e.get("source") == "neck":
         return f"rp={e['image']['rate_point']}"
     return "-"
 
@@ -212,6 +228,12 @@ def savings_at_equal_accuracy(cv: dict, test: str, anchor: str, levels: int = 5)
     if len(tr) < 2 or len(ar) < 2:
         return []
     lo, hi = max(min(ta), min(aa)), min(max(ta), max(aa))
+    if min(ta) >= max(aa):
+        # the test's lowest-rate point is already at least as accurate as the anchor's
+        # best: at the anchor's best accuracy the test needs at most its lowest rate
+        return [{"accuracy": float(max(aa)), f"bpp_{test}": float(tr[0]),
+                 f"bpp_{anchor}": float(ar[-1]), "ratio": float(tr[0] / ar[-1]),
+                 "bound": True}]
     if hi <= lo:
         return []
     out = []
@@ -261,18 +283,21 @@ def plot(task: str, rows: list[dict], recs: list[dict]) -> None:
     cis: dict[str, list] = {}
     for r in rows:
         cis.setdefault(r["method"], []).append((r["bpp_wire"], r[m + "_lo"], r[m + "_hi"]))
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(8.4, 4.4))
+    free = [c for c in PALETTE if c not in FIXED_COLORS.values()]
     k = 0
     for name, (rs, accs) in cv.items():
         pts = sorted(zip(rs, accs))
         anchor = name in ("JPEG", "WebP") or "decode" in name
-        color = FIXED_COLORS.get(name) or PALETTE[k % len(PALETTE)]
+        color = FIXED_COLORS.get(name) or free[k % len(free)]
         k += 0 if name in FIXED_COLORS else 1
         style = "--" if anchor else "-"
         if "decode" in name and NECK_CODEC not in name:
             style, alpha = ":", 0.6
         else:
             alpha = 1.0
+        if len({p[0] for p in pts}) == 1 and len(pts) > 1:
+            style = "none"   # one rate, several operating points (neck -> tokens: codec rp)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="s" if anchor else "o",
                 color=color, label=name, alpha=alpha, ms=4)
         ci = sorted(cis[name])
@@ -285,7 +310,7 @@ def plot(task: str, rows: list[dict], recs: list[dict]) -> None:
     ax.set_xlabel("Wire rate [bpp]")
     ax.set_ylabel({"cider_d": "Captioning CIDEr-D", "accuracy": "VQA accuracy [%]"}[m])
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=7)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)
     ax.set_title(f"tiny world, {task} ({TASKS[task]['model']}), ideal link", fontsize=9)
     fig.tight_layout()
     for ext in ("png", "pdf"):
@@ -335,9 +360,12 @@ def cmd_report(args) -> int:
                   "ratio |", "|---|---|---|---|---|"]
         for name, pts in sav.items():
             for p in pts:
-                lines.append(f"| {name} | {p['accuracy']:.4f} | {p[f'bpp_{name}']:.4f} | "
+                bound = p.get("bound")
+                lines.append(f"| {name} | {p['accuracy']:.4f} | "
+                             f"{'<= ' if bound else ''}{p[f'bpp_{name}']:.4f} | "
                              f"{p[f'bpp_Codec {NECK_CODEC} + decode']:.4f} | "
-                             f"{p['ratio']:.3f} |")
+                             f"{'<= ' if bound else ''}{p['ratio']:.3f}"
+                             f"{' (the neck at its lowest rate beats decode at its best)' if bound else ''} |")
             if not pts:
                 lines.append(f"| {name} | no common accuracy range | | | |")
         (HERE / f"bd_{task}.md").write_text("\n".join(lines) + "\n")
@@ -355,7 +383,8 @@ def main(argv=None) -> int:
     r = sub.add_parser("run")
     r.add_argument("--task", choices=list(TASKS), required=True)
     r.add_argument("--images", type=int, default=150)
-    r.add_argument("--methods", default="", help="comma list of edge methods (default all)")
+    r.add_argument("--methods", default="", help="comma list of edge methods, or "
+                   "neck-tokens (default all)")
     r.add_argument("--codecs", default="", help="comma list of codec architectures for "
                    "the decode-then-VLM points (default: every trained one)")
     r.add_argument("--threads", type=int, default=1)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from semcom.config.codec import ImageCodecConfig
-from semcom.config.core import option
+from semcom.config.core import check, option
 from semcom.config.model import ModelRef
 from semcom.config.projector import ProjectorConfig
 from semcom.config.tokens import MDCConfig, QuantConfig, SelectConfig
@@ -21,9 +21,21 @@ class EdgeConfig:
         "codec (image bitstream, the cloud decodes pixels and runs the full VLM); neck "
         "(codec bitstream, the cloud maps the decoded latent into the vision encoder)")
     model: ModelRef = option(default_factory=ModelRef, help="vision encoder on the edge")
+    source: Literal["pixels", "neck"] = option(
+        "pixels", help="method tokens: where the vision tokens come from. pixels: the "
+        "vision encoder on the image; neck: the edge codes the image with edge.image.codec "
+        "at edge.image.rate_point, entropy-decodes the latent and runs the transform-neck "
+        "of edge.image.neck_setting into the encoder at edge.image.neck_layer (no pixels); "
+        "those tokens are then selected, quantized and MDC-coded. The codec bits are not "
+        "sent (its bpp is recorded as source_bpp)")
     prompt: str = option("a picture of", help="guidance text when the task has no question")
     select: SelectConfig = option(default_factory=SelectConfig)
     quant: QuantConfig = option(default_factory=QuantConfig)
     mdc: MDCConfig = option(default_factory=MDCConfig)
     image: ImageCodecConfig = option(default_factory=ImageCodecConfig)
     projector: ProjectorConfig = option(default_factory=ProjectorConfig)
+
+    def __post_init__(self):
+        check(self.source == "pixels" or self.method == "tokens", "source", self.source,
+              f"only method tokens takes its tokens from the neck (method is {self.method}; "
+              "method neck sends the codec bitstream itself)")

@@ -142,3 +142,24 @@ class VLMBackend:
 
     def _unsupported(self, what: str):
         raise NotImplementedError(f"{self.family} backend ({self.path}) does not provide {what}")
+
+    def vision_from_layer(self, hidden, start_layer: int, *, attn_layers=(), key_layers=()
+                          ) -> VisionOutput:
+        """``vision_tokens`` for hidden states ``[B, 1+P, D]`` that enter the encoder at
+        ``start_layer`` (a transform-neck's output): the tokens of
+        ``vision_tokens_from_layer`` plus the attentions / keys of the requested layers,
+        which must be among those that run (a layer before ``start_layer``, or after the
+        layer whose output the model reads, is a ValueError naming it). Backends provide
+        ``num_layers``, ``vision_tokens_from_layer`` and ``_capture(attn_layers,
+        key_layers, start)`` (forward hooks, :class:`semcom.models.common.Capture`)."""
+        n = self.num_layers
+        start = start_layer + n + 1 if start_layer < 0 else start_layer
+        cap = self._capture(attn_layers, key_layers, start)
+        with cap:
+            tokens = self.vision_tokens_from_layer(hidden, start_layer)
+        for i in list(attn_layers) + list(key_layers):
+            if ("a", i) not in cap.data and ("k", i) not in cap.data:
+                raise ValueError(f"layer {i} does not run for these tokens (the encoder "
+                                 f"stops before it)")
+        return VisionOutput(tokens, {i: cap.data[("a", i)] for i in attn_layers},
+                            {i: cap.data[("k", i)] for i in key_layers})

@@ -155,17 +155,21 @@ class BlipBackend(VLMBackend):
     def preprocess(self, images) -> torch.Tensor:
         return preprocess(self.processor, images, self.device)
 
-    @torch.no_grad()
-    def vision_tokens(self, pixel_values, *, attn_layers=(), key_layers=(), hidden_layers=()):
+    def _capture(self, attn_layers, key_layers, start: int = 0) -> Capture:
         layers = self.vision.encoder.layers
         n, d = len(layers), self.token_dim
         cap = Capture()
         for i in attn_layers:  # BlipAttention returns its post-softmax probabilities
-            cap.add(layers[layer_index(i, n, "attention layer")].self_attn, ("a", i),
+            cap.add(layers[layer_index(i, n, "attention layer", start)].self_attn, ("a", i),
                     lambda m, out: out[1])
         for i in key_layers:
-            cap.add(layers[layer_index(i, n, "key layer")].self_attn.qkv, ("k", i),
+            cap.add(layers[layer_index(i, n, "key layer", start)].self_attn.qkv, ("k", i),
                     lambda m, out: out[..., d:2 * d])
+        return cap
+
+    @torch.no_grad()
+    def vision_tokens(self, pixel_values, *, attn_layers=(), key_layers=(), hidden_layers=()):
+        cap = self._capture(attn_layers, key_layers)
         with cap:
             out = self.vision(pixel_values=pixel_values.to(self.device),
                               output_hidden_states=bool(hidden_layers))

@@ -77,10 +77,15 @@ def preprocess(processor, images, device: str) -> torch.Tensor:
     return out["pixel_values"].to(device=device, dtype=torch.float32)
 
 
-def layer_index(i: int, n: int, what: str) -> int:
+def layer_index(i: int, n: int, what: str, start: int = 0) -> int:
+    """0-based index of layer ``i`` (negative: from the end) of ``n``; ``start``: the
+    first layer that runs (the layers before it are replaced, e.g. by a neck)."""
     j = i + n if i < 0 else i
     if not 0 <= j < n:
         raise ValueError(f"{what} {i} out of range for {n} layers")
+    if j < start:
+        raise ValueError(f"{what} {i} does not run: the tokens enter the encoder at layer "
+                         f"{start} (choose a layer >= {start})")
     return j
 
 

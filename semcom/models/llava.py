@@ -106,17 +106,21 @@ class LlavaBackend(VLMBackend):
     def preprocess(self, images) -> torch.Tensor:
         return preprocess(self.processor, images, self.device)
 
-    @torch.no_grad()
-    def vision_tokens(self, pixel_values, *, attn_layers=(), key_layers=(), hidden_layers=()):
+    def _capture(self, attn_layers, key_layers, start: int = 0) -> Capture:
         layers = self.tower.encoder.layers
         n = len(layers)
         cap = Capture()
         for i in attn_layers:  # recomputed eagerly from the layer's own q/k projections
-            cap.add(layers[layer_index(i, n, "attention layer")].self_attn, ("a", i),
+            cap.add(layers[layer_index(i, n, "attention layer", start)].self_attn, ("a", i),
                     _attn_probs, pre=True)
         for i in key_layers:
-            cap.add(layers[layer_index(i, n, "key layer")].self_attn.k_proj, ("k", i),
+            cap.add(layers[layer_index(i, n, "key layer", start)].self_attn.k_proj, ("k", i),
                     lambda m, out: out)
+        return cap
+
+    @torch.no_grad()
+    def vision_tokens(self, pixel_values, *, attn_layers=(), key_layers=(), hidden_layers=()):
+        cap = self._capture(attn_layers, key_layers)
         with cap:
             out = self.tower(pixel_values=pixel_values.to(self.device), output_hidden_states=True)
         hs = out.hidden_states
