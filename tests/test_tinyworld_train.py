@@ -85,3 +85,23 @@ def test_train_tinyworld_few_steps(tmp_path, model):
     b = load_backend(ModelRef(model, str(out)))
     assert b.model_id == rec["model_id"] and b.num_patches == 144
 
+
+
+def test_llava_prompt_template_is_trained_and_saved(tmp_path, capsys):
+    """``--prompt-template`` trains LLaVA with that conversation template and saves it in
+    semcom.json, where the backend reads it; a template without <image> / {prompt}, or
+    one for BLIP, is refused before training."""
+    from semcom.cli import main
+    from semcom.config.model import ModelRef
+    from semcom.models import load_backend
+
+    t = "USER: {prompt}\n<image> ASSISTANT:"
+    out = tmp_path / "llava"
+    assert main(["train", "tinyworld", "--model", "llava", "--steps", "2", "--train-images",
+                 "64", "--no-eval", "--out", str(out), "-q", "--prompt-template", t]) == 0
+    assert json.loads((out / "semcom.json").read_text())["prompt_template"] == t
+    assert load_backend(ModelRef("llava", str(out))).template == t
+    for model, bad in (("llava", "no image here {prompt}"), ("blip", t)):
+        rc = main(["train", "tinyworld", "--model", model, "--steps", "1", "--out",
+                   str(tmp_path / "x"), "-q", "--prompt-template", bad])
+        assert rc == 2 and "--prompt-template" in capsys.readouterr().err

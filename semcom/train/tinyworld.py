@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-images", type=int, help="tiny-world train scenes (default 20000)")
     p.add_argument("--aux-weight", type=float, default=1.0,
                    help="weight of the auxiliary per-patch attribute loss (default 1; 0 = off)")
+    p.add_argument("--prompt-template", metavar="T",
+                   help="LLaVA: the conversation template, with <image> and {prompt} "
+                   "(default the LLaVA-1.5 one, image first); saved in the model's "
+                   "semcom.json, which the backend reads")
     p.add_argument("--eval-images", type=int, default=1000, help="eval scenes (default 1000)")
     p.add_argument("--eval-only", action="store_true", help="evaluate the model in --out")
     p.add_argument("--no-eval", action="store_true", help="train and save only")
@@ -99,8 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         cpu0 = time.process_time()
         fn = train_blip if args.model == "blip" else train_llava
+        kw = {"template": args.prompt_template} if args.prompt_template else {}
+        if kw:
+            _check_template(args.model, args.prompt_template)
         info = fn(out, steps=steps, batch_size=bs, lr=lr, n_train=n_train, seed=args.seed,
-                  progress=not args.quiet, aux_weight=args.aux_weight)
+                  progress=not args.quiet, aux_weight=args.aux_weight, **kw)
         wall = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
         record = {"command": command, "model": args.model, "seed": args.seed, "steps": steps,
@@ -127,6 +134,16 @@ def main(argv: list[str] | None = None) -> int:
         record["model_id"] = model_id(args.model, [out])
         (out / TRAIN_METRICS).write_text(json.dumps(record, indent=2) + "\n")
     return 0
+
+
+def _check_template(model: str, template: str) -> None:
+    from semcom.errors import SemcomError
+
+    if model != "llava":
+        raise SemcomError("--prompt-template is for --model llava")
+    if "<image>" not in template or "{prompt}" not in template:
+        raise SemcomError(f"--prompt-template must contain <image> and {{prompt}}, got "
+                          f"{template!r}")
 
 
 def _check_writable(out: Path) -> None:
@@ -509,12 +526,15 @@ def train_blip(out: Path, *, steps, batch_size, lr, n_train, seed, progress=True
 # ------------------------------------------------------------------------------ LLaVA
 
 def train_llava(out: Path, *, steps, batch_size, lr, n_train, seed, progress=True,
-                full_fraction: float = 0.1, full_every: int = 5, aux_weight: float = 1.0) -> dict:
+                full_fraction: float = 0.1, full_every: int = 5, aux_weight: float = 1.0,
+                template: str | None = None) -> dict:
     import numpy as np
     import torch
     from torch.nn import functional as F
 
     from semcom.models.llava import DEFAULT_CAPTION_PROMPT, DEFAULT_TEMPLATE
+
+    template = template or DEFAULT_TEMPLATE
     from semcom.models.tiny import TinySizes, build_llava, save_llava, sizes_dict
     from semcom.seeding import derive_seed, rng, seed_everything
     from semcom.world import make_question
@@ -595,7 +615,7 @@ def train_llava(out: Path, *, steps, batch_size, lr, n_train, seed, progress=Tru
         # LM: one <image> placeholder per kept patch token
         seqs, labs = [], []
         for j in range(b):
-            text = DEFAULT_TEMPLATE.replace("{prompt}", prompts[j])
+            text = template.replace("{prompt}", prompts[j])
             pre, post = text.split("<image>", 1)
             p_ids = tok(pre + image_token * int(keep[j].sum()) + post)["input_ids"]
             a_ids = tok(targets[j], add_special_tokens=False)["input_ids"] + [eos]
@@ -630,7 +650,8 @@ def train_llava(out: Path, *, steps, batch_size, lr, n_train, seed, progress=Tru
     llava.eval()
     clip.eval()
     save_llava(out, llava, clip, tok, ctok,
-               manifest={"trained_by": "semcom train tinyworld --model llava"})
+               manifest={"trained_by": "semcom train tinyworld --model llava",
+                         "prompt_template": template})
     return {"train_s": train_s + data_s, "data_s": round(data_s, 1), "sizes": sizes_dict(sizes),
             "params": sum(p.numel() for p in params), "full_token_steps":
             steps - first_full + first_full // full_every,
