@@ -63,7 +63,7 @@ class NeckSource:
         latents, info = [], []
         for s in samples:
             p = self.codec.encode(s.image)
-            latents.append(self.codec.decode_latent(p.data, s.hw))
+            latents.append(p.meta["latent"])   # = decode_latent(p.data): no second decode
             h, w = s.hw
             info.append({"source_bits": 8 * len(p.data), "source_bpp": 8 * len(p.data) / (h * w)})
         groups: dict[tuple, list[int]] = {}

@@ -110,10 +110,7 @@ class Evaluator:
         import torch
 
         from cloud.methods.tokens import TokenCloud
-        from cloud.pipeline import CloudItem, check_item
         from edge.methods.tokens import TokenEdge
-        from semcom.rate import SampleRate
-        from semcom.types import RateLedger
 
         t0 = time.perf_counter()
         cfg = self.config(["edge.method=tokens", *overrides])
@@ -124,19 +121,28 @@ class Evaluator:
             batch = self.samples[i:i + self.batch]
             items = []
             for s, ctx in zip(batch, self.contexts[i:i + self.batch]):
-                er = edge.encode_context(s, ctx)
-                for d in er.descriptions:
-                    assert d.ledger.total() == 8 * len(d.data)
-                led = RateLedger().merged(*(d.ledger for d in er.descriptions))
-                rates.append(SampleRate.from_ledger(led, s.hw[0] * s.hw[1]))
-                sent.append(er.info["tokens_sent"])
-                item = CloudItem(s.sample_id, list(er.descriptions), s.hw, s.question)
-                check_item(item)
-                items.append(item)
+                items.append(cloud_item(s, edge.encode_context(s, ctx), rates, sent))
             mi = cloud.decode(items)
             with torch.no_grad():
                 rows += task.run_batch(mi.tokens, mi.mask, batch)
         return self.finish(label, rows, rates, sent, task, t0, overrides=list(overrides))
+
+
+def cloud_item(s, er, rates: list, sent: list):
+    """Check one EdgeResult's ledgers against its bytes, record its rate and tokens sent
+    (appended to ``rates`` / ``sent``) and return the checked CloudItem for it."""
+    from cloud.pipeline import CloudItem, check_item
+    from semcom.rate import SampleRate
+    from semcom.types import RateLedger
+
+    for d in er.descriptions:
+        assert d.ledger.total() == 8 * len(d.data)
+    led = RateLedger().merged(*(d.ledger for d in er.descriptions))
+    rates.append(SampleRate.from_ledger(led, s.hw[0] * s.hw[1]))
+    sent.append(er.info["tokens_sent"])
+    item = CloudItem(s.sample_id, list(er.descriptions), s.hw, s.question)
+    check_item(item)
+    return item
 
 
 class Projected:
@@ -161,10 +167,7 @@ def run_projector(ev, type_: str, scale: int, quant: list[str], weights: str = "
     import torch
 
     from cloud.methods.projector import ProjectorCloud
-    from cloud.pipeline import CloudItem, check_item
     from edge.methods.projector import ProjectorEdge
-    from semcom.rate import SampleRate
-    from semcom.types import RateLedger
 
     t0 = time.perf_counter()
     ov = ["edge.method=projector", f"edge.projector.type={type_}",
@@ -179,14 +182,7 @@ def run_projector(ev, type_: str, scale: int, quant: list[str], weights: str = "
         batch = ev.samples[i:i + ev.batch]
         items = []
         for s, er in zip(batch, edge.encode(batch, ev.task)):
-            for d in er.descriptions:
-                assert d.ledger.total() == 8 * len(d.data)
-            led = RateLedger().merged(*(d.ledger for d in er.descriptions))
-            rates.append(SampleRate.from_ledger(led, s.hw[0] * s.hw[1]))
-            sent.append(er.info["tokens_sent"])
-            item = CloudItem(s.sample_id, list(er.descriptions), s.hw, s.question)
-            check_item(item)
-            items.append(item)
+            items.append(cloud_item(s, er, rates, sent))
         mi = cloud.decode(items)
         with torch.no_grad():
             rows += task.run_batch(mi.tokens, mi.mask, batch)

@@ -47,6 +47,17 @@ def _attn_probs(mod, h):
     return torch.softmax((q @ k.transpose(-1, -2)) * mod.scale, dim=-1)
 
 
+def generate_text(model, tokenizer, embeds, att, *, max_new_tokens: int, beams: int = 1
+                  ) -> list[str]:
+    """Greedy (or beam) decoding from input embeddings ``[B, L, H]`` + attention mask
+    ``[B, L]``; the decoded texts, stripped."""
+    tc = model.config.text_config
+    out = model.generate(inputs_embeds=embeds, attention_mask=att,
+                         max_new_tokens=max_new_tokens, do_sample=False, num_beams=beams,
+                         eos_token_id=tc.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+
 class LlavaBackend(VLMBackend):
     family = "llava"
     has_cls = True
@@ -229,12 +240,8 @@ class LlavaBackend(VLMBackend):
         ``mask [B, N]`` bool, True = real token (``None``: all).
         """
         embeds, att = self.build_inputs(tokens, mask, list(questions), projected=projected)
-        tc = self.model.config.text_config
-        out = self.model.generate(inputs_embeds=embeds, attention_mask=att,
-                                  max_new_tokens=max_new_tokens, do_sample=False,
-                                  num_beams=beams, eos_token_id=tc.eos_token_id,
-                                  pad_token_id=self.tokenizer.pad_token_id)
-        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+        return generate_text(self.model, self.tokenizer, embeds, att,
+                             max_new_tokens=max_new_tokens, beams=beams)
 
     def caption(self, tokens, mask=None, *, beams: int = 1, max_new_tokens: int = 24,
                 projected: bool = False) -> list[str]:

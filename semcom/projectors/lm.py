@@ -82,13 +82,11 @@ def generate(backend, feats, mask, prompts: list[str], *, max_new_tokens: int = 
     if backend_takes_projected(backend):
         return backend.answer(feats, mask, list(prompts), max_new_tokens=max_new_tokens,
                               beams=beams, projected=True)
+    from semcom.models.llava import generate_text
+
     embeds, att = build_inputs(backend, feats, mask, list(prompts))
-    tc = backend.model.config.text_config
-    out = backend.model.generate(inputs_embeds=embeds, attention_mask=att,
-                                 max_new_tokens=max_new_tokens, do_sample=False,
-                                 num_beams=beams, eos_token_id=tc.eos_token_id,
-                                 pad_token_id=backend.tokenizer.pad_token_id)
-    return [t.strip() for t in backend.tokenizer.batch_decode(out, skip_special_tokens=True)]
+    return generate_text(backend.model, backend.tokenizer, embeds, att,
+                         max_new_tokens=max_new_tokens, beams=beams)
 
 
 def answer(backend, feats, mask, questions: list[str], *, max_new_tokens: int = 8,
