@@ -208,8 +208,16 @@ def load_neck(family: str, setting: str, layer: int, codec: str, weights: str = 
     if key not in _CACHE:
         from safetensors.torch import load_file
 
+        from semcom.errors import ConfigError
+
         spec = find_spec(family, setting, layer, codec, weights)
-        state = load_file(str(neck_dir(weights) / spec.file))
+        path = neck_dir(weights) / spec.file
+        try:
+            state = load_file(str(path))
+        except Exception as exc:  # missing, truncated or not safetensors
+            raise ConfigError("edge.image.weights", f"cannot read the neck weights {path}: "
+                              f"{exc} (retrain: semcom train neck --model {family} "
+                              f"--setting {setting} --layer {layer})") from None
         neck = build_neck(spec.in_ch, spec.dim, spec.grid, rates=spec.rates, heads=spec.heads,
                           has_cls=spec.has_cls)
         neck.load_state_dict({k: v.float() for k, v in state.items()})

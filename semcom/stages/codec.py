@@ -627,10 +627,19 @@ def load_codec(arch: str, rate_point: int, variant: str = "base", family: str | 
         from safetensors.torch import load_file
 
         spec = find_spec(arch, variant, family, weights)
-        state = load_file(str(codec_dir(weights) / spec.file))
+
+        def read(name: str):
+            path = codec_dir(weights) / name
+            try:
+                return load_file(str(path))
+            except Exception as exc:  # missing, truncated or not safetensors
+                raise ConfigError("edge.image.weights", f"cannot read the codec weights "
+                                  f"{path}: {exc}") from None
+
+        state = read(spec.file)
         model = gained_codec(arch, spec.N, spec.M, spec.rates)
         if spec.base:  # shares the base codec's synthesis transform (not stored twice)
-            base = load_file(str(codec_dir(weights) / spec.base))
+            base = read(spec.base)
             state = {**{k: v for k, v in base.items() if k.startswith("net.g_s.")}, **state}
         load_state(model, state)
         _CACHE[key] = (model, spec, weights_tag(state))
