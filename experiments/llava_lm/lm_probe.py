@@ -5,7 +5,7 @@ The committed LLaVA's vision tower is frozen; its layer -2 features of N train s
 computed once; then the language model (+ projector) trains on questions only, and
 teacher-forced exact match (= greedy answer) on 300 eval questions is printed by type
 every 250 steps. Options: --init fresh (a new LM, --layers) or committed; --types
-exists (only those questions); --qfirst (question before the image); --oracle (patch
+exists (only those questions); --layers / --mlp (fresh LM size); --qfirst (question before the image); --oracle (patch
 features = one-hot shape/colour/size/row/col instead of the vision tower's); --attn-sup
 (supervise the answer position's attention in --sup-layer, first --sup-heads heads, to
 put its mass on the question's object patches); --rel (training-only per-image-token
@@ -24,6 +24,7 @@ p.add_argument("--bs", type=int, default=32)
 p.add_argument("--lr", type=float, default=5e-4)
 p.add_argument("--ntrain", type=int, default=6000)
 p.add_argument("--layers", type=int, default=3)
+p.add_argument("--mlp", type=int, default=2, help="fresh LM: MLP width / hidden size")
 p.add_argument("--caption-frac", type=float, default=0.0)
 p.add_argument("--subset", type=float, default=0.0, help="fraction of steps with object+12bg tokens")
 p.add_argument("--tag", default="x")
@@ -51,7 +52,7 @@ vm = model.model.vision_tower
 if a.init == "fresh":
     from semcom.models.tiny import TinySizes, build_llava
     import dataclasses
-    fresh, _, _, _ = build_llava(dataclasses.replace(TinySizes(), lm_layers=a.layers), seed=1)
+    fresh, _, _, _ = build_llava(dataclasses.replace(TinySizes(), lm_layers=a.layers, lm_mlp=a.mlp), seed=1)
     fresh.model.vision_tower = vm
     model = fresh
 model.train()
