@@ -164,17 +164,12 @@ def test_corrupt_neck_or_codec_file_names_the_file(backends, blip_dir, weights, 
 
     from edge.methods.tokens import TokenEdge
 
-    root = tmp_path / "w"
-    shutil.copytree(weights, root)
-    neck = root / "necks" / "blip-d1-L1-mean-scale.safetensors"
-    neck.write_bytes(b"garbage")
-    with pytest.raises(ConfigError) as e:
-        TokenEdge(_cfg(blip_dir, str(root)), backends["blip"])
-    assert e.value.key == "edge.image.weights" and str(neck) in str(e.value)
-    root2 = tmp_path / "w2"            # a fresh root: loaded codecs are cached per root
-    shutil.copytree(weights, root2)
-    codec = root2 / "codecs" / "mean-scale.safetensors"
-    codec.write_bytes(b"")
-    with pytest.raises(ConfigError) as e:
-        TokenEdge(_cfg(blip_dir, str(root2)), backends["blip"])
-    assert e.value.key == "edge.image.weights" and str(codec) in str(e.value)
+    for name, rel, data in (("w", "necks/blip-d1-L1-mean-scale.safetensors", b"garbage"),
+                            ("w2", "codecs/mean-scale.safetensors", b"")):
+        root = tmp_path / name         # a fresh root each: loaded codecs are cached per root
+        shutil.copytree(weights, root)
+        bad = root / rel
+        bad.write_bytes(data)
+        with pytest.raises(ConfigError) as e:
+            TokenEdge(_cfg(blip_dir, str(root)), backends["blip"])
+        assert e.value.key == "edge.image.weights" and str(bad) in str(e.value)

@@ -99,7 +99,6 @@ img_start = len(tok(_pre)["input_ids"])
 print("img_start", img_start, tok.convert_ids_to_tokens(tok(_pre + image_token)["input_ids"]))
 T = "USER: {prompt}\n<image> ASSISTANT:" if a.qfirst else "USER: <image>\n{prompt} ASSISTANT:"
 embed = model.get_input_embeddings(); proj = model.model.multi_modal_projector
-ids_last = [None]
 def batch(f, keep, prompts, targets):
     seqs, labs = [], []
     for j in range(len(prompts)):
@@ -112,17 +111,16 @@ def batch(f, keep, prompts, targets):
     for j, (q, l) in enumerate(zip(seqs, labs)):
         ids[j, :len(q)] = torch.tensor(q); labels[j, :len(q)] = torch.tensor(l); att[j, :len(q)] = 1
     emb = embed(ids)
-    ids_last[0] = ids
     pf = proj(f)[keep]
     emb = emb.masked_scatter((ids == img_id).unsqueeze(-1), pf.to(emb.dtype))
-    return emb, att, labels, [len(q) - len(l) + l.count(-100) for q, l in zip(seqs, labs)]
+    return emb, att, labels, ids, [l.count(-100) for l in labs]
 def evaluate():
     model.eval(); ok = collections.defaultdict(list)
     with torch.no_grad():
         for i in range(0, 300, 100):
             f = evf[i:i+100]; keep = torch.ones(f.shape[:2], dtype=torch.bool); keep[:, 0] = False
             qs = evq[i:i+100]
-            emb, att, labels, _ = batch(f, keep, [q["question"] for q in qs], [q["answer"] for q in qs])
+            emb, att, labels, _, _ = batch(f, keep, [q["question"] for q in qs], [q["answer"] for q in qs])
             lg = model(inputs_embeds=emb, attention_mask=att).logits[:, :-1]
             lab = labels[:, 1:]
             m = lab != -100
@@ -157,8 +155,8 @@ for step in range(a.steps):
                 q = make_question(data.scenes[i], r)
                 if not a.types or q["type"] in a.types.split(","): break
             prompts.append(q["question"]); targets.append(q["answer"]); rel.append(q["relevant"])
-    emb, att, labels, plen = batch(f, keep, prompts, targets)
-    imgpos = [(row == img_id).nonzero().squeeze(-1) for row in ids_last[0]]
+    emb, att, labels, ids, plen = batch(f, keep, prompts, targets)
+    imgpos = [(row == img_id).nonzero().squeeze(-1) for row in ids]
     out = model(inputs_embeds=emb, attention_mask=att, labels=labels, output_attentions=bool(a.attn_sup), output_hidden_states=bool(a.rel))
     loss = out.loss
     if a.rel:
