@@ -82,6 +82,11 @@ def test_train_tinyworld_few_steps(tmp_path, model):
     rec = json.loads((out / "train_metrics.json").read_text())
     assert rec["steps"] == 3 and rec["aux_weight"] == 0.5
     assert all("attr" in row for row in rec["loss_curve"])
+    if model == "llava":    # the v4 recipe is the default: lookup loss, std, RoPE base
+        assert rec["lookup_weight"] == 1.0 and rec["lm_init_std"] == 0.088
+        assert all(row["lookup"] > 0 for row in rec["loss_curve"])
+        cfg = json.loads((out / "config.json").read_text())["text_config"]
+        assert cfg["rope_parameters"]["rope_theta"] == 1e6
     b = load_backend(ModelRef(model, str(out)))
     assert b.model_id == rec["model_id"] and b.num_patches == 144
 
@@ -105,3 +110,37 @@ def test_llava_prompt_template_is_trained_and_saved(tmp_path, capsys):
         rc = main(["train", "tinyworld", "--model", model, "--steps", "1", "--out",
                    str(tmp_path / "x"), "-q", "--prompt-template", bad])
         assert rc == 2 and "--prompt-template" in capsys.readouterr().err
+
+
+def test_lookup_loss_is_zero_only_when_both_steps_look_at_the_right_tokens():
+    """Layer 0 at the last prompt position on the attribute words, layer 1 on the image
+    tokens of the question's object: loss 0; uniform attention: > 0; caption rows skipped."""
+    from semcom.train.tinyworld import lookup_loss
+
+    img, red, circle, other = 9, 5, 6, 7
+    ids = torch.tensor([[1, img, img, img, other, red, circle, other]])
+    labels = [torch.tensor([-1, 0, 1])]                  # object slots of the 3 image tokens
+    attr = torch.tensor([red, circle])
+    t = ids.shape[1]
+    uniform = [torch.full((1, 2, t, t), 1.0 / t) for _ in range(2)]
+    sharp = [torch.zeros(1, 2, t, t) for _ in range(2)]
+    sharp[0][0, 0, 7, 5] = sharp[0][0, 0, 7, 6] = 0.5    # the question's words
+    sharp[1][0, 0, 7, 2] = 1.0                           # image token of object 0
+    assert lookup_loss(sharp, ids, [8], attr, img, labels, [[0]]).item() < 1e-5
+    u = lookup_loss(uniform, ids, [8], attr, img, labels, [[0]]).item()
+    assert u > 1.0
+    assert lookup_loss(sharp, ids, [8], attr, img, labels, [[1]]).item() > 5  # wrong object
+    # "no" to "is there": only the word step; a caption prompt (None): nothing
+    assert lookup_loss(sharp, ids, [8], attr, img, labels, [[]]).item() < 1e-5
+    assert lookup_loss(uniform, ids, [8], attr, img, labels, [None]).item() == 0.0
+
+
+def test_llava_only_options_are_refused_for_blip(capsys):
+    from semcom.cli import main
+
+    for flag in ("--lookup-weight", "--lm-init-std", "--rope-theta"):
+        assert main(["train", "tinyworld", "--model", "blip", "--steps", "1", flag, "1"]) == 2
+        assert flag in capsys.readouterr().err
+    assert main(["train", "tinyworld", "--model", "llava", "--steps", "1",
+                 "--lm-init-std", "-1"]) == 2
+    assert "--lm-init-std must be > 0" in capsys.readouterr().err

@@ -9,7 +9,10 @@ exists (only those questions); --layers / --mlp (fresh LM size); --qfirst (quest
 features = one-hot shape/colour/size/row/col instead of the vision tower's); --attn-sup
 (supervise the answer position's attention in --sup-layer, first --sup-heads heads, to
 put its mass on the question's object patches); --rel (training-only per-image-token
-probe at --rel-layer: is this patch one of the question's objects). One thread,
+probe at --rel-layer: is this patch one of the question's objects); session 5: --std /
+--qk-std (redraw the fresh LM's linear / q,k layers with that std), --rope-theta (its RoPE
+base), --qattn-sup (layer 0, head 0 at the answer position onto the question's attribute
+words; with --attn-sup --sup-layer 1 this is semcom's lookup_loss). One thread,
 ~0.55 s per step of 32 on one core. Results: README.md beside this file.
 
     python experiments/llava_lm/lm_probe.py --init fresh --types exists --steps 1000
@@ -36,6 +39,10 @@ p.add_argument("--qfirst", action="store_true")
 p.add_argument("--attn-sup", type=float, default=0.0)
 p.add_argument("--sup-layer", type=int, default=1)
 p.add_argument("--sup-heads", type=int, default=1)
+p.add_argument("--qattn-sup", type=float, default=0.0, help="supervise layer 0, head 0 at the answer position to attend to the question's attribute words")
+p.add_argument("--rope-theta", type=float, default=0.0, help="fresh LM: RoPE base (default the config's 1e4)")
+p.add_argument("--std", type=float, default=0.0, help="fresh LM: re-init its linear layers with this std")
+p.add_argument("--qk-std", type=float, default=0.0, help="fresh LM: re-init q_proj/k_proj with this std")
 a = p.parse_args()
 if a.attn_sup and a.qfirst:
     p.error("--attn-sup assumes the image first (not --qfirst)")
@@ -55,8 +62,22 @@ if a.init == "fresh":
     fresh, _, _, _ = build_llava(dataclasses.replace(TinySizes(), lm_layers=a.layers, lm_mlp=a.mlp), seed=1)
     fresh.model.vision_tower = vm
     model = fresh
+    if a.rope_theta:
+        re_ = model.model.language_model.rotary_emb
+        hd = model.config.text_config.head_dim
+        inv = 1.0 / (a.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float) / hd))
+        re_.inv_freq.copy_(inv); re_.original_inv_freq.copy_(inv)
+    torch.manual_seed(5)
+    for name, mod in model.model.language_model.named_modules():
+        if isinstance(mod, torch.nn.Linear):
+            if a.qk_std and name.endswith(("q_proj", "k_proj")):
+                torch.nn.init.normal_(mod.weight, 0.0, a.qk_std)
+            elif a.std:
+                torch.nn.init.normal_(mod.weight, 0.0, a.std)
 model.train()
-if a.attn_sup: model.set_attn_implementation("eager")
+if a.attn_sup or a.qattn_sup: model.set_attn_implementation("eager")
+from semcom.world import vocab as _V
+ATTR_IDS = torch.tensor(sorted({i for w in (*_V.COLOURS, *_V.SHAPES, *_V.SIZES) for i in tok(w, add_special_tokens=False)["input_ids"] if i != tok.unk_token_id}))
 for q in vm.parameters(): q.requires_grad_(False)
 t0 = time.time()
 data = TrainSet(a.ntrain)
@@ -157,7 +178,7 @@ for step in range(a.steps):
             prompts.append(q["question"]); targets.append(q["answer"]); rel.append(q["relevant"])
     emb, att, labels, ids, plen = batch(f, keep, prompts, targets)
     imgpos = [(row == img_id).nonzero().squeeze(-1) for row in ids]
-    out = model(inputs_embeds=emb, attention_mask=att, labels=labels, output_attentions=bool(a.attn_sup), output_hidden_states=bool(a.rel))
+    out = model(inputs_embeds=emb, attention_mask=att, labels=labels, output_attentions=bool(a.attn_sup or a.qattn_sup), output_hidden_states=bool(a.rel))
     loss = out.loss
     if a.rel:
         H = out.hidden_states[a.rel_layer]
@@ -189,6 +210,17 @@ for step in range(a.steps):
             ls.append(-torch.log(mass + 1e-6).mean())
         if ls:
             la = torch.stack(ls).mean(); loss = loss + a.attn_sup * la
+    if a.qattn_sup:
+        A0 = out.attentions[0][:, 0]                                 # [B, T, T]
+        lq = []
+        for j in range(a.bs):
+            n_img = int(keep[j].sum())
+            pos = torch.isin(ids[j, :plen[j]], ATTR_IDS).nonzero().squeeze(-1)
+            if len(pos) == 0: continue
+            lq.append(-torch.log(A0[j, plen[j] - 1, pos].sum() + 1e-6))
+        if lq:
+            lqa = torch.stack(lq).mean(); loss = loss + a.qattn_sup * lqa
+            la = lqa if not (a.attn_sup or a.rel) else la + lqa
     opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step()
     if step % 250 == 249 or step == a.steps - 1:
-        print(step + 1, round(time.time()-t0), "s loss", round(loss.item(), 3), "aux", round(la.item(), 3) if (a.attn_sup or a.rel) else None, evaluate(), flush=True)
+        print(step + 1, round(time.time()-t0), "s loss", round(loss.item(), 3), "aux", round(la.item(), 3) if (a.attn_sup or a.rel or a.qattn_sup) else None, evaluate(), flush=True)

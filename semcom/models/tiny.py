@@ -40,6 +40,7 @@ class TinySizes:
     lm_layers: int = 3
     lm_heads: int = 4
     lm_mlp: int = 2
+    lm_rope_theta: float = 10000.0
     embed_dim: int = 64
 
 
@@ -217,7 +218,8 @@ def llava_configs(sizes: TinySizes = TinySizes()):
                      num_hidden_layers=s.lm_layers, num_attention_heads=s.lm_heads,
                      num_key_value_heads=s.lm_heads, max_position_embeddings=512,
                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                     pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+                     pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
+                     rope_parameters={"rope_type": "default", "rope_theta": s.lm_rope_theta})
     llava = LlavaConfig(vision_config=vision.to_dict(), text_config=lm.to_dict(),
                         image_token_id=tok.convert_tokens_to_ids("<image>"),
                         vision_feature_layer=-2, vision_feature_select_strategy="default",
