@@ -76,8 +76,8 @@ if a.init == "fresh":
                 torch.nn.init.normal_(mod.weight, 0.0, a.std)
 model.train()
 if a.attn_sup or a.qattn_sup: model.set_attn_implementation("eager")
-from semcom.world import vocab as _V
-ATTR_IDS = torch.tensor(sorted({i for w in (*_V.COLOURS, *_V.SHAPES, *_V.SIZES) for i in tok(w, add_special_tokens=False)["input_ids"] if i != tok.unk_token_id}))
+from semcom.train.tinyworld import attribute_token_ids
+ATTR_IDS = attribute_token_ids(tok)
 for q in vm.parameters(): q.requires_grad_(False)
 t0 = time.time()
 data = TrainSet(a.ntrain)
