@@ -125,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if args.model != "llava":
                 raise SemcomError(f"{flag} applies to --model llava only")
-            if not (v > 0 or (key == "lookup_weight" and v == 0)):
-                raise SemcomError(f"{flag} must be > 0, got {v}")
+            zero_ok = key == "lookup_weight"          # 0 turns the lookup loss off
+            if not (v > 0 or (zero_ok and v == 0)):
+                raise SemcomError(f"{flag} must be {'>=' if zero_ok else '>'} 0, got {v}")
             kw[key] = v
         info = fn(out, steps=steps, batch_size=bs, lr=lr, n_train=n_train, seed=args.seed,
                   progress=not args.quiet, aux_weight=args.aux_weight, **kw)
