@@ -42,7 +42,7 @@ def _blocks(code, idx, ebno_db, batch, seed):
     z, nv = transmit(x, 10 ** (-esno / 10), "awgn", rng)
     llr_rx = np.clip(demodulate(z, nv, QM), -LLR_CLIP, LLR_CLIP)
     L = np.zeros((batch, code.n), np.float32)
-    L[:, code.k_prime: code.k] = LLR_CLIP
+    L[:, code.k_prime : code.k] = LLR_CLIP
     L[:, idx] += llr_rx
     return u, llr_rx, L
 
@@ -75,53 +75,72 @@ def _crossing(snrs, bler, target=1e-2):
     return None
 
 
-def link_throughput(descriptions: int = 60, table_descriptions: int = 5000,
-                    size: int = 1000, esno_db=(3.0, 1.25)) -> dict:
+def link_throughput(
+    descriptions: int = 60, table_descriptions: int = 5000, size: int = 1000, esno_db=(3.0, 1.25)
+) -> dict:
     """Exact link: info Mbit/s; table link: descriptions/s (same descriptions, one process).
 
     :output: ``{esno_db: {exact_mbps, exact_desc_per_s, exact_loss, table_desc_per_s,
         table_loss, ...}}`` plus the config used.
     """
+    from channel.link import build_link
     from semcom.config.channel import ChannelConfig
     from semcom.types import Description
 
-    from channel.link import build_link
-
     rng = np.random.default_rng(0)
-    descs = [Description(f"i{j}", 0, 1, rng.integers(0, 256, size, dtype=np.uint8).tobytes(),
-                         (96, 96)) for j in range(max(descriptions, table_descriptions))]
+    descs = [
+        Description(f"i{j}", 0, 1, rng.integers(0, 256, size, dtype=np.uint8).tobytes(), (96, 96))
+        for j in range(max(descriptions, table_descriptions))
+    ]
     out = {}
     for snr in esno_db:
         cfg = ChannelConfig(link="nr", snr_db=snr, snr_type="esno")
         exact = build_link(cfg)
-        exact.transmit(descs[:2], np.random.default_rng(1))          # warm-up (kernel, codes)
-        res, t_exact, c_exact = _timed_cpu(lambda: exact.transmit(descs[:descriptions],
-                                                                  np.random.default_rng(2)))
+        exact.transmit(descs[:2], np.random.default_rng(1))  # warm-up (kernel, codes)
+        res, t_exact, c_exact = _timed_cpu(
+            lambda: exact.transmit(descs[:descriptions], np.random.default_rng(2))
+        )
         table = build_link(ChannelConfig(link="nr-table", snr_db=snr, snr_type="esno"))
         table.transmit(descs[:2], np.random.default_rng(1))
-        tres, t_table, c_table = _timed_cpu(lambda: table.transmit(descs[:table_descriptions],
-                                                                   np.random.default_rng(3)))
+        tres, t_table, c_table = _timed_cpu(
+            lambda: table.transmit(descs[:table_descriptions], np.random.default_rng(3))
+        )
         tot, ttot = res.totals, tres.totals
         out[str(snr)] = {
-            "exact_descriptions": descriptions, "exact_s": t_exact, "exact_cpu_s": c_exact,
+            "exact_descriptions": descriptions,
+            "exact_s": t_exact,
+            "exact_cpu_s": c_exact,
             "exact_mbps": tot["info_bits"] / t_exact / 1e6,
             "exact_mbps_cpu": tot["info_bits"] / c_exact / 1e6,
             "exact_desc_per_s": descriptions / t_exact,
-            "exact_loss": tot["erasures"] / descriptions, "exact_bler": tot["bler"],
-            "table_descriptions": table_descriptions, "table_s": t_table, "table_cpu_s": c_table,
+            "exact_loss": tot["erasures"] / descriptions,
+            "exact_bler": tot["bler"],
+            "table_descriptions": table_descriptions,
+            "table_s": t_table,
+            "table_cpu_s": c_table,
             "table_desc_per_s": table_descriptions / t_table,
             "table_desc_per_cpu_s": table_descriptions / c_table,
             "table_mbps": ttot["info_bits"] / t_table / 1e6,
-            "table_loss": ttot["erasures"] / table_descriptions, "table_bler": ttot["bler"],
+            "table_loss": ttot["erasures"] / table_descriptions,
+            "table_bler": ttot["bler"],
         }
-    return {"config": {"modulation": "qpsk", "code_rate": 0.5, "fading": "awgn",
-                       "tb_bits": 3816, "decoder": "fast", "iterations": 20,
-                       "description_bytes": size}, "by_esno_db": out,
-            "loadavg_1min": os.getloadavg()[0], "cpu_count": os.cpu_count()}
+    return {
+        "config": {
+            "modulation": "qpsk",
+            "code_rate": 0.5,
+            "fading": "awgn",
+            "tb_bits": 3816,
+            "decoder": "fast",
+            "iterations": 20,
+            "description_bytes": size,
+        },
+        "by_esno_db": out,
+        "loadavg_1min": os.getloadavg()[0],
+        "cpu_count": os.cpu_count(),
+    }
 
 
-def run(speed_blocks: int = 200, gap_blocks: int = 4000,
-        gap_ebno=(1.25, 1.5, 1.75, 2.0)) -> dict:
+def run(speed_blocks: int = 200, gap_blocks: int = 4000, gap_ebno=(1.25, 1.5, 1.75, 2.0)) -> dict:
     import torch
     from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder
 
@@ -138,8 +157,8 @@ def run(speed_blocks: int = 200, gap_blocks: int = 4000,
     speed = {}
     for ebno in (1.5, 2.5):
         u, llr_rx, L = _blocks(code, idx, ebno, speed_blocks, seed=1)
-        logits = torch.from_numpy(-llr_rx)              # Sionna: log P(1)/P(0)
-        sionna(logits[:8])                               # build/warm up
+        logits = torch.from_numpy(-llr_rx)  # Sionna: log P(1)/P(0)
+        sionna(logits[:8])  # build/warm up
         fast_es(code, L[:8], rows)
         s_out, s_t = _timed(lambda: sionna(logits).numpy().astype(np.uint8))
         f_out, f_t = _timed(lambda: fast_es(code, L, rows), reps=3)
@@ -149,12 +168,19 @@ def run(speed_blocks: int = 200, gap_blocks: int = 4000,
         bits = speed_blocks * K
         speed[ebno] = {
             "blocks": speed_blocks,
-            "sionna_bps_cpu": bits / s_c, "fast_bps_cpu": bits / f_c, "ratio_cpu": s_c / f_c,
-            "sionna_bps": bits / s_t, "fast_bps": bits / f_t, "fast_no_early_stop_bps": bits / g_t,
-            "ratio": s_t / f_t, "ratio_no_early_stop": s_t / g_t,
+            "sionna_bps_cpu": bits / s_c,
+            "fast_bps_cpu": bits / f_c,
+            "ratio_cpu": s_c / f_c,
+            "sionna_bps": bits / s_t,
+            "fast_bps": bits / f_t,
+            "fast_no_early_stop_bps": bits / g_t,
+            "ratio": s_t / f_t,
+            "ratio_no_early_stop": s_t / g_t,
             "fast_mean_iterations": float(f_out.iterations.mean()),
-            "block_errors": {"sionna": int((s_out != u).any(1).sum()),
-                             "fast": int((f_out.bits != u).any(1).sum())},
+            "block_errors": {
+                "sionna": int((s_out != u).any(1).sum()),
+                "fast": int((f_out.bits != u).any(1).sum()),
+            },
         }
     # BLER on identical LLRs around 1e-2
     sion_es = SionnaDecoder(ITER, early_stop=True)
@@ -168,48 +194,80 @@ def run(speed_blocks: int = 200, gap_blocks: int = 4000,
             errs["fast"] += int((fast_es(code, L, rows).bits != u).any(1).sum())
             errs["sionna"] += int((sion_es(code, L, rows).bits != u).any(1).sum())
             done += n
-        gap_rows.append({"ebno_db": ebno, "blocks": gap_blocks, **{
-            f"bler_{k}": v / gap_blocks for k, v in errs.items()}, "errors": errs})
+        gap_rows.append(
+            {
+                "ebno_db": ebno,
+                "blocks": gap_blocks,
+                **{f"bler_{k}": v / gap_blocks for k, v in errs.items()},
+                "errors": errs,
+            }
+        )
     snrs = [r["ebno_db"] for r in gap_rows]
     x_fast = _crossing(snrs, [r["bler_fast"] for r in gap_rows])
     x_sion = _crossing(snrs, [r["bler_sionna"] for r in gap_rows])
     gap = None if x_fast is None or x_sion is None else x_fast - x_sion
     wp = speed[1.5]
     links = link_throughput()
-    summary = "\n".join([
-        f"LDPC k={K} n={N} (BG2, Z={code.z}), QPSK, AWGN, {ITER} iterations; fast kernel: "
-        f"{kernel_info()}, 1 thread; Sionna: torch threads={torch.get_num_threads()}",
-        *(f"  Eb/N0 {e} dB, {v['blocks']} blocks: Sionna {v['sionna_bps'] / 1e6:.3f} Mbit/s | "
-          f"fast {v['fast_bps'] / 1e6:.2f} Mbit/s (x{v['ratio']:.0f}, "
-          f"{v['fast_mean_iterations']:.1f} it.) | fast, all {ITER} it. "
-          f"{v['fast_no_early_stop_bps'] / 1e6:.2f} Mbit/s (x{v['ratio_no_early_stop']:.0f}); "
-          f"per CPU-second: Sionna {v['sionna_bps_cpu'] / 1e6:.3f}, fast "
-          f"{v['fast_bps_cpu'] / 1e6:.2f} Mbit/s (x{v['ratio_cpu']:.0f})"
-          for e, v in speed.items()),
-        "  BLER on identical LLRs (" + f"{gap_blocks} blocks/point): " + "; ".join(
-            f"{r['ebno_db']} dB fast {r['bler_fast']:.2e} / sionna {r['bler_sionna']:.2e}"
-            for r in gap_rows),
-        f"  Eb/N0 at BLER 1e-2: fast {x_fast if x_fast is None else round(x_fast, 3)} dB, "
-        f"sionna {x_sion if x_sion is None else round(x_sion, 3)} dB, gap "
-        f"{'n/a' if gap is None else f'{gap:+.3f} dB'} (fast minus Sionna)",
-        "Links (QPSK, R=1/2, AWGN, 1000-byte descriptions = 3 TBs of 3816 bits, fast decoder):",
-        *(f"  Es/N0 {e} dB: exact nr link {v['exact_mbps']:.2f} Mbit/s of information "
-          f"({v['exact_mbps_cpu']:.2f} per CPU-second; {v['exact_desc_per_s']:.1f} "
-          f"descriptions/s, loss {v['exact_loss']:.3f}) | nr-table link "
-          f"{v['table_desc_per_s']:.0f} descriptions/s ({v['table_desc_per_cpu_s']:.0f} per "
-          f"CPU-second, loss {v['table_loss']:.3f})" for e, v in links["by_esno_db"].items()),
-        f"  (load average {links['loadavg_1min']:.1f} on {links['cpu_count']} CPUs)",
-    ])
-    return {"code": {"k": K, "n": N, "bg": code.bg, "z": code.z, "modulation": "qpsk",
-                     "iterations": ITER}, "kernel": kernel_info(),
-            "torch_threads": torch.get_num_threads(),
-            "speed": {str(k): v for k, v in speed.items()},
-            "info_bits_per_s": {"sionna": wp["sionna_bps"], "fast": wp["fast_bps"],
-                                "fast_no_early_stop": wp["fast_no_early_stop_bps"]},
-            "ratio": wp["ratio"], "ratio_no_early_stop": wp["ratio_no_early_stop"],
-            "bler": gap_rows, "ebno_at_bler_1e-2": {"fast": x_fast, "sionna": x_sion},
-            "gap_db": gap, "gap_wall_s": round(time.perf_counter() - t_gap, 1),
-            "links": links, "summary": summary}
+    summary = "\n".join(
+        [
+            f"LDPC k={K} n={N} (BG2, Z={code.z}), QPSK, AWGN, {ITER} iterations; fast kernel: "
+            f"{kernel_info()}, 1 thread; Sionna: torch threads={torch.get_num_threads()}",
+            *(
+                f"  Eb/N0 {e} dB, {v['blocks']} blocks: Sionna {v['sionna_bps'] / 1e6:.3f} Mbit/s | "
+                f"fast {v['fast_bps'] / 1e6:.2f} Mbit/s (x{v['ratio']:.0f}, "
+                f"{v['fast_mean_iterations']:.1f} it.) | fast, all {ITER} it. "
+                f"{v['fast_no_early_stop_bps'] / 1e6:.2f} Mbit/s (x{v['ratio_no_early_stop']:.0f}); "
+                f"per CPU-second: Sionna {v['sionna_bps_cpu'] / 1e6:.3f}, fast "
+                f"{v['fast_bps_cpu'] / 1e6:.2f} Mbit/s (x{v['ratio_cpu']:.0f})"
+                for e, v in speed.items()
+            ),
+            "  BLER on identical LLRs ("
+            + f"{gap_blocks} blocks/point): "
+            + "; ".join(
+                f"{r['ebno_db']} dB fast {r['bler_fast']:.2e} / sionna {r['bler_sionna']:.2e}"
+                for r in gap_rows
+            ),
+            f"  Eb/N0 at BLER 1e-2: fast {x_fast if x_fast is None else round(x_fast, 3)} dB, "
+            f"sionna {x_sion if x_sion is None else round(x_sion, 3)} dB, gap "
+            f"{'n/a' if gap is None else f'{gap:+.3f} dB'} (fast minus Sionna)",
+            "Links (QPSK, R=1/2, AWGN, 1000-byte descriptions = 3 TBs of 3816 bits, fast decoder):",
+            *(
+                f"  Es/N0 {e} dB: exact nr link {v['exact_mbps']:.2f} Mbit/s of information "
+                f"({v['exact_mbps_cpu']:.2f} per CPU-second; {v['exact_desc_per_s']:.1f} "
+                f"descriptions/s, loss {v['exact_loss']:.3f}) | nr-table link "
+                f"{v['table_desc_per_s']:.0f} descriptions/s ({v['table_desc_per_cpu_s']:.0f} per "
+                f"CPU-second, loss {v['table_loss']:.3f})"
+                for e, v in links["by_esno_db"].items()
+            ),
+            f"  (load average {links['loadavg_1min']:.1f} on {links['cpu_count']} CPUs)",
+        ]
+    )
+    return {
+        "code": {
+            "k": K,
+            "n": N,
+            "bg": code.bg,
+            "z": code.z,
+            "modulation": "qpsk",
+            "iterations": ITER,
+        },
+        "kernel": kernel_info(),
+        "torch_threads": torch.get_num_threads(),
+        "speed": {str(k): v for k, v in speed.items()},
+        "info_bits_per_s": {
+            "sionna": wp["sionna_bps"],
+            "fast": wp["fast_bps"],
+            "fast_no_early_stop": wp["fast_no_early_stop_bps"],
+        },
+        "ratio": wp["ratio"],
+        "ratio_no_early_stop": wp["ratio_no_early_stop"],
+        "bler": gap_rows,
+        "ebno_at_bler_1e-2": {"fast": x_fast, "sionna": x_sion},
+        "gap_db": gap,
+        "gap_wall_s": round(time.perf_counter() - t_gap, 1),
+        "links": links,
+        "summary": summary,
+    }
 
 
 if __name__ == "__main__":

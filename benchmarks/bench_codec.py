@@ -19,9 +19,10 @@ N_IMAGES = 16
 def run() -> dict:
     import torch
 
-    from semcom.stages.codec import (
-        ARCH_CODES, NeuralCodec, finalize, gained_codec, load_codec, read_manifest,
-    )
+    from semcom.stages.codec.arch import ARCH_CODES
+    from semcom.stages.codec.gained import gained_codec
+    from semcom.stages.codec.stage import NeuralCodec
+    from semcom.stages.codec.weights import finalize, load_codec, read_manifest
     from semcom.world import scenes
 
     threads = torch.get_num_threads()
@@ -58,23 +59,32 @@ def run() -> dict:
                     bits.append(cats["payload"])
                     side.append(cats["header"] + cats["side_info"])
                     est.append(p.meta["est_bits"])
-                rows.append({"arch": arch, "rate_point": c.rate_point,
-                             "trained": arch in committed,
-                             "encode_ms": 1e3 * float(np.mean(enc)),
-                             "entropy_decode_ms": 1e3 * float(np.mean(dec)),
-                             "synthesis_ms": 1e3 * float(np.mean(syn)),
-                             "bpp_payload": float(np.mean(bits)) / px,
-                             "bpp_est": float(np.mean(est)) / px,
-                             "bpp_header_side": float(np.mean(side)) / px})
+                rows.append(
+                    {
+                        "arch": arch,
+                        "rate_point": c.rate_point,
+                        "trained": arch in committed,
+                        "encode_ms": 1e3 * float(np.mean(enc)),
+                        "entropy_decode_ms": 1e3 * float(np.mean(dec)),
+                        "synthesis_ms": 1e3 * float(np.mean(syn)),
+                        "bpp_payload": float(np.mean(bits)) / px,
+                        "bpp_est": float(np.mean(est)) / px,
+                        "bpp_header_side": float(np.mean(side)) / px,
+                    }
+                )
     finally:
         torch.set_num_threads(threads)
-    lines = [f"{'arch':<11}{'rp':>3}{'enc ms':>9}{'dec ms':>9}{'g_s ms':>9}"
-             f"{'bpp_payload':>13}{'bpp_est':>10}{'hdr+side':>10}"]
+    lines = [
+        f"{'arch':<11}{'rp':>3}{'enc ms':>9}{'dec ms':>9}{'g_s ms':>9}"
+        f"{'bpp_payload':>13}{'bpp_est':>10}{'hdr+side':>10}"
+    ]
     for r in rows:
-        lines.append(f"{r['arch']:<11}{r['rate_point']:>3}{r['encode_ms']:>9.1f}"
-                     f"{r['entropy_decode_ms']:>9.1f}{r['synthesis_ms']:>9.1f}"
-                     f"{r['bpp_payload']:>13.4f}{r['bpp_est']:>10.4f}"
-                     f"{r['bpp_header_side']:>10.4f}" + ("" if r["trained"] else "  (untrained)"))
+        lines.append(
+            f"{r['arch']:<11}{r['rate_point']:>3}{r['encode_ms']:>9.1f}"
+            f"{r['entropy_decode_ms']:>9.1f}{r['synthesis_ms']:>9.1f}"
+            f"{r['bpp_payload']:>13.4f}{r['bpp_est']:>10.4f}"
+            f"{r['bpp_header_side']:>10.4f}" + ("" if r["trained"] else "  (untrained)")
+        )
     return {"images": N_IMAGES, "rows": rows, "summary": "\n".join(lines)}
 
 

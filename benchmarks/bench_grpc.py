@@ -19,8 +19,9 @@ never sent, ``mismatched`` = answers whose output differs from the answer to the
 content (every request for the same pool image and erasure pattern must get the same
 caption).
 
-The fakes here (``FakeBackend``, ``FakeTask``, ``FakeLink``, ``fake_samples``,
-``install_fakes``) are shared with tests/test_grpc_*.py, and
+The fakes here (``fake_backend``, ``fake_samples``, ``fake_score``, ``install_fakes``,
+on :class:`semcom.models.fake.FakeBackend` and :class:`semcom.testing.FakeLink`) are
+shared with tests/test_grpc_*.py, and
 ``python -m benchmarks.bench_grpc {cloud|edge} ARGS`` runs ``semcom cloud`` / ``semcom
 edge`` with them installed (the fault test's subprocesses).
 """
@@ -40,85 +41,18 @@ SECONDS = float(os.environ.get("SEMCOM_BENCH_SECONDS", "60"))
 
 # ------------------------------------------------------------------------------ fakes
 
-class FakeBackend:
-    """Enough of a VLMBackend for the image methods: 1 + 4 tokens of dim 3."""
-
-    model_id = "fake-backend-0001"
-    family = "blip"
-    num_patches = 4
-    image_size = 96
-    tasks = {"caption", "vqa"}
-
-    def preprocess(self, images):
-        import torch
-
-        return torch.tensor(np.stack([im.astype(np.float32) / 255 for im in images]))
-
-    def vision_tokens(self, pixels, **kw):
-        import torch
-
-        b, h, w, _ = pixels.shape
-        q = [pixels[:, :h // 2, :w // 2], pixels[:, :h // 2, w // 2:],
-             pixels[:, h // 2:, :w // 2], pixels[:, h // 2:, w // 2:]]
-        toks = [pixels.mean((1, 2))] + [x.mean((1, 2)) for x in q]
-        return types.SimpleNamespace(tokens=torch.stack(toks, 1))
+MODEL_ID = "fake-backend-0001"
 
 
-class FakeTask:
-    """caption: brightness word + quadrant code; vqa: an answer from the question and
-    the brightest quadrant. ``delay_s`` imitates model time."""
+def fake_backend(delay_s: float = 0.0):
+    """The shared fake (:mod:`semcom.models.fake`) as the daemons use it here: 1 + 4
+    tokens of dim 3 (quadrant means), captions "<bright|dark> <quadrant> <mean>",
+    yes / no answers, ``delay_s`` of model time per sample."""
+    from semcom.models.fake import FakeBackend
 
-    def __init__(self, task: str, delay_s: float = 0.0):
-        self.task, self.delay_s = task, delay_s
-
-    def infer(self, model_input, samples):
-        return self._outputs(model_input.tokens, samples)
-
-    def run_batch(self, tokens, mask, samples) -> list[dict]:
-        """The cloud.tasks runner API: one row per sample with the output under
-        ``caption`` / ``answer``."""
-        key = "answer" if self.task == "vqa" else "caption"
-        return [{"sample_id": s.sample_id, "image_id": s.image_id, key: o}
-                for s, o in zip(samples, self._outputs(tokens, samples))]
-
-    def finalize(self, rows) -> dict:
-        return {}
-
-    def _outputs(self, tokens, samples) -> list[str]:
-        if self.delay_s:
-            time.sleep(self.delay_s * len(samples))
-        out = []
-        for t, s in zip(tokens, samples):
-            t = np.asarray(t, dtype=np.float64)
-            word = "bright" if t[0].mean() > 0.5 else "dark"
-            quad = int(np.argmax(t[1:].mean(1)))
-            if self.task == "vqa":
-                out.append(f"{'yes' if (len(s.question or '') + quad) % 2 else 'no'}")
-            else:
-                out.append(f"{word} {quad} {t[0].mean():.6f}")
-        return out
-
-
-class FakeLink:
-    """Erases each description with probability ``loss``, drawn from the sample's rng."""
-
-    snr_report = None
-
-    def __init__(self, loss: float = 0.0):
-        self.loss = loss
-
-    def transmit(self, descriptions, rng):
-        from semcom.types import erase
-
-        out, stats = [], []
-        for d in descriptions:
-            lost = bool(rng.random() < self.loss)
-            out.append(erase(d) if lost else d)
-            stats.append(types.SimpleNamespace(info_bits=d.bits, coded_bits=2 * d.bits,
-                                               channel_uses=d.bits, airtime_s=d.bits * 1e-6,
-                                               blocks=1, block_errors=int(lost), rounds=1,
-                                               delivered=not lost))
-        return types.SimpleNamespace(received=out, stats=stats)
+    return FakeBackend(
+        encoder="means", grid=2, tasks=("caption", "vqa"), delay_s=delay_s, model_id=MODEL_ID
+    )
 
 
 def fake_samples(n: int = 12, hw=(96, 96), task: str = "caption"):
@@ -133,13 +67,20 @@ def fake_samples(n: int = 12, hw=(96, 96), task: str = "caption"):
         img[:] = base
         h2, w2 = hw[0] // 2, hw[1] // 2
         qy, qx = g.integers(0, 2, size=2)
-        img[qy * h2:(qy + 1) * h2, qx * w2:(qx + 1) * w2] = 255 - base
+        img[qy * h2 : (qy + 1) * h2, qx * w2 : (qx + 1) * w2] = 255 - base
         cap = "bright" if img.mean() / 255 > 0.5 else "dark"
         if task == "vqa":
             for k in range(2):
-                out.append(Sample(f"im{i}-q{k}", f"im{i}", img, [cap],
-                                  question="is it bright?" if k else "what is in the corner?",
-                                  answers=["yes"]))
+                out.append(
+                    Sample(
+                        f"im{i}-q{k}",
+                        f"im{i}",
+                        img,
+                        [cap],
+                        question="is it bright?" if k else "what is in the corner?",
+                        answers=["yes"],
+                    )
+                )
         else:
             out.append(Sample(f"im{i}", f"im{i}", img, [cap]))
     return out
@@ -150,24 +91,30 @@ def fake_score(task, samples, outputs, *, seed: int = 0):
         per = [{"accuracy": float(o == (s.answers or [""])[0])} for s, o in zip(samples, outputs)]
         name = "accuracy"
     else:
-        per = [{"exact_match": float(o.split()[0] == s.captions[0])}
-               for s, o in zip(samples, outputs)]
+        per = [
+            {"exact_match": float(o.split()[0] == s.captions[0])} for s, o in zip(samples, outputs)
+        ]
         name = "exact_match"
     v = sum(p[name] for p in per) / max(1, len(per))
     return per, {name: {"value": v, "ci95": [v, v]}}
 
 
-def install_fakes(monkeypatch=None, *, n: int | None = None, loss: float | None = None,
-                  delay_s: float | None = None):
-    """Point the runner, the cloud's task factory and the model loader at the fakes.
+def install_fakes(
+    monkeypatch=None,
+    *,
+    n: int | None = None,
+    loss: float | None = None,
+    delay_s: float | None = None,
+):
+    """Point the runner and the model loader at the fakes (the real tasks run on the
+    fake backend).
 
     With ``monkeypatch`` (pytest) the patches are undone after the test; without it
     (subprocesses) they last for the process. Defaults come from ``SEMCOM_FAKE_N``,
     ``SEMCOM_FAKE_LOSS`` and ``SEMCOM_FAKE_DELAY``.
     """
-    import importlib
-
-    from semcom import runner
+    from semcom.commands import runner
+    from semcom.testing import FakeLink
 
     n = int(os.environ.get("SEMCOM_FAKE_N", "12")) if n is None else n
     loss = float(os.environ.get("SEMCOM_FAKE_LOSS", "0.25")) if loss is None else loss
@@ -179,19 +126,16 @@ def install_fakes(monkeypatch=None, *, n: int | None = None, loss: float | None 
         else:
             setattr(obj, name, value)
 
-    backend = FakeBackend()
+    backend = fake_backend(delay_s)
     link = FakeLink(loss)
     setattr_(runner, "get_backend", lambda ref, device: backend)
     setattr_(runner, "build_link", lambda cfg: link)
-    setattr_(runner, "load_samples", lambda cfg, task: fake_samples(n, task=task)[
-        : cfg.run.limit or None])
+    setattr_(
+        runner,
+        "load_samples",
+        lambda cfg, task: fake_samples(n, task=task)[: cfg.run.limit or None],
+    )
     setattr_(runner, "score_task", fake_score)
-    try:
-        tasks_mod = importlib.import_module("cloud.tasks")
-    except ImportError:
-        tasks_mod = types.ModuleType("cloud.tasks")
-        sys.modules["cloud.tasks"] = tasks_mod
-    setattr_(tasks_mod, "make_task", lambda task, backend_, cfg=None, **kw: FakeTask(task, delay_s))
     import semcom.models
 
     setattr_(semcom.models, "load_backend", lambda ref, device="cpu": backend)
@@ -199,6 +143,7 @@ def install_fakes(monkeypatch=None, *, n: int | None = None, loss: float | None 
 
 
 # ------------------------------------------------------------------------------ benchmark
+
 
 def _free_port_file(tmp) -> str:
     return os.path.join(tmp, "port")
@@ -208,12 +153,30 @@ def _start_cloud(tmp: str, token_file: str, extra=()) -> tuple:
     import subprocess
 
     port_file = _free_port_file(tmp)
-    cmd = [sys.executable, "-m", "benchmarks.bench_grpc", "cloud", "serve", "--insecure",
-           "--listen", "127.0.0.1:0", "--port-file", port_file, "--token-file", token_file,
-           "--set", "edge.method=jpeg", "--set", "edge.image.quality=75", "-q", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_grpc",
+        "cloud",
+        "serve",
+        "--insecure",
+        "--listen",
+        "127.0.0.1:0",
+        "--port-file",
+        port_file,
+        "--token-file",
+        token_file,
+        "--set",
+        "edge.method=jpeg",
+        "--set",
+        "edge.image.quality=75",
+        "-q",
+        *extra,
+    ]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     t0 = time.time()
     while not os.path.exists(port_file):
         if proc.poll() is not None or time.time() - t0 > 60:
@@ -277,8 +240,7 @@ def run(seconds: float | None = None, clients: int = CLIENTS) -> dict:
             go = threading.Barrier(clients + 1)
 
             def client(c: int) -> None:
-                cl = CloudClient(target, token=token, insecure=True, timeout_s=30,
-                                 retry_for_s=30)
+                cl = CloudClient(target, token=token, insecure=True, timeout_s=30, retry_for_s=30)
                 try:
                     cl.status()
                     go.wait()
@@ -290,10 +252,20 @@ def run(seconds: float | None = None, clients: int = CLIENTS) -> dict:
                         rec = [Erasure(d.image_id, 0, 1, d.original_hw)] if erased else [d]
                         key = f"bench/caption/c{c}-{i}"
                         header, payloads = wire.make_header(
-                            key=key, run_id="bench", sample_id=f"c{c}-{i}", image_id=d.image_id,
-                            tasks=["caption"], question=None, original_hw=(96, 96),
-                            model_id=st.model_id, codebook_id="", settings=settings, seed=0,
-                            received=rec, link_cfg=cfg.channel)
+                            key=key,
+                            run_id="bench",
+                            sample_id=f"c{c}-{i}",
+                            image_id=d.image_id,
+                            tasks=["caption"],
+                            question=None,
+                            original_hw=(96, 96),
+                            model_id=st.model_id,
+                            codebook_id="",
+                            settings=settings,
+                            seed=0,
+                            received=rec,
+                            link_cfg=cfg.channel,
+                        )
                         t0 = time.perf_counter()
                         sent[c] += 1
                         sent_keys[c].append(key)
@@ -302,7 +274,7 @@ def run(seconds: float | None = None, clients: int = CLIENTS) -> dict:
                             lat[c].append(time.perf_counter() - t0)
                             acked[c].append(reply.idempotency_key)
                             answers[c].append(((j, erased), reply.outputs["caption"]))
-                        except Exception:  # noqa: BLE001 - counted as lost
+                        except Exception:
                             failed[c].append(key)
                         i += 1
                 finally:
@@ -328,7 +300,7 @@ def run(seconds: float | None = None, clients: int = CLIENTS) -> dict:
             proc.terminate()
             try:
                 proc.wait(30)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 proc.kill()
 
     from collections import Counter
@@ -348,28 +320,49 @@ def run(seconds: float | None = None, clients: int = CLIENTS) -> dict:
     mismatched = 0
     for content, out in (a for xs in answers for a in xs):
         mismatched += first.setdefault(content, out) != out
-    p50, p90, p99 = (float(np.percentile(all_lat, q)) if n_ok else float("nan")
-                     for q in (50, 90, 99))
+    p50, p90, p99 = (
+        float(np.percentile(all_lat, q)) if n_ok else float("nan") for q in (50, 90, 99)
+    )
     rps = n_ok / wall
     cloud_ms = 1e3 * (cloud_cpu - cloud_cpu0) / max(1, n_sent)
     edge_ms = 1e3 * edge_cpu / max(1, n_sent)
-    summary = (f"{clients} edge clients x {wall:.0f} s against one cloud daemon on loopback "
-               f"(JPEG 96x96, ~{req_bytes} B/request, fake backend, 2 workers, token auth, "
-               f"plaintext, {os.cpu_count()} cores): {rps:.0f} req/s, latency p50 {p50:.1f} ms, "
-               f"p90 {p90:.1f} ms, p99 {p99:.1f} ms; sent {n_sent}, ok {n_ok}, lost {lost}, "
-               f"duplicated {duplicated}, unexpected {unexpected}, mismatched {mismatched}; cloud computed {c.computed}, replayed {c.replayed}, "
-               f"busy {c.resource_exhausted}; CPU per request: cloud {cloud_ms:.2f} ms, "
-               f"edge clients {edge_ms:.2f} ms")
-    return {"summary": summary, "clients": clients, "seconds": wall, "requests_per_s": rps,
-            "latency_ms": {"p50": p50, "p90": p90, "p99": p99,
-                           "max": float(all_lat.max()) if n_ok else None},
-            "sent": n_sent, "ok": n_ok, "lost": lost, "duplicated": duplicated,
-            "unexpected": unexpected, "mismatched": mismatched,
-            "cloud": {"computed": c.computed, "replayed": c.replayed,
-                      "resource_exhausted": c.resource_exhausted, "requests": c.requests,
-                      "cpu_ms_per_request": cloud_ms},
-            "edge_cpu_ms_per_request": edge_ms, "request_bytes": req_bytes,
-            "cores": os.cpu_count()}
+    summary = (
+        f"{clients} edge clients x {wall:.0f} s against one cloud daemon on loopback "
+        f"(JPEG 96x96, ~{req_bytes} B/request, fake backend, 2 workers, token auth, "
+        f"plaintext, {os.cpu_count()} cores): {rps:.0f} req/s, latency p50 {p50:.1f} ms, "
+        f"p90 {p90:.1f} ms, p99 {p99:.1f} ms; sent {n_sent}, ok {n_ok}, lost {lost}, "
+        f"duplicated {duplicated}, unexpected {unexpected}, mismatched {mismatched}; cloud computed {c.computed}, replayed {c.replayed}, "
+        f"busy {c.resource_exhausted}; CPU per request: cloud {cloud_ms:.2f} ms, "
+        f"edge clients {edge_ms:.2f} ms"
+    )
+    return {
+        "summary": summary,
+        "clients": clients,
+        "seconds": wall,
+        "requests_per_s": rps,
+        "latency_ms": {
+            "p50": p50,
+            "p90": p90,
+            "p99": p99,
+            "max": float(all_lat.max()) if n_ok else None,
+        },
+        "sent": n_sent,
+        "ok": n_ok,
+        "lost": lost,
+        "duplicated": duplicated,
+        "unexpected": unexpected,
+        "mismatched": mismatched,
+        "cloud": {
+            "computed": c.computed,
+            "replayed": c.replayed,
+            "resource_exhausted": c.resource_exhausted,
+            "requests": c.requests,
+            "cpu_ms_per_request": cloud_ms,
+        },
+        "edge_cpu_ms_per_request": edge_ms,
+        "request_bytes": req_bytes,
+        "cores": os.cpu_count(),
+    }
 
 
 def _main(argv: list[str]) -> int:
@@ -389,15 +382,24 @@ def _main(argv: list[str]) -> int:
         if a.json:
             with open(a.json, "w") as fh:
                 json.dump(result, fh, indent=2)
-        return 0 if result["lost"] == result["duplicated"] == result["unexpected"] == \
-            result["mismatched"] == 0 else 1
+        return (
+            0
+            if result["lost"]
+            == result["duplicated"]
+            == result["unexpected"]
+            == result["mismatched"]
+            == 0
+            else 1
+        )
     if not argv or argv[0] not in ("cloud", "edge"):
-        print("usage: python -m benchmarks.bench_grpc {cloud|edge} ARGS "
-              "(the daemons with fakes installed) | bench [--seconds S] [--clients N]",
-              file=sys.stderr)
+        print(
+            "usage: python -m benchmarks.bench_grpc {cloud|edge} ARGS "
+            "(the daemons with fakes installed) | bench [--seconds S] [--clients N]",
+            file=sys.stderr,
+        )
         return 2
     install_fakes()
-    from semcom.cli import main
+    from semcom.commands.cli import main
 
     return main(argv)
 

@@ -39,9 +39,18 @@ def _contexts(n: int, seed: int = 0):
         logits = r.normal(size=(HEADS, 1 + P, 1 + P)) * 2
         att = np.exp(logits - logits.max(-1, keepdims=True))
         att /= att.sum(-1, keepdims=True)
-        out.append(TokenContext(tok, (GRID, GRID), True, att.astype(np.float32),
-                                r.normal(size=(1 + P, DIM)).astype(np.float32),
-                                r.normal(size=P).astype(np.float32), rng(0, "select", i), str(i)))
+        out.append(
+            TokenContext(
+                tok,
+                (GRID, GRID),
+                True,
+                att.astype(np.float32),
+                r.normal(size=(1 + P, DIM)).astype(np.float32),
+                r.normal(size=P).astype(np.float32),
+                rng(0, "select", i),
+                str(i),
+            )
+        )
     return out
 
 
@@ -76,8 +85,13 @@ def _path(overrides: list[str], codebook_path=None, n: int = 20) -> dict:
     items = [CloudItem(s.sample_id, r.descriptions, (96, 96)) for s, r in zip(samples, results)]
     t_dec = _time(lambda: cloud.decode(items), 3) / n
     nbytes = np.mean([sum(len(d.data) for d in r.descriptions) for r in results])
-    return {"encode_ms": 1e3 * t_enc, "decode_ms": 1e3 * t_dec,
-            "encode_img_s": 1 / t_enc, "decode_img_s": 1 / t_dec, "bytes": float(nbytes)}
+    return {
+        "encode_ms": 1e3 * t_enc,
+        "decode_ms": 1e3 * t_dec,
+        "encode_img_s": 1 / t_enc,
+        "decode_img_s": 1 / t_dec,
+        "bytes": float(nbytes),
+    }
 
 
 def run() -> dict:
@@ -89,17 +103,20 @@ def run() -> dict:
     r = np.random.default_rng(0)
     out: dict = {}
     # chunked nearest-neighbour search, 2^16 x DIM codebook
-    cb16 = Codebook(r.normal(size=(2 ** 16, DIM)).astype(np.float32), meta={"metric": "l2"})
+    cb16 = Codebook(r.normal(size=(2**16, DIM)).astype(np.float32), meta={"metric": "l2"})
     q = r.normal(size=(145, DIM)).astype(np.float32)
     for chunk in (4096, 16384, 65536):
         t = _time(lambda: cb16.search(q, chunk=chunk), 3)
         out[f"nn_2^16_chunk{chunk}_ms"] = 1e3 * t
         out[f"nn_2^16_chunk{chunk}_tokens_s"] = 145 / t
     # entropy coder
-    cb12 = Codebook(r.normal(size=(2 ** 12, DIM)).astype(np.float32),
-                    counts=r.integers(1, 100, 2 ** 12), meta={"metric": "l2"})
+    cb12 = Codebook(
+        r.normal(size=(2**12, DIM)).astype(np.float32),
+        counts=r.integers(1, 100, 2**12),
+        meta={"metric": "l2"},
+    )
     model = ec.StaticModel.from_counts(cb12.counts + 0.5)
-    syms = r.integers(0, 2 ** 12, 145)
+    syms = r.integers(0, 2**12, 145)
     bits = ec.encode(syms, model)
     out["ac_encode_145_ms"] = 1e3 * _time(lambda: ec.encode(syms, model), 5)
     out["ac_decode_145_ms"] = 1e3 * _time(lambda: ec.decode(bits, 145, model), 5)
@@ -108,22 +125,34 @@ def run() -> dict:
         path = cb12.save(f"{tmp}/cb.npz")
         cases = {
             "topk16 fp16 D=1": ["edge.select.budget=16", "edge.select.scorer=text-sim"],
-            "recoverable16 scalar8 D=4": ["edge.select.budget=16",
-                                          "edge.select.reducer=recoverable",
-                                          "edge.quant.type=scalar", "edge.quant.bits=8",
-                                          "edge.mdc.descriptions=4"],
-            "tome16 vq12+ac D=4": ["edge.select.budget=16", "edge.select.reducer=tome",
-                                   "edge.quant.type=codebook", "edge.quant.bits=12",
-                                   "edge.quant.entropy=true", "edge.mdc.descriptions=4"],
+            "recoverable16 scalar8 D=4": [
+                "edge.select.budget=16",
+                "edge.select.reducer=recoverable",
+                "edge.quant.type=scalar",
+                "edge.quant.bits=8",
+                "edge.mdc.descriptions=4",
+            ],
+            "tome16 vq12+ac D=4": [
+                "edge.select.budget=16",
+                "edge.select.reducer=tome",
+                "edge.quant.type=codebook",
+                "edge.quant.bits=12",
+                "edge.quant.entropy=true",
+                "edge.mdc.descriptions=4",
+            ],
             "all144 vq12 D=1": ["edge.quant.type=codebook", "edge.quant.bits=12"],
         }
         paths = {name: _path(ov, path) for name, ov in cases.items()}
     out["paths"] = paths
-    lines = [f"chunked NN search, 145 queries x 2^16 x {DIM} codebook: " + ", ".join(
-        f"chunk {c}: {out[f'nn_2^16_chunk{c}_ms']:.1f} ms" for c in (4096, 16384, 65536)),
+    lines = [
+        f"chunked NN search, 145 queries x 2^16 x {DIM} codebook: "
+        + ", ".join(
+            f"chunk {c}: {out[f'nn_2^16_chunk{c}_ms']:.1f} ms" for c in (4096, 16384, 65536)
+        ),
         f"arithmetic coder, 145 indices of 2^12: encode {out['ac_encode_145_ms']:.2f} ms, "
         f"decode {out['ac_decode_145_ms']:.2f} ms",
-        f"{'token path (per image)':28s} {'encode ms':>10s} {'decode ms':>10s} {'bytes':>8s}"]
+        f"{'token path (per image)':28s} {'encode ms':>10s} {'decode ms':>10s} {'bytes':>8s}",
+    ]
     for name, p in paths.items():
         lines.append(f"{name:28s} {p['encode_ms']:10.2f} {p['decode_ms']:10.2f} {p['bytes']:8.0f}")
     out["summary"] = "\n".join(lines)

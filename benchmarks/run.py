@@ -20,7 +20,7 @@ OUT = HERE.parent / "bench-results"
 
 
 def discover() -> list[str]:
-    return sorted(p.stem[len("bench_"):] for p in HERE.glob("bench_*.py"))
+    return sorted(p.stem[len("bench_") :] for p in HERE.glob("bench_*.py"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,8 +44,13 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:
             result, status = {"error": traceback.format_exc()}, "error"
             failed += 1
-        result = {"benchmark": name, "status": status, "wall_s": time.perf_counter() - t0,
-                  **result, "provenance": provenance()}
+        result = {
+            "benchmark": name,
+            "status": status,
+            "wall_s": time.perf_counter() - t0,
+            **result,
+            "provenance": provenance(),
+        }
         print(result.get("summary") or json.dumps(result, indent=2, default=str), flush=True)
         (OUT / f"{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
         print(f"-> {OUT / (name + '.json')}", flush=True)

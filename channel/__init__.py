@@ -12,8 +12,23 @@ abstraction of the NR link. See docs/channel.md.
 """
 
 from channel.link import (
-    ErasureLink, IdealLink, Link, LinkStats, NrLink, NrTableLink, TransmitResult, build_link,
+    ErasureLink,
+    IdealLink,
+    Link,
+    LinkStats,
+    NrLink,
+    NrTableLink,
+    TransmitResult,
+    build_link,
 )
 
-__all__ = ["build_link", "Link", "LinkStats", "TransmitResult", "IdealLink", "ErasureLink",
-           "NrLink", "NrTableLink"]
+__all__ = [
+    "build_link",
+    "Link",
+    "LinkStats",
+    "TransmitResult",
+    "IdealLink",
+    "ErasureLink",
+    "NrLink",
+    "NrTableLink",
+]

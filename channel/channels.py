@@ -23,8 +23,9 @@ def _cn(rng: np.random.Generator, shape) -> np.ndarray:
     return (g[..., 0] + 1j * g[..., 1]) * np.sqrt(0.5)
 
 
-def transmit(x: np.ndarray, n0: float, fading: str, rng: np.random.Generator, *,
-             rician_k_db: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
+def transmit(
+    x: np.ndarray, n0: float, fading: str, rng: np.random.Generator, *, rician_k_db: float = 6.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Pass symbols through the channel and equalise.
 
     :input x: [B, S] complex symbols (row = one code block's transmission).

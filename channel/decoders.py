@@ -38,8 +38,15 @@ log = logging.getLogger(__name__)
 
 LLR_CLIP = 1000.0  # channel LLRs are clipped to +-LLR_CLIP; filler bits get +LLR_CLIP
 _SRC = Path(__file__).with_name("_ldpc_kernel.c")
-_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-std=c99",
-          "-shared", "-fPIC"]
+_FLAGS = [
+    "-O3",
+    "-march=native",
+    "-ffp-contract=off",
+    "-fno-math-errno",
+    "-std=c99",
+    "-shared",
+    "-fPIC",
+]
 _lib_lock = threading.Lock()
 _lib: ctypes.CDLL | None | bool = None  # None: not tried; False: unavailable
 
@@ -60,7 +67,8 @@ def cache_dir() -> Path:
     ``$XDG_CACHE_HOME/semcom/ldpc`` (``~/.cache/semcom/ldpc``). Nothing is written inside
     the repository."""
     root = os.environ.get("SEMCOM_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "semcom")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "semcom"
+    )
     return Path(root) / "ldpc"
 
 
@@ -98,8 +106,11 @@ def load_kernel() -> ctypes.CDLL | None:
                 _lib = _build_and_load()
             except Exception as exc:  # no compiler, read-only cache, ...
                 msg = " ".join(str(exc).split())[:300]
-                log.warning("fast LDPC decoder: C kernel unavailable (%s); using the numpy "
-                            "implementation (same results, slower)", msg)
+                log.warning(
+                    "fast LDPC decoder: C kernel unavailable (%s); using the numpy "
+                    "implementation (same results, slower)",
+                    msg,
+                )
                 _lib = False
         return _lib or None
 
@@ -109,8 +120,9 @@ def _compile(cc: str, flags: list[str], out: Path) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
     os.close(fd)
     try:
-        res = subprocess.run([cc, *flags, "-o", tmp, str(_SRC), "-lm"],
-                             capture_output=True, text=True, timeout=120)
+        res = subprocess.run(
+            [cc, *flags, "-o", tmp, str(_SRC), "-lm"], capture_output=True, text=True, timeout=120
+        )
         if res.returncode != 0:
             raise RuntimeError(f"{cc} failed: {res.stderr.strip()[:400]}")
         os.replace(tmp, out)  # atomic: concurrent builders all end with a whole file
@@ -122,15 +134,17 @@ def _compile(cc: str, flags: list[str], out: Path) -> None:
 def _build_and_load() -> ctypes.CDLL:
     src = _SRC.read_bytes()
     cc = os.environ.get("CC") or next(
-        (c for c in (shutil.which("cc"), shutil.which("gcc"), shutil.which("clang")) if c), None)
+        (c for c in (shutil.which("cc"), shutil.which("gcc"), shutil.which("clang")) if c), None
+    )
     if not cc:
         raise RuntimeError("no C compiler found (install gcc or set CC)")
     errors = []
     out = None
     # -march=native first; without it where the compiler does not know the flag
     for flags in (_FLAGS, [f for f in _FLAGS if not f.startswith("-march")]):
-        tag = hashlib.sha256(src + " ".join(flags).encode() + cc.encode()
-                             + _cpu_tag().encode()).hexdigest()[:16]
+        tag = hashlib.sha256(
+            src + " ".join(flags).encode() + cc.encode() + _cpu_tag().encode()
+        ).hexdigest()[:16]
         for d in _cache_dirs():
             cand = d / f"semcom_ldpc_{tag}.so"
             try:
@@ -147,8 +161,21 @@ def _build_and_load() -> ctypes.CDLL:
     lib = ctypes.CDLL(str(out))
     i32, f32 = ctypes.c_int32, ctypes.c_float
     ptr = ctypes.c_void_p
-    lib.semcom_ldpc_decode.argtypes = [i32, i32, i32, i32, ptr, ptr, ptr, f32, i32, i32,
-                                       ptr, ptr, ptr]
+    lib.semcom_ldpc_decode.argtypes = [
+        i32,
+        i32,
+        i32,
+        i32,
+        ptr,
+        ptr,
+        ptr,
+        f32,
+        i32,
+        i32,
+        ptr,
+        ptr,
+        ptr,
+    ]
     lib.semcom_ldpc_decode.restype = ctypes.c_int
     return lib
 
@@ -184,8 +211,13 @@ class FastDecoder:
 
     name = "fast"
 
-    def __init__(self, iterations: int = 20, alpha: float = 0.7, early_stop: bool = True,
-                 backend: str = "auto"):
+    def __init__(
+        self,
+        iterations: int = 20,
+        alpha: float = 0.7,
+        early_stop: bool = True,
+        backend: str = "auto",
+    ):
         self.iterations = int(iterations)
         self.alpha = float(alpha)
         self.early_stop = bool(early_stop)
@@ -207,14 +239,35 @@ class FastDecoder:
         if B:
             if lib is not None:
                 rc = lib.semcom_ldpc_decode(
-                    B, code.z, code.n, len(rows), ptr.ctypes.data, cols.ctypes.data,
-                    shifts.ctypes.data, self.alpha, self.iterations, int(self.early_stop),
-                    L.ctypes.data, iters.ctypes.data, ok.ctypes.data)
+                    B,
+                    code.z,
+                    code.n,
+                    len(rows),
+                    ptr.ctypes.data,
+                    cols.ctypes.data,
+                    shifts.ctypes.data,
+                    self.alpha,
+                    self.iterations,
+                    int(self.early_stop),
+                    L.ctypes.data,
+                    iters.ctypes.data,
+                    ok.ctypes.data,
+                )
                 if rc != 0:
                     raise MemoryError("LDPC kernel could not allocate its scratch memory")
             else:
-                _decode_numpy(L, code.z, ptr, cols, shifts, np.float32(self.alpha),
-                              self.iterations, self.early_stop, iters, ok)
+                _decode_numpy(
+                    L,
+                    code.z,
+                    ptr,
+                    cols,
+                    shifts,
+                    np.float32(self.alpha),
+                    self.iterations,
+                    self.early_stop,
+                    iters,
+                    ok,
+                )
         bits = (L[:, : code.k_prime] < 0).astype(np.uint8)
         return DecodeResult(bits, ok.astype(bool), iters)
 
@@ -246,7 +299,7 @@ def _decode_numpy(L, z, ptr, cols, shifts, alpha, max_iter, early_stop, iters, o
         Lb, Rb = L[act], R[act]
         for r in range(n_rows):
             es = range(ptr[r], ptr[r + 1])
-            Q = np.stack([Lb[:, idx[e]] - Rb[:, e] for e in es], axis=1)   # [b, d, z]
+            Q = np.stack([Lb[:, idx[e]] - Rb[:, e] for e in es], axis=1)  # [b, d, z]
             a = np.abs(Q)
             pos = a.argmin(axis=1)
             min1 = np.take_along_axis(a, pos[:, None], 1)[:, 0]
@@ -299,8 +352,14 @@ class SionnaDecoder:
             used = np.flatnonzero(np.asarray(H.sum(axis=0)).ravel() > 0)
             Hs = H[:, used]
             per_call = 1 if self.early_stop else self.iterations
-            dec = LDPCBPDecoder(Hs.astype(np.float32), cn_update="boxplus-phi", hard_out=False,
-                                num_iter=per_call, return_state=True, device="cpu")
+            dec = LDPCBPDecoder(
+                Hs.astype(np.float32),
+                cn_update="boxplus-phi",
+                hard_out=False,
+                num_iter=per_call,
+                return_state=True,
+                device="cpu",
+            )
             self._cache[key] = (dec, used, Hs.tocsr())
         return self._cache[key]
 
@@ -327,8 +386,7 @@ class SionnaDecoder:
             it = 0
             while act.size and it < self.iterations:
                 sel = torch.from_numpy(act)
-                x, state = dec(logits[sel] if state is None else logits[sel],
-                               msg_v2c=state)
+                x, state = dec(logits[sel] if state is None else logits[sel], msg_v2c=state)
                 it += 1
                 soft = -x.numpy()
                 post[np.ix_(act, used)] = soft

@@ -30,15 +30,15 @@ from channel.ldpc import K_CB, K_MIN, LdpcCode, select_base_graph
 class TbPlan:
     """The coding plan of one transport block (all fields derived by :func:`plan_tb`)."""
 
-    payload_bits: int       # A: description bits in this TB
-    pad_bits: int           # zero bits appended to A so that the CBs have equal size
-    tb_crc: str             # "CRC24A" or "CRC16"
-    bg: int                 # base graph 1 or 2
-    num_cbs: int            # C
-    k_prime: int            # K': bits per code block incl. its CRC
-    e: int                  # coded bits per code block per transmission
-    qm: int                 # bits per symbol
-    code_rate: float        # the configured (nominal) rate
+    payload_bits: int  # A: description bits in this TB
+    pad_bits: int  # zero bits appended to A so that the CBs have equal size
+    tb_crc: str  # "CRC24A" or "CRC16"
+    bg: int  # base graph 1 or 2
+    num_cbs: int  # C
+    k_prime: int  # K': bits per code block incl. its CRC
+    e: int  # coded bits per code block per transmission
+    qm: int  # bits per symbol
+    code_rate: float  # the configured (nominal) rate
 
     @property
     def cb_crc(self) -> str | None:

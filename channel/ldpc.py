@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +37,13 @@ LIFTING_SETS: tuple[tuple[int, ...], ...] = (
     (13, 26, 52, 104, 208),
     (15, 30, 60, 120, 240),
 )
-K_CB = {1: 8448, 2: 3840}        # maximum code block size (5.2.2)
-INFO_COLS = {1: 22, 2: 10}       # systematic columns of the base matrix
-N_COLS = {1: 68, 2: 52}          # columns of the base matrix
-N_ROWS = {1: 46, 2: 42}          # rows of the base matrix
+K_CB = {1: 8448, 2: 3840}  # maximum code block size (5.2.2)
+INFO_COLS = {1: 22, 2: 10}  # systematic columns of the base matrix
+N_COLS = {1: 68, 2: 52}  # columns of the base matrix
+N_ROWS = {1: 46, 2: 42}  # rows of the base matrix
 RV_COEF = {1: (0, 17, 33, 56), 2: (0, 13, 25, 43)}  # Table 5.4.2.1-2 numerators
 RV_DENOM = {1: 66, 2: 50}
-K_MIN = 12                       # smallest K' with K_b = 6, Z = 2
+K_MIN = 12  # smallest K' with K_b = 6, Z = 2
 
 
 def select_base_graph(payload_bits: int, code_rate: float) -> int:
@@ -85,12 +85,14 @@ def lifting_size(k_prime: int, bg: int, b: int | None = None) -> tuple[int, int]
 def _table_path(bg: int) -> Path:
     spec = importlib.util.find_spec("sionna")  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the 5G NR base graph tables come from the 'sionna-no-rt' package, "
-                          "which is not installed")
+        raise ImportError(
+            "the 5G NR base graph tables come from the 'sionna-no-rt' package, "
+            "which is not installed"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "phy/fec/ldpc/codes" / f"5G_bg{bg}.csv"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _base_table(bg: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(rows, cols, V[:, 8])``: the nonzero entries of base graph ``bg`` (Table 5.3.2-2/3)."""
     rows, cols, vals = [], [], []
@@ -207,8 +209,10 @@ class LdpcCode:
         for e in np.flatnonzero((rows < 4) & (cols < kb)):
             lam[rows[e]] ^= rot(x[:, cols[e]], sh[e])
         # core parity columns kb..kb+3: the sum of the 4 core rows leaves P_B p0
-        core = [(rows[e], cols[e] - kb, sh[e]) for e in np.flatnonzero((rows < 4) & (cols >= kb)
-                                                                       & (cols < kb + 4))]
+        core = [
+            (rows[e], cols[e] - kb, sh[e])
+            for e in np.flatnonzero((rows < 4) & (cols >= kb) & (cols < kb + 4))
+        ]
         count: dict[tuple[int, int], int] = {}
         for _, c, s in core:
             count[(c, s)] = count.get((c, s), 0) + 1
@@ -260,7 +264,7 @@ class LdpcCode:
         x = c.reshape(B, self.n_cols, Z)
         perm = _perms(Z)
         ok = np.ones(B, bool)
-        for r in (range(self.n_rows) if rows is None else rows):
+        for r in range(self.n_rows) if rows is None else rows:
             acc = np.zeros((B, Z), np.uint8)
             lo, hi = np.searchsorted(self.rows, r), np.searchsorted(self.rows, r + 1)
             for e in range(lo, hi):
@@ -280,8 +284,9 @@ class LdpcCode:
         j = np.arange(Z)
         r_idx = (rr[:, None] * Z + j).ravel()
         c_idx = (self.cols[sel][:, None] * Z + (j + self.shifts[sel][:, None]) % Z).ravel()
-        return sp.csr_matrix((np.ones(r_idx.size, np.uint8), (r_idx, c_idx)),
-                             shape=(len(rows) * Z, self.n))
+        return sp.csr_matrix(
+            (np.ones(r_idx.size, np.uint8), (r_idx, c_idx)), shape=(len(rows) * Z, self.n)
+        )
 
     # ---- rate matching -----------------------------------------------------------------
     def k0(self, rv: int) -> int:
@@ -312,8 +317,9 @@ class LdpcCode:
         """Base rows the decoder needs: the 4 core rows, and each extension row whose
         degree-1 parity column was (at least partly) transmitted. The other rows only
         involve an unknown punctured parity bit and carry no information."""
-        return np.array([r for r in range(self.n_rows) if r < 4 or covered[self.ext_col(r)]],
-                        dtype=np.int64)
+        return np.array(
+            [r for r in range(self.n_rows) if r < 4 or covered[self.ext_col(r)]], dtype=np.int64
+        )
 
 
 @lru_cache(maxsize=512)
@@ -321,14 +327,20 @@ def _build(bg: int, k_prime: int, b: int | None) -> LdpcCode:
     if bg not in (1, 2):
         raise ValueError(f"base graph must be 1 or 2, got {bg}")
     if not K_MIN <= k_prime <= K_CB[bg]:
-        raise ValueError(f"K'={k_prime} is out of range for base graph {bg} "
-                         f"({K_MIN}..{K_CB[bg]})")
+        raise ValueError(f"K'={k_prime} is out of range for base graph {bg} ({K_MIN}..{K_CB[bg]})")
     z, i_ls = lifting_size(k_prime, bg, b)
     rows, cols, vals = _base_table(bg)
     order = np.lexsort((cols, rows))
     shifts = vals[order, i_ls] % z
-    return LdpcCode(bg, z, i_ls, k_prime, rows[order].astype(np.int64),
-                    cols[order].astype(np.int64), shifts.astype(np.int64))
+    return LdpcCode(
+        bg,
+        z,
+        i_ls,
+        k_prime,
+        rows[order].astype(np.int64),
+        cols[order].astype(np.int64),
+        shifts.astype(np.int64),
+    )
 
 
 @lru_cache(maxsize=64)
@@ -345,8 +357,8 @@ def _rm_indices(code: LdpcCode, e: int, rv: int, qm: int) -> np.ndarray:
     n_cb, z = code.n_cb, code.z
     d = (code.k0(rv) + np.arange(n_cb)) % n_cb
     fill_lo, fill_hi = code.k_prime - 2 * z, code.k - 2 * z
-    d = d[(d < fill_lo) | (d >= fill_hi)]          # filler bits are never sent
-    sel = np.resize(d, e) + 2 * z                  # cyclic repetition past the buffer
+    d = d[(d < fill_lo) | (d >= fill_hi)]  # filler bits are never sent
+    sel = np.resize(d, e) + 2 * z  # cyclic repetition past the buffer
     # bit interleaver 5.4.2.2: f[i + j*Qm] = e[i*E/Qm + j]
     rows = e // qm
     perm = (np.arange(qm)[None, :] * rows + np.arange(rows)[:, None]).ravel()

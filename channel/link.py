@@ -31,9 +31,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from semcom.types import Description, erase, replace
-
 from channel.framing import Numerology, TbPlan, plan_tb, split_bytes
+from semcom.types import Description, erase, replace
 
 log = logging.getLogger(__name__)
 
@@ -139,28 +138,47 @@ class Link:
     def tb_plans(self, desc: Description) -> list[TbPlan]:
         return [self.plan(8 * n) for n in split_bytes(len(desc.data), self.cfg.tb_bits)]
 
-    def transmit(self, descriptions: Sequence[Description], rng: np.random.Generator
-                 ) -> TransmitResult:
+    def transmit(
+        self, descriptions: Sequence[Description], rng: np.random.Generator
+    ) -> TransmitResult:
         raise NotImplementedError
 
     # ---- shared ledger -----------------------------------------------------------------
-    def _stats(self, desc: Description, plans: list[TbPlan], rounds: list[int],
-               lost: list[bool], fails: list[int], undetected: int = 0) -> LinkStats:
+    def _stats(
+        self,
+        desc: Description,
+        plans: list[TbPlan],
+        rounds: list[int],
+        lost: list[bool],
+        fails: list[int],
+        undetected: int = 0,
+    ) -> LinkStats:
         """Ledger of one description: ``rounds[i]`` transmissions of TB ``i``, of which
         ``fails[i]`` failed; ``lost[i]`` when it never passed."""
         coded = sum(p.coded_bits * r for p, r in zip(plans, rounds))
         uses = sum(p.symbols * r for p, r in zip(plans, rounds))
         max_r = max(rounds, default=0)
         num = self.numerology
-        slots = sum(num.slots(sum(p.symbols for p, r in zip(plans, rounds) if r > k))
-                    for k in range(max_r))
+        slots = sum(
+            num.slots(sum(p.symbols for p, r in zip(plans, rounds) if r > k)) for k in range(max_r)
+        )
         latency = (slots + max(max_r - 1, 0) * self.cfg.harq_rtt_slots) * num.slot_s
         return LinkStats(
-            info_bits=8 * len(desc.data), coded_bits=coded, channel_uses=uses,
-            airtime_s=num.airtime_s(uses), blocks=sum(rounds), block_errors=sum(fails),
-            rounds=max_r, delivered=not any(lost), latency_s=latency, tbs=len(plans),
-            tbs_lost=sum(lost), code_blocks=sum(p.num_cbs for p in plans),
-            pad_bits=sum(p.pad_bits for p in plans), undetected=undetected)
+            info_bits=8 * len(desc.data),
+            coded_bits=coded,
+            channel_uses=uses,
+            airtime_s=num.airtime_s(uses),
+            blocks=sum(rounds),
+            block_errors=sum(fails),
+            rounds=max_r,
+            delivered=not any(lost),
+            latency_s=latency,
+            tbs=len(plans),
+            tbs_lost=sum(lost),
+            code_blocks=sum(p.num_cbs for p in plans),
+            pad_bits=sum(p.pad_bits for p in plans),
+            undetected=undetected,
+        )
 
     def _result(self, received, stats) -> TransmitResult:
         return TransmitResult(received, stats, self.esno_db, self.ebno_db)
@@ -176,8 +194,9 @@ class IdealLink(Link):
         for d in descriptions:
             plans = self.tb_plans(d)
             received.append(d)
-            stats.append(self._stats(d, plans, [1] * len(plans), [False] * len(plans),
-                                     [0] * len(plans)))
+            stats.append(
+                self._stats(d, plans, [1] * len(plans), [False] * len(plans), [0] * len(plans))
+            )
         return self._result(received, stats)
 
 
@@ -223,21 +242,27 @@ class NrLink(Link):
             sizes = split_bytes(len(d.data), self.cfg.tb_bits)
             parts, pos = [], 0
             for ti, n in enumerate(sizes):
-                parts.append(d.data[pos: pos + n])
+                parts.append(d.data[pos : pos + n])
                 pos += n
                 groups.setdefault(n, []).append((di, ti))
             chunks.append(parts)
         out: dict[tuple[int, int], tuple[bytes, int, bool, int, bool]] = {}
-        for n, members in groups.items():
-            payload = np.stack([np.unpackbits(np.frombuffer(chunks[di][ti], np.uint8))
-                                for di, ti in members])
+        for members in groups.values():
+            payload = np.stack(
+                [np.unpackbits(np.frombuffer(chunks[di][ti], np.uint8)) for di, ti in members]
+            )
             batch = self.phy.run(payload, rng)
             dec = batch.decoded_payload()
             for j, key in enumerate(members):
                 ok = bool(batch.tb_ok[j])
                 wrong = ok and not np.array_equal(dec[j], payload[j])
-                out[key] = (np.packbits(dec[j]).tobytes(), int(batch.rounds[j]), ok,
-                            int(batch.tb_fail[j].sum()), wrong)
+                out[key] = (
+                    np.packbits(dec[j]).tobytes(),
+                    int(batch.rounds[j]),
+                    ok,
+                    int(batch.tb_fail[j].sum()),
+                    wrong,
+                )
         received, stats = [], []
         for di, d in enumerate(descriptions):
             res = [out[(di, ti)] for ti in range(len(chunks[di]))]
@@ -245,10 +270,13 @@ class NrLink(Link):
             lost = [not r[2] for r in res]
             undetected = sum(r[4] for r in res)
             if undetected:
-                log.warning("nr link: %d TB(s) of %s/%d passed the CRC with wrong bits",
-                            undetected, d.image_id, d.index)
-            st = self._stats(d, plans, [r[1] for r in res], lost, [r[3] for r in res],
-                             undetected)
+                log.warning(
+                    "nr link: %d TB(s) of %s/%d passed the CRC with wrong bits",
+                    undetected,
+                    d.image_id,
+                    d.index,
+                )
+            st = self._stats(d, plans, [r[1] for r in res], lost, [r[3] for r in res], undetected)
             stats.append(st)
             if st.delivered:
                 received.append(replace(d, data=b"".join(r[0] for r in res)))
@@ -284,8 +312,12 @@ class NrTableLink(Link):
         """[rounds] P(code block of ``K'`` not decoded after r = 1.. transmissions)."""
         if k_prime not in self._p:
             c = self.cfg
-            p = [self.table.cb_fail_prob(k_prime, c.code_rate, c.modulation, c.fading,
-                                         c.esno_db, c.harq, r) for r in range(1, c.rounds + 1)]
+            p = [
+                self.table.cb_fail_prob(
+                    k_prime, c.code_rate, c.modulation, c.fading, c.esno_db, c.harq, r
+                )
+                for r in range(1, c.rounds + 1)
+            ]
             self._p[k_prime] = np.minimum.accumulate(np.asarray(p))
         return self._p[k_prime]
 
@@ -299,11 +331,11 @@ class NrTableLink(Link):
         for d, ps in zip(descriptions, plans):
             rounds, lost, fails = [], [], []
             for p in ps:
-                probs = self.fail_probs(p.k_prime)             # [R]
-                uc = u[pos: pos + p.num_cbs]
+                probs = self.fail_probs(p.k_prime)  # [R]
+                uc = u[pos : pos + p.num_cbs]
                 pos += p.num_cbs
                 # after round r the TB fails iff some block has u < p_r
-                tb_fail = (uc[None, :] < probs[:, None]).any(axis=1)   # [R]
+                tb_fail = (uc[None, :] < probs[:, None]).any(axis=1)  # [R]
                 first_ok = int(np.argmin(tb_fail)) if not tb_fail.all() else R
                 rounds.append(min(first_ok + 1, R))
                 lost.append(bool(tb_fail.all()))
@@ -322,6 +354,7 @@ def build_link(cfg) -> Link:
     except KeyError:
         from semcom.errors import ConfigError
 
-        raise ConfigError("channel.link", f"unknown link {cfg.link!r}; use one of "
-                          f"{', '.join(kinds)}") from None
+        raise ConfigError(
+            "channel.link", f"unknown link {cfg.link!r}; use one of {', '.join(kinds)}"
+        ) from None
     return cls(cfg)

@@ -23,14 +23,14 @@ array([[0, 0, 1, 1, 0, 1, 1, 0]])
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
 BITS_PER_SYMBOL = {"bpsk": 1, "qpsk": 2, "16qam": 4, "64qam": 6, "256qam": 8}
 
 
-@lru_cache(maxsize=None)
+@cache
 def pam_levels(m_dim: int) -> tuple[np.ndarray, np.ndarray]:
     """``(amplitudes [2^m], labels [2^m, m])`` of the Gray PAM of one dimension, unnormalised.
 
@@ -39,7 +39,7 @@ def pam_levels(m_dim: int) -> tuple[np.ndarray, np.ndarray]:
     labels = ((np.arange(2**m_dim)[:, None] >> np.arange(m_dim - 1, -1, -1)) & 1).astype(np.uint8)
     amp = np.empty(2**m_dim)
     for idx, lab in enumerate(labels):
-        a = 1.0 - 2.0 * lab[m_dim - 1]                 # innermost term
+        a = 1.0 - 2.0 * lab[m_dim - 1]  # innermost term
         for t in range(m_dim - 2, -1, -1):
             a = (1.0 - 2.0 * lab[t]) * (2 ** (m_dim - 1 - t) - a)
         amp[idx] = a
@@ -47,8 +47,9 @@ def pam_levels(m_dim: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _scale(qm: int) -> float:
-    return {1: 1.0, 2: 1 / np.sqrt(2), 4: 1 / np.sqrt(10), 6: 1 / np.sqrt(42),
-            8: 1 / np.sqrt(170)}[qm]
+    return {1: 1.0, 2: 1 / np.sqrt(2), 4: 1 / np.sqrt(10), 6: 1 / np.sqrt(42), 8: 1 / np.sqrt(170)}[
+        qm
+    ]
 
 
 def modulate(bits: np.ndarray, qm: int) -> np.ndarray:
@@ -80,7 +81,7 @@ def _pam_llr(y: np.ndarray, s2: np.ndarray, m: int, scale: float) -> np.ndarray:
     """
     amp, labels = pam_levels(m)
     a = amp * scale
-    metric = (y[..., None] * a - 0.5 * a * a) / s2[..., None]            # [..., S, P]
+    metric = (y[..., None] * a - 0.5 * a * a) / s2[..., None]  # [..., S, P]
     metric -= metric.max(axis=-1, keepdims=True)
     ex = np.exp(np.maximum(metric, -700.0))
     out = np.empty(y.shape + (m,))

@@ -48,20 +48,36 @@ class PointResult:
         return self.bit_errors / self.bits if self.bits else None
 
     def to_dict(self) -> dict:
-        out = {"snr_db": self.snr_db, "blocks": self.blocks, "block_errors": self.block_errors,
-               "bits": self.bits, "bit_errors": self.bit_errors, "bler": self.bler,
-               "ber": self.ber, "runtime_s": round(self.runtime_s, 4), "status": self.status}
+        out = {
+            "snr_db": self.snr_db,
+            "blocks": self.blocks,
+            "block_errors": self.block_errors,
+            "bits": self.bits,
+            "bit_errors": self.bit_errors,
+            "bler": self.bler,
+            "ber": self.ber,
+            "runtime_s": round(self.runtime_s, 4),
+            "status": self.status,
+        }
         for k, v in self.extra.items():
             out[k] = v.tolist() if isinstance(v, np.ndarray) else v
         return out
 
 
-def sim_bler(mc_fun: Callable[[int, float, np.random.Generator], Mapping[str, Any]],
-             snrs_db: Sequence[float], *, batch_size: int, max_blocks: int,
-             target_block_errors: int | None = 100, target_bler: float | None = None,
-             early_stop: bool = True, seed: int = 0, progress: bool = False,
-             label: str = "", callback: Callable[[int, PointResult], None] | None = None
-             ) -> list[PointResult]:
+def sim_bler(
+    mc_fun: Callable[[int, float, np.random.Generator], Mapping[str, Any]],
+    snrs_db: Sequence[float],
+    *,
+    batch_size: int,
+    max_blocks: int,
+    target_block_errors: int | None = 100,
+    target_bler: float | None = None,
+    early_stop: bool = True,
+    seed: int = 0,
+    progress: bool = False,
+    label: str = "",
+    callback: Callable[[int, PointResult], None] | None = None,
+) -> list[PointResult]:
     """Simulate every SNR point (see the module docstring for the stopping rules).
 
     :param mc_fun: ``(batch_size, snr_db, rng) -> counts`` for one batch.
@@ -89,8 +105,9 @@ def sim_bler(mc_fun: Callable[[int, float, np.random.Generator], Mapping[str, An
         bar = _bar(progress, max_blocks, f"{label}{res.snr_db:g} dB")
         t0 = time.perf_counter()
         try:
-            while res.blocks < max_blocks and (target_block_errors is None
-                                               or res.block_errors < target_block_errors):
+            while res.blocks < max_blocks and (
+                target_block_errors is None or res.block_errors < target_block_errors
+            ):
                 n = min(batch_size, max_blocks - res.blocks)
                 counts = mc_fun(n, res.snr_db, rng)
                 _add(res, counts)
@@ -107,8 +124,11 @@ def sim_bler(mc_fun: Callable[[int, float, np.random.Generator], Mapping[str, An
         if bar is not None:
             bar.close()
         res.runtime_s = time.perf_counter() - t0
-        res.status = ("reached target block errors" if target_block_errors is not None
-                      and res.block_errors >= target_block_errors else "reached max blocks")
+        res.status = (
+            "reached target block errors"
+            if target_block_errors is not None and res.block_errors >= target_block_errors
+            else "reached max blocks"
+        )
         if callback is not None:
             callback(i, res)
         if early_stop and res.block_errors == 0:
@@ -126,8 +146,11 @@ def _add(res: PointResult, counts: Mapping[str, Any]) -> None:
     for k, v in counts.items():
         if k in ("blocks", "block_errors", "bits", "bit_errors"):
             continue
-        res.extra[k] = res.extra[k] + v if k in res.extra else (
-            np.array(v, copy=True) if isinstance(v, np.ndarray) else v)
+        res.extra[k] = (
+            res.extra[k] + v
+            if k in res.extra
+            else (np.array(v, copy=True) if isinstance(v, np.ndarray) else v)
+        )
 
 
 def _bar(enabled: bool, total: int, desc: str):
@@ -135,22 +158,32 @@ def _bar(enabled: bool, total: int, desc: str):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="blk", file=sys.stderr, leave=False,
-                dynamic_ncols=True)
+    return tqdm(
+        total=total, desc=desc, unit="blk", file=sys.stderr, leave=False, dynamic_ncols=True
+    )
 
 
-def format_table(results: Sequence[PointResult], *, snr_label: str = "EbNo [dB]",
-                 other: Sequence[float] | None = None, other_label: str = "EsNo [dB]") -> str:
+def format_table(
+    results: Sequence[PointResult],
+    *,
+    snr_label: str = "EbNo [dB]",
+    other: Sequence[float] | None = None,
+    other_label: str = "EsNo [dB]",
+) -> str:
     """The per-point status table (one line per SNR point)."""
-    head = (f"{snr_label:>9} | {other_label:>9} | {'BER':>10} | {'BLER':>10} | "
-            f"{'bit errors':>11} | {'num bits':>12} | {'block errors':>12} | "
-            f"{'num blocks':>10} | {'runtime [s]':>11} | status")
+    head = (
+        f"{snr_label:>9} | {other_label:>9} | {'BER':>10} | {'BLER':>10} | "
+        f"{'bit errors':>11} | {'num bits':>12} | {'block errors':>12} | "
+        f"{'num blocks':>10} | {'runtime [s]':>11} | status"
+    )
     lines = [head, "-" * len(head)]
     for j, r in enumerate(results):
         o = f"{other[j]:9.2f}" if other is not None else " " * 9
         ber = f"{r.ber:10.4e}" if r.ber is not None else f"{'-':>10}"
         bler = f"{r.bler:10.4e}" if r.bler is not None else f"{'-':>10}"
-        lines.append(f"{r.snr_db:9.2f} | {o} | {ber} | {bler} | {r.bit_errors:11d} | "
-                     f"{r.bits:12d} | {r.block_errors:12d} | {r.blocks:10d} | "
-                     f"{r.runtime_s:11.1f} | {r.status}")
+        lines.append(
+            f"{r.snr_db:9.2f} | {o} | {ber} | {bler} | {r.bit_errors:11d} | "
+            f"{r.bits:12d} | {r.block_errors:12d} | {r.blocks:10d} | "
+            f"{r.runtime_s:11.1f} | {r.status}"
+        )
     return "\n".join(lines)

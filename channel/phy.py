@@ -66,12 +66,22 @@ class TbBatch:
         """A copy holding only TBs ``tbs`` (e.g. to continue failed TBs two ways)."""
         C = self.plan.num_cbs
         cbs = (np.asarray(tbs)[:, None] * C + np.arange(C)).ravel()
-        return TbBatch(self.plan, self.payload[tbs].copy(), self.cw[cbs].copy(),
-                       self.llr[cbs].copy(), self.cb_ok[cbs].copy(), self.cb_bits[cbs].copy(),
-                       self.tb_ok[tbs].copy(), self.rounds[tbs].copy(),
-                       self.tb_fail[tbs].copy(), self.cb_fail_after[cbs].copy(),
-                       self.covered.copy(), self.iterations[cbs].copy(),
-                       self.decodes[cbs].copy(), list(self.rvs))
+        return TbBatch(
+            self.plan,
+            self.payload[tbs].copy(),
+            self.cw[cbs].copy(),
+            self.llr[cbs].copy(),
+            self.cb_ok[cbs].copy(),
+            self.cb_bits[cbs].copy(),
+            self.tb_ok[tbs].copy(),
+            self.rounds[tbs].copy(),
+            self.tb_fail[tbs].copy(),
+            self.cb_fail_after[cbs].copy(),
+            self.covered.copy(),
+            self.iterations[cbs].copy(),
+            self.decodes[cbs].copy(),
+            list(self.rvs),
+        )
 
     def decoded_payload(self) -> np.ndarray:
         """[T, A] uint8: the receiver's payload bits (meaningful where ``tb_ok``)."""
@@ -100,8 +110,9 @@ class NrPhy:
         self.code_rate = cfg.code_rate
         self.esno_db = cfg.esno_db
         self.n0 = 0.0 if np.isposinf(self.esno_db) else 10 ** (-self.esno_db / 10)
-        self.decoder = decoder or make_decoder(cfg.decoder, cfg.iterations,
-                                               alpha=cfg.minsum_scale, early_stop=cfg.early_stop)
+        self.decoder = decoder or make_decoder(
+            cfg.decoder, cfg.iterations, alpha=cfg.minsum_scale, early_stop=cfg.early_stop
+        )
         self.rounds = cfg.rounds if rounds is None else int(rounds)
         self.harq = cfg.harq
         self.fault = fault
@@ -126,15 +137,26 @@ class NrPhy:
         cbs = crc_attach(tb.reshape(T * C, -1), "CRC24B") if C > 1 else tb
         cw = code.encode(cbs)
         llr = np.zeros((T * C, code.n), np.float32)
-        llr[:, code.k_prime: code.k] = LLR_CLIP  # filler bits are known zeros
-        return TbBatch(p, payload, cw, llr, np.zeros(T * C, bool),
-                       np.zeros((T * C, code.k_prime), np.uint8), np.zeros(T, bool),
-                       np.zeros(T, np.int64), np.zeros((T, R), bool),
-                       np.ones((T * C, R), bool), np.zeros(code.n_cols, bool),
-                       np.zeros(T * C, np.int64), np.zeros(T * C, np.int64))
+        llr[:, code.k_prime : code.k] = LLR_CLIP  # filler bits are known zeros
+        return TbBatch(
+            p,
+            payload,
+            cw,
+            llr,
+            np.zeros(T * C, bool),
+            np.zeros((T * C, code.k_prime), np.uint8),
+            np.zeros(T, bool),
+            np.zeros(T, np.int64),
+            np.zeros((T, R), bool),
+            np.ones((T * C, R), bool),
+            np.zeros(code.n_cols, bool),
+            np.zeros(T * C, np.int64),
+            np.zeros(T * C, np.int64),
+        )
 
-    def run_round(self, batch: TbBatch, r: int, rng: np.random.Generator, *,
-                  harq: str | None = None) -> np.ndarray:
+    def run_round(
+        self, batch: TbBatch, r: int, rng: np.random.Generator, *, harq: str | None = None
+    ) -> np.ndarray:
         """Transmission ``r`` (0-based) of the TBs of ``batch`` not yet passed.
 
         :output sent: [t] int, the TBs transmitted in this round.
@@ -152,8 +174,7 @@ class NrPhy:
         batch.covered |= code.covered_cols(idx)
         rows = (pend[:, None] * C + np.arange(C)).ravel()
         x = modulate(batch.cw[rows][:, idx], self.qm)
-        z, nv = channel_transmit(x, self.n0, self.cfg.fading, rng,
-                                 rician_k_db=self.cfg.rician_k_db)
+        z, nv = channel_transmit(x, self.n0, self.cfg.fading, rng, rician_k_db=self.cfg.rician_k_db)
         llr = np.clip(demodulate(z, nv, self.qm), -LLR_CLIP, LLR_CLIP)
         if np.unique(idx).size == idx.size:
             sub = batch.llr[rows]
@@ -213,8 +234,17 @@ class CodeBlockSim:
     :output counts: ``{blocks, block_errors, bits, bit_errors, iterations}``.
     """
 
-    def __init__(self, k: int, n: int, qm: int, fading: str, decoder, *,
-                 rician_k_db: float = 6.0, bg: int | None = None):
+    def __init__(
+        self,
+        k: int,
+        n: int,
+        qm: int,
+        fading: str,
+        decoder,
+        *,
+        rician_k_db: float = 6.0,
+        bg: int | None = None,
+    ):
         from channel.ldpc import LdpcCode
 
         if n % qm:
@@ -235,13 +265,17 @@ class CodeBlockSim:
         z, nv = channel_transmit(x, n0, self.fading, rng, rician_k_db=self.rician_k_db)
         llr_rx = np.clip(demodulate(z, nv, self.qm), -LLR_CLIP, LLR_CLIP)
         llr = np.zeros((batch, code.n), np.float32)
-        llr[:, code.k_prime: code.k] = LLR_CLIP
+        llr[:, code.k_prime : code.k] = LLR_CLIP
         if self.repeats:
             np.add.at(llr, (slice(None), self.idx), llr_rx)
         else:
             llr[:, self.idx] += llr_rx
         res = self.decoder(code, llr, self.rows)
         err = res.bits != u
-        return {"blocks": batch, "block_errors": int(err.any(axis=1).sum()),
-                "bits": batch * self.k, "bit_errors": int(err.sum()),
-                "iterations": int(res.iterations.sum())}
+        return {
+            "blocks": batch,
+            "block_errors": int(err.any(axis=1).sum()),
+            "bits": batch * self.k,
+            "bit_errors": int(err.sum()),
+            "iterations": int(res.iterations.sum()),
+        }

@@ -61,29 +61,54 @@ DEFAULT_GRID = {
     "fading": ["awgn", "rayleigh-block"],
     "harq": ["none", "ir", "chase"],
 }
-SNR_STEP = {"awgn": 0.25, "rayleigh-block": 3.0, "rayleigh-fast": 0.5, "rician-block": 2.0,
-            "rician-fast": 0.5}
+SNR_STEP = {
+    "awgn": 0.25,
+    "rayleigh-block": 3.0,
+    "rayleigh-fast": 0.5,
+    "rician-block": 2.0,
+    "rician-fast": 0.5,
+}
 # per fading: (max_blocks, min_bler) when the builder is not told otherwise
-LIMITS = {"awgn": (2000, 3e-3), "rayleigh-block": (1500, 1e-2), "rayleigh-fast": (2000, 3e-3),
-          "rician-block": (1500, 1e-2), "rician-fast": (2000, 3e-3)}
+LIMITS = {
+    "awgn": (2000, 3e-3),
+    "rayleigh-block": (1500, 1e-2),
+    "rayleigh-fast": (2000, 3e-3),
+    "rician-block": (1500, 1e-2),
+    "rician-fast": (2000, 3e-3),
+}
 # first probe: this far above the Shannon limit (dB); then down in coarse steps
-PROBE_UP = {"awgn": 3.0, "rayleigh-block": 0.0, "rayleigh-fast": 3.0, "rician-block": 3.0,
-            "rician-fast": 3.0}
+PROBE_UP = {
+    "awgn": 3.0,
+    "rayleigh-block": 0.0,
+    "rayleigh-fast": 3.0,
+    "rician-block": 3.0,
+    "rician-fast": 3.0,
+}
 # points below the round-1 start for the HARQ rounds' curves: steps of this many dB down
 # from the start until the last round of every HARQ mode fails (almost) always, at most
 # HARQ_LOW_MAX points
-HARQ_LOW_STEP = {"awgn": 0.5, "rayleigh-block": 3.0, "rayleigh-fast": 0.5,
-                 "rician-block": 2.0, "rician-fast": 0.5}
+HARQ_LOW_STEP = {
+    "awgn": 0.5,
+    "rayleigh-block": 3.0,
+    "rayleigh-fast": 0.5,
+    "rician-block": 2.0,
+    "rician-fast": 0.5,
+}
 HARQ_LOW_MAX = 16
-SNR_MAX = {"awgn": 30.0, "rayleigh-block": 45.0, "rayleigh-fast": 35.0, "rician-block": 40.0,
-           "rician-fast": 35.0}
+SNR_MAX = {
+    "awgn": 30.0,
+    "rayleigh-block": 45.0,
+    "rayleigh-fast": 35.0,
+    "rician-block": 40.0,
+    "rician-fast": 35.0,
+}
 
 
 # ---- lookup ----------------------------------------------------------------------------
 @dataclass
 class Curve:
-    esno_db: np.ndarray          # [S]
-    blocks: np.ndarray           # [S]
+    esno_db: np.ndarray  # [S]
+    blocks: np.ndarray  # [S]
     fail: dict[str, np.ndarray]  # mode -> [rounds, S] counts
 
 
@@ -95,8 +120,10 @@ class BlerTable:
 
     def __init__(self, data: dict, path: str = "<memory>"):
         if data.get("schema") != SCHEMA:
-            raise ConfigError("channel.table", f"{path} is not a BLER table of schema {SCHEMA!r} "
-                              f"(found {data.get('schema')!r})")
+            raise ConfigError(
+                "channel.table",
+                f"{path} is not a BLER table of schema {SCHEMA!r} (found {data.get('schema')!r})",
+            )
         self.data = data
         self.path = str(path)
         self.config = data.get("config", {})
@@ -106,11 +133,12 @@ class BlerTable:
             blocks = np.asarray(e["blocks"], float)
             fail = {}
             for m, v in e["fail"].items():
-                f = np.minimum.accumulate(np.asarray(v, float), axis=0)      # over rounds
+                f = np.minimum.accumulate(np.asarray(v, float), axis=0)  # over rounds
                 bler = np.minimum.accumulate(f / np.maximum(blocks, 1), axis=1)  # over SNR
                 fail[m] = bler * blocks  # counts of the monotone curve (0 stays 0)
             self._curves.setdefault(key, {})[int(e["k_prime"])] = Curve(
-                np.asarray(e["esno_db"], float), blocks, fail)
+                np.asarray(e["esno_db"], float), blocks, fail
+            )
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> BlerTable:
@@ -124,8 +152,12 @@ class BlerTable:
         return sorted(self._family(code_rate, modulation, fading))
 
     def max_rounds(self, mode: str) -> int:
-        rounds = [c.fail[mode].shape[0] for fam in self._curves.values() for c in fam.values()
-                  if mode in c.fail]
+        rounds = [
+            c.fail[mode].shape[0]
+            for fam in self._curves.values()
+            for c in fam.values()
+            if mode in c.fail
+        ]
         return min(rounds) if rounds else 0
 
     def _family(self, code_rate: float, modulation: str, fading: str) -> dict[int, Curve]:
@@ -133,12 +165,15 @@ class BlerTable:
         if key not in self._curves:
             have = self.keys()
             rates = sorted({k[0] for k in have})
-            raise ConfigError("channel", f"the BLER table {self.path} has no curves for "
-                              f"code_rate={code_rate:g}, modulation={modulation}, "
-                              f"fading={fading}; it has code rates {rates}, modulations "
-                              f"{sorted({k[1] for k in have})}, fadings "
-                              f"{sorted({k[2] for k in have})}. Build one with `semcom "
-                              f"bler-table build`")
+            raise ConfigError(
+                "channel",
+                f"the BLER table {self.path} has no curves for "
+                f"code_rate={code_rate:g}, modulation={modulation}, "
+                f"fading={fading}; it has code rates {rates}, modulations "
+                f"{sorted({k[1] for k in have})}, fadings "
+                f"{sorted({k[2] for k in have})}. Build one with `semcom "
+                f"bler-table build`",
+            )
         return self._curves[key]
 
     def check_covers(self, cfg, max_k_prime: int) -> None:
@@ -146,36 +181,58 @@ class BlerTable:
         fam = self._family(cfg.code_rate, cfg.modulation, cfg.fading)
         ks = sorted(fam)
         if max_k_prime > ks[-1]:
-            raise ConfigError("channel.tb_bits", f"{cfg.tb_bits} gives code blocks of up to "
-                              f"{max_k_prime} bits, above the table's largest block "
-                              f"(K'={ks[-1]}, grid {ks}); lower channel.tb_bits or build a "
-                              "table with larger blocks")
+            raise ConfigError(
+                "channel.tb_bits",
+                f"{cfg.tb_bits} gives code blocks of up to "
+                f"{max_k_prime} bits, above the table's largest block "
+                f"(K'={ks[-1]}, grid {ks}); lower channel.tb_bits or build a "
+                "table with larger blocks",
+            )
         mode = cfg.harq
         if mode not in next(iter(fam.values())).fail:
-            raise ConfigError("channel.harq", f"the BLER table {self.path} has no curves for "
-                              f"harq={mode!r}; it has {sorted(next(iter(fam.values())).fail)}")
+            raise ConfigError(
+                "channel.harq",
+                f"the BLER table {self.path} has no curves for "
+                f"harq={mode!r}; it has {sorted(next(iter(fam.values())).fail)}",
+            )
         have = next(iter(fam.values())).fail[mode].shape[0]
         if cfg.rounds > have:
-            raise ConfigError("channel.harq_max_rounds", f"{cfg.rounds} rounds, but the table "
-                              f"has {have} for harq={mode!r}")
+            raise ConfigError(
+                "channel.harq_max_rounds",
+                f"{cfg.rounds} rounds, but the table has {have} for harq={mode!r}",
+            )
         keys = ["decoder", "iterations", "minsum_scale", "early_stop"]
         if cfg.fading.startswith("rician"):
             keys.append("rician_k_db")
         for key in keys:
             want, got = getattr(cfg, key), self.config.get(key)
             if got is not None and want != got:
-                raise ConfigError(f"channel.{key}", f"is {want!r} but the BLER table "
-                                  f"{self.path} was built with {key}={got!r}; build a table "
-                                  "for these settings or use the table's")
+                raise ConfigError(
+                    f"channel.{key}",
+                    f"is {want!r} but the BLER table "
+                    f"{self.path} was built with {key}={got!r}; build a table "
+                    "for these settings or use the table's",
+                )
 
-    def cb_fail_prob(self, k_prime: int, code_rate: float, modulation: str, fading: str,
-                     esno_db: float, mode: str = "none", round_: int = 1) -> float:
+    def cb_fail_prob(
+        self,
+        k_prime: int,
+        code_rate: float,
+        modulation: str,
+        fading: str,
+        esno_db: float,
+        mode: str = "none",
+        round_: int = 1,
+    ) -> float:
         """P(code block of ``K'`` bits not decoded after ``round_`` transmissions)."""
         fam = self._family(code_rate, modulation, fading)
         ks = sorted(fam)
         if k_prime > ks[-1]:
-            raise ConfigError("channel", f"code block of K'={k_prime} bits is above the table's "
-                              f"largest (nearest grid sizes {ks[-2:]})")
+            raise ConfigError(
+                "channel",
+                f"code block of K'={k_prime} bits is above the table's "
+                f"largest (nearest grid sizes {ks[-2:]})",
+            )
         if k_prime <= ks[0]:
             return self._curve_value(fam[ks[0]], esno_db, mode, round_, ks[0])
         hi = next(i for i, k in enumerate(ks) if k >= k_prime)
@@ -186,30 +243,42 @@ class BlerTable:
         p1 = self._curve_value(fam[k1], esno_db, mode, round_, k1)
         w = (math.log(k_prime) - math.log(k0)) / (math.log(k1) - math.log(k0))
         lp = (1 - w) * math.log10(max(p0, 1e-12)) + w * math.log10(max(p1, 1e-12))
-        return 0.0 if lp < -11 else min(1.0, 10 ** lp)
+        return 0.0 if lp < -11 else min(1.0, 10**lp)
 
     def _curve_value(self, c: Curve, esno: float, mode: str, round_: int, k: int) -> float:
         if mode not in c.fail:
             raise ConfigError("channel.harq", f"no {mode!r} curves in {self.path}")
         f = c.fail[mode]
         if not 1 <= round_ <= f.shape[0]:
-            raise ConfigError("channel.harq_max_rounds", f"round {round_} not in {self.path} "
-                              f"(it has {f.shape[0]})")
-        return _interp(c.esno_db, f[round_ - 1], c.blocks, esno,
-                       what=f"K'={k}, harq={mode}, round {round_}", path=self.path)
+            raise ConfigError(
+                "channel.harq_max_rounds",
+                f"round {round_} not in {self.path} (it has {f.shape[0]})",
+            )
+        return _interp(
+            c.esno_db,
+            f[round_ - 1],
+            c.blocks,
+            esno,
+            what=f"K'={k}, harq={mode}, round {round_}",
+            path=self.path,
+        )
 
 
-def _interp(snr: np.ndarray, fails: np.ndarray, blocks: np.ndarray, x: float, *,
-            what: str, path: str) -> float:
+def _interp(
+    snr: np.ndarray, fails: np.ndarray, blocks: np.ndarray, x: float, *, what: str, path: str
+) -> float:
     valid = blocks > 0
     snr, fails, blocks = snr[valid], fails[valid], blocks[valid]
     bler = fails / blocks
     if x <= snr[0]:
         if x < snr[0] and bler[0] < 0.98:
-            raise ConfigError("channel.snr_db", f"Es/N0 = {x:.2f} dB is below the BLER table's "
-                              f"range for {what} (first point {snr[0]:.2f} dB with BLER "
-                              f"{bler[0]:.3g}; nearest grid points {list(np.round(snr[:2], 2))})"
-                              f" in {path}")
+            raise ConfigError(
+                "channel.snr_db",
+                f"Es/N0 = {x:.2f} dB is below the BLER table's "
+                f"range for {what} (first point {snr[0]:.2f} dB with BLER "
+                f"{bler[0]:.3g}; nearest grid points {list(np.round(snr[:2], 2))})"
+                f" in {path}",
+            )
         return float(bler[0])
     if x >= snr[-1]:
         if fails[-1] == 0:
@@ -250,13 +319,27 @@ def shannon_esno_db(code_rate: float, qm: int) -> float:
     return 10 * math.log10(2 ** (code_rate * qm) - 1)
 
 
-def build_entry(payload_bits: int, code_rate: float, modulation: str, fading: str, *,
-                modes=("none", "ir", "chase"), rounds: int = 4, decoder: str = "fast",
-                iterations: int = 20, minsum_scale: float = 0.7, early_stop: bool = True,
-                target_block_errors: int = 100, max_blocks: int | None = None,
-                min_bler: float | None = None, batch_size: int = 200, seed: int = 0,
-                rician_k_db: float = 6.0, snr_step: float | None = None,
-                progress=None) -> dict:
+def build_entry(
+    payload_bits: int,
+    code_rate: float,
+    modulation: str,
+    fading: str,
+    *,
+    modes=("none", "ir", "chase"),
+    rounds: int = 4,
+    decoder: str = "fast",
+    iterations: int = 20,
+    minsum_scale: float = 0.7,
+    early_stop: bool = True,
+    target_block_errors: int = 100,
+    max_blocks: int | None = None,
+    min_bler: float | None = None,
+    batch_size: int = 200,
+    seed: int = 0,
+    rician_k_db: float = 6.0,
+    snr_step: float | None = None,
+    progress=None,
+) -> dict:
     """Simulate one curve family with the exact link (a single-code-block TB of
     ``payload_bits`` with CRC24A). Returns the table entry (see the module docstring).
 
@@ -269,18 +352,27 @@ def build_entry(payload_bits: int, code_rate: float, modulation: str, fading: st
     continue with every HARQ mode in ``modes`` (independent noise per mode) up to
     ``rounds`` transmissions. ``max_blocks``/``min_bler`` default per fading (``LIMITS``).
     """
+    from channel.phy import NrPhy
     from semcom.config.channel import ChannelConfig
     from semcom.seeding import rng as derive_rng
-
-    from channel.phy import NrPhy
 
     step = snr_step or SNR_STEP[fading]
     max_blocks = max_blocks or LIMITS[fading][0]
     min_bler = min_bler or LIMITS[fading][1]
-    base = ChannelConfig(link="nr", snr_db=0.0, code_rate=code_rate, modulation=modulation,
-                         fading=fading, rician_k_db=rician_k_db, decoder=decoder,
-                         iterations=iterations, minsum_scale=minsum_scale,
-                         early_stop=early_stop, tb_crc="crc24a", tb_bits=max(8, payload_bits))
+    base = ChannelConfig(
+        link="nr",
+        snr_db=0.0,
+        code_rate=code_rate,
+        modulation=modulation,
+        fading=fading,
+        rician_k_db=rician_k_db,
+        decoder=decoder,
+        iterations=iterations,
+        minsum_scale=minsum_scale,
+        early_stop=early_stop,
+        tb_crc="crc24a",
+        tb_bits=max(8, payload_bits),
+    )
     qm = base.bits_per_symbol
     harq_modes = [m for m in modes if m != "none"]
     R = rounds if harq_modes else 1
@@ -302,7 +394,7 @@ def build_entry(payload_bits: int, code_rate: float, modulation: str, fading: st
             blocks += n
             fail1 += int(f1.sum())
             failed = np.flatnonzero(~batch.tb_ok)
-            for m in (harq_modes if harq else ()):
+            for m in harq_modes if harq else ():
                 fails[m][0] += int(f1.sum())
                 if failed.size and R > 1:
                     sub = batch.subset(failed)
@@ -361,64 +453,111 @@ def build_entry(payload_bits: int, code_rate: float, modulation: str, fading: st
     for m in harq_modes:
         arr = np.array(fails_l[m]).T  # [R, S]
         fail[m] = arr.tolist()
-    return {"payload_bits": payload_bits, "k_prime": plan.k_prime, "bg": plan.bg,
-            "z": plan.code.z, "e": plan.e, "code_rate": code_rate, "modulation": modulation,
-            "fading": fading, "esno_db": snrs, "blocks": blocks_l, "fail": fail}
+    return {
+        "payload_bits": payload_bits,
+        "k_prime": plan.k_prime,
+        "bg": plan.bg,
+        "z": plan.code.z,
+        "e": plan.e,
+        "code_rate": code_rate,
+        "modulation": modulation,
+        "fading": fading,
+        "esno_db": snrs,
+        "blocks": blocks_l,
+        "fail": fail,
+    }
 
 
 def _entry_key(e: dict) -> tuple:
-    return (int(e["payload_bits"]), round(float(e["code_rate"]), 6), e["modulation"],
-            e["fading"])
+    return (int(e["payload_bits"]), round(float(e["code_rate"]), 6), e["modulation"], e["fading"])
 
 
-def build_table(grid: dict, *, out: str | Path, workers: int = 1, progress: bool = False,
-                append: bool = False, **kw: Any) -> dict:
+def build_table(
+    grid: dict,
+    *,
+    out: str | Path,
+    workers: int = 1,
+    progress: bool = False,
+    append: bool = False,
+    **kw: Any,
+) -> dict:
     """Build every entry of ``grid`` and write the table JSON to ``out``.
 
     ``append``: ``out`` is an existing table built with the same settings (decoder,
     iterations, limits, seed, HARQ modes and rounds, ...); only the grid's curves it lacks
     are simulated, and the result holds both (grid lists merged, build times summed)."""
+    from channel.decoders import kernel_info
     from semcom import __version__
     from semcom.provenance import provenance
-
-    from channel.decoders import kernel_info
 
     old = None
     if append and Path(out).is_file():
         old = json.loads(Path(out).read_text())
         if old.get("schema") != SCHEMA:
             raise ConfigError("", f"--append: {out} is not a {SCHEMA} table")
-    combos = [(a, r, m, f) for f in grid["fading"] for m in grid["modulation"]
-              for r in grid["code_rate"] for a in grid["payload_bits"]]
+    combos = [
+        (a, r, m, f)
+        for f in grid["fading"]
+        for m in grid["modulation"]
+        for r in grid["code_rate"]
+        for a in grid["payload_bits"]
+    ]
     if old is not None:
         have = {_entry_key(e) for e in old["entries"]}
         combos = [c for c in combos if (c[0], round(c[1], 6), c[2], c[3]) not in have]
     modes = tuple(grid.get("harq", MODES))
-    cfg_keys = ("rounds", "decoder", "iterations", "minsum_scale", "early_stop",
-                "target_block_errors", "max_blocks", "min_bler", "batch_size", "seed",
-                "rician_k_db")
-    defaults = dict(rounds=4, decoder="fast", iterations=20, minsum_scale=0.7, early_stop=True,
-                    target_block_errors=100, max_blocks=None, min_bler=None, batch_size=200,
-                    seed=0, rician_k_db=6.0)
+    cfg_keys = (
+        "rounds",
+        "decoder",
+        "iterations",
+        "minsum_scale",
+        "early_stop",
+        "target_block_errors",
+        "max_blocks",
+        "min_bler",
+        "batch_size",
+        "seed",
+        "rician_k_db",
+    )
+    defaults = dict(
+        rounds=4,
+        decoder="fast",
+        iterations=20,
+        minsum_scale=0.7,
+        early_stop=True,
+        target_block_errors=100,
+        max_blocks=None,
+        min_bler=None,
+        batch_size=200,
+        seed=0,
+        rician_k_db=6.0,
+    )
     conf = {k: kw.get(k, defaults[k]) for k in cfg_keys}
     if conf["max_blocks"] is None or conf["min_bler"] is None:
-        conf["limits_by_fading"] = {f: {"max_blocks": conf["max_blocks"] or LIMITS[f][0],
-                                        "min_bler": conf["min_bler"] or LIMITS[f][1]}
-                                    for f in grid["fading"]}
+        conf["limits_by_fading"] = {
+            f: {
+                "max_blocks": conf["max_blocks"] or LIMITS[f][0],
+                "min_bler": conf["min_bler"] or LIMITS[f][1],
+            }
+            for f in grid["fading"]
+        }
     conf["harq_max_rounds"] = conf.pop("rounds")
     conf["tb_crc"] = "crc24a"
     conf["kernel"] = kernel_info()
     if old is not None:
-        skip = ("limits_by_fading", "kernel")   # the numpy twin gives the same results
+        skip = ("limits_by_fading", "kernel")  # the numpy twin gives the same results
         oc = {k: v for k, v in old["config"].items() if k not in skip}
         nc = {k: v for k, v in conf.items() if k not in skip}
         ol, nl = old["config"].get("limits_by_fading", {}), conf.get("limits_by_fading", {})
         if any(ol[f] != nl[f] for f in set(ol) & set(nl)):
             raise ConfigError("", f"--append: {out} has limits {ol}; this build {nl}")
         if oc != nc or set(old["grid"].get("harq", [])) != set(modes):
-            raise ConfigError("", f"--append: {out} was built with {oc}, harq "
-                              f"{old['grid'].get('harq')}; this build uses {nc}, harq "
-                              f"{list(modes)}")
+            raise ConfigError(
+                "",
+                f"--append: {out} was built with {oc}, harq "
+                f"{old['grid'].get('harq')}; this build uses {nc}, harq "
+                f"{list(modes)}",
+            )
     t0 = time.perf_counter()
     entries: list[dict] = []
     bar = None
@@ -449,19 +588,25 @@ def build_table(grid: dict, *, out: str | Path, workers: int = 1, progress: bool
     entries = [e for _, e in sorted(zip(order, entries))]
     build_s = round(time.perf_counter() - t0, 1)
     if old is not None:
-        conf["limits_by_fading"] = {**old["config"].get("limits_by_fading", {}),
-                                    **conf.get("limits_by_fading", {})}
+        conf["limits_by_fading"] = {
+            **old["config"].get("limits_by_fading", {}),
+            **conf.get("limits_by_fading", {}),
+        }
         merged = {}
         for k, v in grid.items():
             merged[k] = list(dict.fromkeys([*old["grid"].get(k, []), *v]))
-        merged["snr_step_db"] = {**old["grid"].get("snr_step_db", {}),
-                                 **{f: kw.get("snr_step") or SNR_STEP[f] for f in grid["fading"]}}
+        merged["snr_step_db"] = {
+            **old["grid"].get("snr_step_db", {}),
+            **{f: kw.get("snr_step") or SNR_STEP[f] for f in grid["fading"]},
+        }
         grid_out = merged
         entries = old["entries"] + entries
         build_s = round(build_s + float(old.get("build_s") or 0), 1)
     else:
-        grid_out = {**{k: list(v) for k, v in grid.items()},
-                    "snr_step_db": {f: kw.get("snr_step") or SNR_STEP[f] for f in grid["fading"]}}
+        grid_out = {
+            **{k: list(v) for k, v in grid.items()},
+            "snr_step_db": {f: kw.get("snr_step") or SNR_STEP[f] for f in grid["fading"]},
+        }
     table = {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -30,9 +30,16 @@ import numpy as np
 MODES = ("drop", "zero", "mean", "interp")
 
 
-def conceal_tokens(kept_slots: np.ndarray, got_slots: np.ndarray, got_tokens: np.ndarray, *,
-                   grid: tuple[int, int], mode: str = "drop", mean: np.ndarray | None = None,
-                   neighbours: int = 8) -> tuple[np.ndarray, np.ndarray, int]:
+def conceal_tokens(
+    kept_slots: np.ndarray,
+    got_slots: np.ndarray,
+    got_tokens: np.ndarray,
+    *,
+    grid: tuple[int, int],
+    mode: str = "drop",
+    mean: np.ndarray | None = None,
+    neighbours: int = 8,
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Fill the lost slots of ``kept_slots`` (sorted) given what arrived.
 
     ``got_slots int64 [n]`` (sorted, a subset of ``kept_slots``), ``got_tokens float32

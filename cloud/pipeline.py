@@ -49,13 +49,17 @@ def check_envelope(item: CloudItem, received, envelope) -> None:
     """The envelope inside a received description agrees with where it arrived
     (index / count) and with the original image size."""
     if envelope.index != received.index or envelope.count != received.count:
-        raise WireFormatError(f"sample {item.sample_id}: description {received.index}/"
-                              f"{received.count} carries envelope {envelope.index}/"
-                              f"{envelope.count}")
+        raise WireFormatError(
+            f"sample {item.sample_id}: description {received.index}/"
+            f"{received.count} carries envelope {envelope.index}/"
+            f"{envelope.count}"
+        )
     if (envelope.height, envelope.width) != tuple(item.original_hw):
-        raise WireFormatError(f"sample {item.sample_id}: description is for a "
-                              f"{envelope.height}x{envelope.width} image, expected "
-                              f"{item.original_hw[0]}x{item.original_hw[1]}")
+        raise WireFormatError(
+            f"sample {item.sample_id}: description is for a "
+            f"{envelope.height}x{envelope.width} image, expected "
+            f"{item.original_hw[0]}x{item.original_hw[1]}"
+        )
 
 
 def check_item(item: CloudItem) -> None:
@@ -69,8 +73,10 @@ def check_item(item: CloudItem) -> None:
     seen = set()
     for r in item.received:
         if not 0 <= r.index < count:
-            raise WireFormatError(f"sample {item.sample_id}: description index {r.index} "
-                                  f"out of range for count {count}")
+            raise WireFormatError(
+                f"sample {item.sample_id}: description index {r.index} "
+                f"out of range for count {count}"
+            )
         if r.index in seen:
             raise WireFormatError(f"sample {item.sample_id}: description {r.index} twice")
         seen.add(r.index)
@@ -95,6 +101,18 @@ class CloudPipeline:
     def model_id(self) -> str:
         return self.backend.model_id
 
+    def open(self, setup: bytes = b"") -> None:
+        """Take the stream setup the edge method made (:meth:`edge.pipeline.EdgePipeline.
+        setup`) before decoding anything of that stream. A method without a setup accepts
+        only ``b""``; a malformed setup raises :class:`~semcom.errors.WireFormatError`."""
+        take = getattr(self.method, "open", None)
+        if callable(take):
+            take(bytes(setup))
+        elif setup:
+            raise WireFormatError(
+                f"method {self.cfg.edge.method} takes no stream setup, got {len(setup)} bytes"
+            )
+
     def decode(self, items: list[CloudItem]) -> ModelInput:
         """Check and decode a batch; adds ``cloud_decode_s`` per sample to each info."""
         for item in items:
@@ -103,8 +121,8 @@ class CloudPipeline:
         out = self.method.decode(items)
         per = (time.perf_counter() - t0) / max(1, len(items))
         for item, info in zip(items, out.info):
-            info.setdefault("descriptions_received",
-                            sum(isinstance(r, Description) for r in item.received))
+            info.setdefault(
+                "descriptions_received", sum(isinstance(r, Description) for r in item.received)
+            )
             info.setdefault("cloud_decode_s", per)
         return out
-

@@ -36,8 +36,7 @@ import grpc
 
 from protos import semcom_pb2 as pb
 from protos import semcom_pb2_grpc as pb_grpc
-from semcom import __version__
-from semcom import wire
+from semcom import __version__, wire
 from semcom.errors import SemcomError, WireFormatError
 
 log = logging.getLogger("semcom.cloud")
@@ -50,19 +49,24 @@ State = pb.StatusReply.State
 class Limits:
     """Bounds of the cloud daemon (CLI flags of ``semcom cloud serve``)."""
 
-    workers: int = 1                      # requests on the model at once
-    max_queue: int = 64                   # admitted requests waiting for a worker
+    workers: int = 1  # requests on the model at once
+    max_queue: int = 64  # admitted requests waiting for a worker
     max_request_bytes: int = wire.DEFAULT_MAX_REQUEST_BYTES
     max_chunk_bytes: int = wire.MAX_CHUNK_BYTES
     max_message_bytes: int = wire.MAX_MESSAGE_BYTES
-    request_timeout_s: float = 120.0      # queue + compute, also capped by the call deadline
-    stream_timeout_s: float = 60.0        # to receive a whole stream
-    cache_size: int = 4096                # idempotency cache entries
+    request_timeout_s: float = 120.0  # queue + compute, also capped by the call deadline
+    stream_timeout_s: float = 60.0  # to receive a whole stream
+    cache_size: int = 4096  # idempotency cache entries
     max_pixels: int = wire.DEFAULT_MAX_PIXELS
 
     def __post_init__(self):
-        for name in ("workers", "max_request_bytes", "max_chunk_bytes", "max_message_bytes",
-                     "max_pixels"):
+        for name in (
+            "workers",
+            "max_request_bytes",
+            "max_chunk_bytes",
+            "max_message_bytes",
+            "max_pixels",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_queue < 0 or self.cache_size < 0:
@@ -112,8 +116,16 @@ class _Job:
 class CloudService(pb_grpc.EdgeCloudServicer):
     """Submit + Status. ``backend`` (or ``loader() -> backend``) is the cloud model."""
 
-    def __init__(self, cfg, limits: Limits = Limits(), *, backend=None, loader=None,
-                 health=None, warmup: bool = True):
+    def __init__(
+        self,
+        cfg,
+        limits: Limits = Limits(),
+        *,
+        backend=None,
+        loader=None,
+        health=None,
+        warmup: bool = True,
+    ):
         self.cfg = cfg
         self.limits = limits
         self.backend = backend
@@ -127,16 +139,22 @@ class CloudService(pb_grpc.EdgeCloudServicer):
         self.settings = wire.agreed_settings(cfg)
         self.tasks = tuple(cfg.cloud.tasks)
         self.started = time.time()
-        self.counters = {f.name: 0 for f in pb.Counters.DESCRIPTOR.fields
-                         if f.name not in ("in_flight", "running")}
+        self.counters = {
+            f.name: 0
+            for f in pb.Counters.DESCRIPTOR.fields
+            if f.name not in ("in_flight", "running")
+        }
         self._in_flight = 0
         self._running = 0
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, tuple[str, pb.SubmitReply]] = OrderedDict()
+        # stream setups by id (what Setup received and checked), most recent last
+        self._setups: OrderedDict[str, bytes] = OrderedDict()
         self._jobs: dict[str, _Job] = {}
         self._local = threading.local()
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=limits.workers, thread_name_prefix="semcom-cloud")
+            max_workers=limits.workers, thread_name_prefix="semcom-cloud"
+        )
 
     # -- lifecycle -------------------------------------------------------------------
     async def load(self) -> None:
@@ -150,9 +168,13 @@ class CloudService(pb_grpc.EdgeCloudServicer):
             raise
         self.state = State.SERVING
         await self._set_health(True)
-        log.info("serving: method %s, model %s, codebook %s, tasks %s",
-                 self.cfg.edge.method, self.model_id, self.codebook_id or "none",
-                 ",".join(self.tasks))
+        log.info(
+            "serving: method %s, model %s, codebook %s, tasks %s",
+            self.cfg.edge.method,
+            self.model_id,
+            self.codebook_id or "none",
+            ",".join(self.tasks),
+        )
 
     def _load_blocking(self) -> None:
         t0 = time.perf_counter()
@@ -162,8 +184,9 @@ class CloudService(pb_grpc.EdgeCloudServicer):
             else:
                 from semcom.models import load_backend
 
-                self.backend = load_backend(self.cfg.cloud.model,
-                                            device=self.cfg.run.torch_device())
+                self.backend = load_backend(
+                    self.cfg.cloud.model, device=self.cfg.run.torch_device()
+                )
         self.model_id = str(self.backend.model_id)
         self.codebook_id = wire.codebook_id(self.cfg)
         import cloud.methods  # noqa: F401
@@ -179,31 +202,35 @@ class CloudService(pb_grpc.EdgeCloudServicer):
         import numpy as np
 
         from cloud.pipeline import CloudItem
+        from semcom.tasks import task_spec
         from semcom.types import Erasure, Sample
 
         tasks = [t for t in self.tasks if t in wire.GRPC_TASKS]
         if not tasks:
             return
         size = int(getattr(self.backend, "image_size", 0) or 96)
-        q = "What is in the image?" if "vqa" in tasks else None
-        item = CloudItem("warmup", [Erasure("warmup", 0, 1, (size, size), "warmup")],
-                         (size, size), q)
+        q = "What is in the image?" if any(task_spec(t).per_question for t in tasks) else None
+        item = CloudItem(
+            "warmup", [Erasure("warmup", 0, 1, (size, size), "warmup")], (size, size), q
+        )
         sample = Sample("warmup", "warmup", np.empty((size, size, 0), np.uint8), question=q)
         t0 = time.perf_counter()
         try:
             self._session(tuple(tasks), self.cfg.run.seed).process([item], [sample])
             log.info("warm-up done in %.2f s", time.perf_counter() - t0)
-        except Exception as exc:  # noqa: BLE001 - an all-erased input may be an edge case
-            log.warning("warm-up request failed (serving anyway): %s: %s",
-                        type(exc).__name__, exc)
+        except Exception as exc:
+            log.warning("warm-up request failed (serving anyway): %s: %s", type(exc).__name__, exc)
 
     async def _set_health(self, serving: bool) -> None:
         if self.health is None:
             return
         from grpc_health.v1 import health_pb2
 
-        status = (health_pb2.HealthCheckResponse.SERVING if serving
-                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for name in ("", wire.SERVICE):
             await self.health.set(name, status)
 
@@ -223,19 +250,71 @@ class CloudService(pb_grpc.EdgeCloudServicer):
         lim = self.limits
         counters = pb.Counters(**self.counters, in_flight=self._in_flight, running=self._running)
         return pb.StatusReply(
-            version=__version__, protocol=wire.PROTOCOL, state=self.state,
-            model_id=self.model_id, codebook_id=self.codebook_id, method=self.cfg.edge.method,
-            tasks=[t for t in self.tasks if t in wire.GRPC_TASKS], settings=self.settings,
-            limits=pb.Limits(workers=lim.workers, max_queue=lim.max_queue,
-                             max_request_bytes=lim.max_request_bytes,
-                             max_chunk_bytes=lim.max_chunk_bytes,
-                             max_message_bytes=lim.max_message_bytes,
-                             request_timeout_s=lim.request_timeout_s,
-                             cache_size=lim.cache_size, max_pixels=lim.max_pixels),
-            counters=counters, uptime_s=time.time() - self.started, error=self.error)
+            version=__version__,
+            protocol=wire.PROTOCOL,
+            state=self.state,
+            model_id=self.model_id,
+            codebook_id=self.codebook_id,
+            method=self.cfg.edge.method,
+            tasks=[t for t in self.tasks if t in wire.GRPC_TASKS],
+            settings=self.settings,
+            limits=pb.Limits(
+                workers=lim.workers,
+                max_queue=lim.max_queue,
+                max_request_bytes=lim.max_request_bytes,
+                max_chunk_bytes=lim.max_chunk_bytes,
+                max_message_bytes=lim.max_message_bytes,
+                request_timeout_s=lim.request_timeout_s,
+                cache_size=lim.cache_size,
+                max_pixels=lim.max_pixels,
+            ),
+            counters=counters,
+            uptime_s=time.time() - self.started,
+            error=self.error,
+        )
 
     async def Status(self, request, context):
         return self.status()
+
+    # -- Setup -----------------------------------------------------------------------
+    MAX_SETUPS = 256
+
+    async def Setup(self, request, context):
+        """Check and keep a stream setup; its id is what Submit headers name."""
+        from semcom.stages.setup import MAX_SETUP_BYTES
+
+        data = bytes(request.setup)
+        try:
+            if self.state != State.SERVING:
+                raise _Abort(grpc.StatusCode.UNAVAILABLE, "the cloud is not serving; retry")
+            if not data or len(data) > MAX_SETUP_BYTES:
+                raise _Abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"a stream setup has 1 to {MAX_SETUP_BYTES} bytes, got {len(data)}",
+                )
+            sid = wire.setup_id(data)
+            if sid not in self._setups:
+                loop = asyncio.get_running_loop()
+                try:
+                    await loop.run_in_executor(self._executor, self._check_setup, data)
+                except SemcomError as exc:
+                    raise _Abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
+                self._setups[sid] = data
+                while len(self._setups) > self.MAX_SETUPS:
+                    self._setups.popitem(last=False)
+            self._setups.move_to_end(sid)
+            log.info("setup %s (%d bytes) kept", sid, len(data))
+            return pb.SetupReply(setup_id=sid)
+        except _Abort as exc:
+            self._count(exc.code)
+            log.info("setup -> %s: %s", exc.code.name, exc.message)
+            await context.abort(exc.code, exc.message)
+
+    def _check_setup(self, data: bytes) -> None:
+        """The cloud method takes this setup (its model, codebook, prior, settings)."""
+        from cloud.pipeline import CloudPipeline
+
+        CloudPipeline(self.cfg, backend=self.backend).open(data)
 
     def count_unauthenticated(self, method: str) -> None:
         self.counters["unauthenticated"] += 1
@@ -245,8 +324,15 @@ class CloudService(pb_grpc.EdgeCloudServicer):
         t0 = time.perf_counter()
         self.counters["requests"] += 1
         # ctx["slot"]: the admission this call still holds (None once a job owns it)
-        ctx = {"key": "-", "sample": "-", "bytes": 0, "descs": 0, "erased": 0,
-               "replayed": False, "slot": None}
+        ctx = {
+            "key": "-",
+            "sample": "-",
+            "bytes": 0,
+            "descs": 0,
+            "erased": 0,
+            "replayed": False,
+            "slot": None,
+        }
         code = grpc.StatusCode.OK
         try:
             try:
@@ -256,8 +342,13 @@ class CloudService(pb_grpc.EdgeCloudServicer):
             except _Abort as exc:
                 code = exc.code
                 self._count(code)
-                log.info("submit key=%s sample=%s -> %s: %s", ctx["key"], ctx["sample"],
-                         code.name, exc.message)
+                log.info(
+                    "submit key=%s sample=%s -> %s: %s",
+                    ctx["key"],
+                    ctx["sample"],
+                    code.name,
+                    exc.message,
+                )
                 await context.abort(code, exc.message, trailing_metadata=exc.trailing)
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
@@ -268,9 +359,16 @@ class CloudService(pb_grpc.EdgeCloudServicer):
             if ctx["slot"] is not None:
                 ctx["slot"].release()
             if code == grpc.StatusCode.OK:
-                log.info("submit key=%s sample=%s bytes=%d descs=%d erased=%d replayed=%s "
-                         "%.1f ms", ctx["key"], ctx["sample"], ctx["bytes"], ctx["descs"],
-                         ctx["erased"], ctx["replayed"], 1e3 * (time.perf_counter() - t0))
+                log.info(
+                    "submit key=%s sample=%s bytes=%d descs=%d erased=%d replayed=%s %.1f ms",
+                    ctx["key"],
+                    ctx["sample"],
+                    ctx["bytes"],
+                    ctx["descs"],
+                    ctx["erased"],
+                    ctx["replayed"],
+                    1e3 * (time.perf_counter() - t0),
+                )
 
     def _count(self, code: grpc.StatusCode) -> None:
         name = code.name.lower()
@@ -280,14 +378,19 @@ class CloudService(pb_grpc.EdgeCloudServicer):
     async def _submit(self, request_iterator, context, ctx):
         """The reply, or raises _Abort. An admission it takes goes to ``ctx["slot"]``."""
         if self.state != State.SERVING:
-            why = {State.STARTING: "the cloud is loading its model; retry shortly",
-                   State.DRAINING: "the cloud is shutting down",
-                   State.FAILED: f"the cloud failed to load its model: {self.error}"}
+            why = {
+                State.STARTING: "the cloud is loading its model; retry shortly",
+                State.DRAINING: "the cloud is shutting down",
+                State.FAILED: f"the cloud failed to load its model: {self.error}",
+            }
             raise _Abort(grpc.StatusCode.UNAVAILABLE, why.get(self.state, "not serving"))
         lim = self.limits
         deadline = time.monotonic() + lim.stream_timeout_s
-        asm = wire.Assembler(max_request_bytes=lim.max_request_bytes,
-                             max_chunk_bytes=lim.max_chunk_bytes, max_pixels=lim.max_pixels)
+        asm = wire.Assembler(
+            max_request_bytes=lim.max_request_bytes,
+            max_chunk_bytes=lim.max_chunk_bytes,
+            max_pixels=lim.max_pixels,
+        )
         it = request_iterator.__aiter__()
         try:
             first = await self._next(it, deadline)
@@ -297,6 +400,7 @@ class CloudService(pb_grpc.EdgeCloudServicer):
             h = asm.header
             ctx["key"], ctx["sample"] = h.idempotency_key, h.sample_id
             self._check_identity(h)
+            setup = self._setup_of(h)
             if h.idempotency_key not in self._cache and h.idempotency_key not in self._jobs:
                 ctx["slot"] = self._admit()
             while True:
@@ -305,7 +409,9 @@ class CloudService(pb_grpc.EdgeCloudServicer):
                     break
                 asm.feed(msg)
             item = asm.finish()
-            self._check_method(item)
+            if not setup:
+                self._check_method(item)
+            item.setup = setup
         except WireFormatError as exc:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         self.counters["bytes_received"] += item.total_bytes
@@ -339,26 +445,34 @@ class CloudService(pb_grpc.EdgeCloudServicer):
             ctx["slot"] = None  # the job releases it when the work ends
         try:
             remaining = context.time_remaining()
-            timeout = lim.request_timeout_s if remaining is None else min(
-                lim.request_timeout_s, remaining)
+            timeout = (
+                lim.request_timeout_s
+                if remaining is None
+                else min(lim.request_timeout_s, remaining)
+            )
             if timeout <= 0:
-                raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's deadline passed "
-                             "before the request could run")
+                raise _Abort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    "the call's deadline passed before the request could run",
+                )
             try:
                 reply = await asyncio.wait_for(asyncio.shield(job.future), timeout)
-            except asyncio.TimeoutError:
-                raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED,
-                             f"no result within {timeout:.1f} s (queue + model); the result "
-                             "is kept for a retry with the same idempotency key") from None
+            except TimeoutError:
+                raise _Abort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"no result within {timeout:.1f} s (queue + model); the result "
+                    "is kept for a retry with the same idempotency key",
+                ) from None
             except WireFormatError as exc:
                 raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
             except SemcomError as exc:
                 raise _Abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
             except _Abandoned:
                 raise _Abort(grpc.StatusCode.CANCELLED, "abandoned") from None
-            except Exception as exc:  # noqa: BLE001 - a bug: answered INTERNAL, serving goes on
-                raise _Abort(grpc.StatusCode.INTERNAL,
-                             f"internal error: {type(exc).__name__}: {exc}") from None
+            except Exception as exc:
+                raise _Abort(
+                    grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+                ) from None
         finally:
             job.waiters -= 1
         if ctx["replayed"]:
@@ -378,50 +492,77 @@ class CloudService(pb_grpc.EdgeCloudServicer):
             return await asyncio.wait_for(it.__anext__(), left)
         except StopAsyncIteration:
             return None
-        except asyncio.TimeoutError:
-            raise WireFormatError("stream not completed within the cloud's stream timeout") \
-                from None
+        except TimeoutError:
+            raise WireFormatError(
+                "stream not completed within the cloud's stream timeout"
+            ) from None
 
     def _admit(self) -> _Slot:
         if self._in_flight >= self.limits.slots:
             retry_ms = int(100 + 50 * self._in_flight / max(1, self.limits.workers))
-            raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                         f"cloud busy: {self._in_flight} requests in flight (workers "
-                         f"{self.limits.workers} + queue {self.limits.max_queue}); retry later",
-                         trailing=((RETRY_AFTER_KEY, str(retry_ms)),))
+            raise _Abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"cloud busy: {self._in_flight} requests in flight (workers "
+                f"{self.limits.workers} + queue {self.limits.max_queue}); retry later",
+                trailing=((RETRY_AFTER_KEY, str(retry_ms)),),
+            )
         self._in_flight += 1
         return _Slot(self)
 
     def _same_content(self, key: str, have: str, got: str) -> None:
         if have != got:
-            raise _Abort(grpc.StatusCode.FAILED_PRECONDITION,
-                         f"idempotency key {key!r} was already used for a different request "
-                         "(content differs); use a new key for new content")
+            raise _Abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"idempotency key {key!r} was already used for a different request "
+                "(content differs); use a new key for new content",
+            )
 
     def _check_identity(self, h: pb.SubmitHeader) -> None:
         for t in h.tasks:
             if t not in wire.GRPC_TASKS:
-                raise _Abort(grpc.StatusCode.FAILED_PRECONDITION,
-                             f"task {t!r} is not served over gRPC: it ranks the whole gallery "
-                             "in one session; run it in process (`semcom run`)")
+                raise _Abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"task {t!r} is not served over gRPC: it ranks the whole gallery "
+                    "in one session; run it in process (`semcom run`)",
+                )
             if t not in self.tasks:
-                raise _Abort(grpc.StatusCode.FAILED_PRECONDITION,
-                             f"task {t!r} is not among this cloud's tasks "
-                             f"(cloud.tasks: {', '.join(self.tasks)})")
+                raise _Abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"task {t!r} is not among this cloud's tasks "
+                    f"(cloud.tasks: {', '.join(self.tasks)})",
+                )
         if not h.model_id:
-            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
-                         "header field model_id is empty (Status tells the cloud's model id)")
+            raise _Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "header field model_id is empty (Status tells the cloud's model id)",
+            )
         if h.model_id != self.model_id:
-            raise _Abort(grpc.StatusCode.FAILED_PRECONDITION,
-                         f"model id differs: the edge expects {h.model_id}, this cloud runs "
-                         f"{self.model_id} ({self.cfg.cloud.model.name})")
+            raise _Abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"model id differs: the edge expects {h.model_id}, this cloud runs "
+                f"{self.model_id} ({self.cfg.cloud.model.name})",
+            )
         if h.codebook_id != self.codebook_id:
-            raise _Abort(grpc.StatusCode.FAILED_PRECONDITION,
-                         f"codebook id differs: the edge uses {h.codebook_id or 'none'}, this "
-                         f"cloud has {self.codebook_id or 'none'}")
+            raise _Abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"codebook id differs: the edge uses {h.codebook_id or 'none'}, this "
+                f"cloud has {self.codebook_id or 'none'}",
+            )
         msg = wire.settings_mismatch(dict(h.settings), self.settings)
         if msg:
             raise _Abort(grpc.StatusCode.FAILED_PRECONDITION, msg)
+
+    def _setup_of(self, h: pb.SubmitHeader) -> bytes:
+        """The setup a header names (``b""`` for none); FAILED_PRECONDITION if unknown."""
+        if not h.setup_id:
+            return b""
+        data = self._setups.get(h.setup_id)
+        if data is None:
+            raise _Abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"unknown stream setup {h.setup_id}: send it with Setup, then submit again",
+            )
+        return data
 
     def _check_method(self, item: wire.WireItem) -> None:
         from semcom.stages.envelope import Envelope
@@ -431,9 +572,11 @@ class CloudService(pb_grpc.EdgeCloudServicer):
             if isinstance(r, Description):
                 env, _ = Envelope.unpack(r.data)
                 if env.method != self.cfg.edge.method:
-                    raise WireFormatError(f"description {r.index} carries method "
-                                          f"'{env.method}', this cloud decodes "
-                                          f"'{self.cfg.edge.method}'")
+                    raise WireFormatError(
+                        f"description {r.index} carries method "
+                        f"'{env.method}', this cloud decodes "
+                        f"'{self.cfg.edge.method}'"
+                    )
 
     # -- the work --------------------------------------------------------------------
     def _start_job(self, item: wire.WireItem, slot: _Slot | None) -> _Job:
@@ -478,14 +621,19 @@ class CloudService(pb_grpc.EdgeCloudServicer):
             from semcom.types import Sample
 
             h, w = item.original_hw
-            session = self._session(item.tasks, int(item.header.seed))
+            session = self._session(item.tasks, int(item.header.seed), item.setup)
             citem = CloudItem(item.sample_id, list(item.received), (h, w), item.question)
             # The cloud never sees pixels: an (H, W, 0) array keeps Sample.hw honest.
-            sample = Sample(item.sample_id, item.header.image_id,
-                            np.empty((h, w, 0), np.uint8), question=item.question)
+            sample = Sample(
+                item.sample_id,
+                item.header.image_id,
+                np.empty((h, w, 0), np.uint8),
+                question=item.question,
+            )
             reply = session.process([citem], [sample])[0]
-            return wire.make_reply(key=item.key, sample_id=item.sample_id, reply=reply,
-                                   model_id=self.model_id)
+            return wire.make_reply(
+                key=item.key, sample_id=item.sample_id, reply=reply, model_id=self.model_id
+            )
         except Exception:
             log.debug("request %s failed", item.key, exc_info=True)
             raise
@@ -493,19 +641,19 @@ class CloudService(pb_grpc.EdgeCloudServicer):
             with self._lock:
                 self._running -= 1
 
-    def _session(self, tasks: tuple[str, ...], seed: int):
-        """This worker thread's CloudSession for (tasks, seed): built once, reused."""
+    def _session(self, tasks: tuple[str, ...], seed: int, setup: bytes = b""):
+        """This worker thread's CloudSession for (tasks, seed, setup): built once, reused."""
         sessions = getattr(self._local, "sessions", None)
         if sessions is None:
             sessions = self._local.sessions = OrderedDict()
-        key = (tuple(tasks), seed)
+        key = (tuple(tasks), seed, wire.setup_id(setup))
         if key not in sessions:
             from cloud.session import CloudSession
 
             cfg = self.cfg
             if seed != cfg.run.seed:
                 cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=seed))
-            sessions[key] = CloudSession(cfg, self.backend, list(tasks), None)
+            sessions[key] = CloudSession(cfg, self.backend, list(tasks), None, setup=setup)
             while len(sessions) > 8:
                 sessions.popitem(last=False)
         sessions.move_to_end(key)
@@ -513,6 +661,7 @@ class CloudService(pb_grpc.EdgeCloudServicer):
 
 
 # ------------------------------------------------------------------------------ server
+
 
 @dataclass
 class ServerTLS:
@@ -524,9 +673,19 @@ class ServerTLS:
 class CloudServer:
     """The aio server: EdgeCloud + health, token auth, TLS, limits; load, drain, stop."""
 
-    def __init__(self, cfg, *, listen: str = "127.0.0.1:50051", token: str,
-                 tls: ServerTLS | None = None, limits: Limits = Limits(), backend=None,
-                 loader=None, warmup: bool = True, open_health: bool = False):
+    def __init__(
+        self,
+        cfg,
+        *,
+        listen: str = "127.0.0.1:50051",
+        token: str,
+        tls: ServerTLS | None = None,
+        limits: Limits = Limits(),
+        backend=None,
+        loader=None,
+        warmup: bool = True,
+        open_health: bool = False,
+    ):
         from grpc_health.v1 import health
 
         from semcom import security
@@ -534,11 +693,13 @@ class CloudServer:
         security.check_bind(listen, tls=tls is not None)
         self.listen = listen
         self.health = health.aio.HealthServicer()
-        self.service = CloudService(cfg, limits, backend=backend, loader=loader,
-                                    health=self.health, warmup=warmup)
+        self.service = CloudService(
+            cfg, limits, backend=backend, loader=loader, health=self.health, warmup=warmup
+        )
         exempt = security.HEALTH_METHODS if open_health else ()
         self._interceptor = security.make_interceptor(
-            token, exempt=exempt, on_reject=self.service.count_unauthenticated)
+            token, exempt=exempt, on_reject=self.service.count_unauthenticated
+        )
         self._tls = tls
         self.server: grpc.aio.Server | None = None
         self.port: int | None = None
@@ -550,21 +711,27 @@ class CloudServer:
         from semcom import security
 
         lim = self.service.limits
-        opts = [("grpc.max_receive_message_length", lim.max_message_bytes),
-                ("grpc.max_send_message_length", lim.max_message_bytes),
-                ("grpc.so_reuseport", 0),
-                ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.http2.min_ping_interval_without_data_ms", 10_000)]
-        self.server = grpc.aio.server(interceptors=[self._interceptor], options=opts,
-                                      maximum_concurrent_rpcs=2 * lim.slots + 64)
+        opts = [
+            ("grpc.max_receive_message_length", lim.max_message_bytes),
+            ("grpc.max_send_message_length", lim.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ]
+        self.server = grpc.aio.server(
+            interceptors=[self._interceptor],
+            options=opts,
+            maximum_concurrent_rpcs=2 * lim.slots + 64,
+        )
         pb_grpc.add_EdgeCloudServicer_to_server(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         for name in ("", wire.SERVICE):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         try:
             if self._tls is not None:
-                creds = security.server_credentials(self._tls.cert, self._tls.key,
-                                                    self._tls.client_ca)
+                creds = security.server_credentials(
+                    self._tls.cert, self._tls.key, self._tls.client_ca
+                )
                 self.port = self.server.add_secure_port(self.listen, creds)
             else:
                 self.port = self.server.add_insecure_port(self.listen)
@@ -573,9 +740,16 @@ class CloudServer:
         if not self.port:
             raise security.SecurityError(f"cannot listen on {self.listen}")
         await self.server.start()
-        log.info("listening on %s (port %d, %s)", self.listen, self.port,
-                 "mutual TLS" if self._tls and self._tls.client_ca else
-                 "TLS" if self._tls else "plaintext, loopback only")
+        log.info(
+            "listening on %s (port %d, %s)",
+            self.listen,
+            self.port,
+            "mutual TLS"
+            if self._tls and self._tls.client_ca
+            else "TLS"
+            if self._tls
+            else "plaintext, loopback only",
+        )
         return self.port
 
     async def load(self) -> None:
@@ -588,9 +762,15 @@ class CloudServer:
             await self.server.stop(grace)
         self.service.close(wait=True)
         c = self.service.counters
-        log.info("stopped: %d requests, %d ok (%d computed, %d replayed), %d invalid, "
-                 "%d busy", c["requests"], c["ok"], c["computed"], c["replayed"],
-                 c["invalid_argument"], c["resource_exhausted"])
+        log.info(
+            "stopped: %d requests, %d ok (%d computed, %d replayed), %d invalid, %d busy",
+            c["requests"],
+            c["ok"],
+            c["computed"],
+            c["replayed"],
+            c["invalid_argument"],
+            c["resource_exhausted"],
+        )
 
 
 class ServerThread:
@@ -602,8 +782,9 @@ class ServerThread:
     def __init__(self, cfg, *, load: bool = True, **kw):
         kw.setdefault("listen", "127.0.0.1:0")
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="semcom-cloud-loop")
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name="semcom-cloud-loop"
+        )
         self._thread.start()
         self.server: CloudServer = self.call(self._make(cfg, kw))
         self.port = self.call(self.server.start())

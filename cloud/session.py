@@ -5,12 +5,17 @@ that share transmissions (caption + retrieval share one per image; VQA has one p
 question). The in-process runner calls it directly; the cloud daemon calls the same
 class for each request, so both produce the same outputs.
 
+The session starts with the edge's *stream setup* (``setup``: what the edge method
+agreed once for the stream instead of repeating it per description; see
+:meth:`edge.pipeline.EdgePipeline.setup`).
+
 ``process(items, samples)`` returns one reply per item:
 ``{"outputs": {task: output}, "info": {tokens_to_model, descriptions_received, cloud_s}}``
-(caption: the caption string; vqa: the answer string; retrieval: ``None`` until
+(the row value under the task's ``spec.output``: caption: the caption string; vqa: the
+answer string; whole-set tasks (``spec.scope == "set"``, retrieval): ``None`` until
 :meth:`finalize`, because ranking needs the whole gallery).
-``finalize()`` returns ``{task: [per-sample output]}`` for gallery tasks (retrieval: the
-per-sample recalls), and :meth:`scores` what the session scored itself
+``finalize()`` returns ``{task: [per-sample output]}`` for whole-set tasks (retrieval:
+the per-sample recalls), and :meth:`scores` what the session scored itself
 (``{task: (per_sample_scores, metrics)}``); per-sample tasks are scored by the caller
 with :func:`semcom.metrics.score_task`, so the edge can score what a remote cloud said.
 """
@@ -21,22 +26,38 @@ import time
 
 from cloud.pipeline import CloudItem, CloudPipeline
 
-OUTPUT_KEY = {"caption": "caption", "vqa": "answer"}
-GALLERY_TASKS = ("retrieval",)
-
 
 class CloudSession:
-    def __init__(self, cfg, backend, tasks: list[str], gallery_texts: list[str] | None = None):
-        from cloud.tasks import make_task
+    def __init__(
+        self,
+        cfg,
+        backend,
+        tasks: list[str],
+        gallery_texts: list[str] | None = None,
+        *,
+        setup: bytes = b"",
+    ):
+        from semcom.tasks import make_task
 
         self.cfg = cfg
         self.pipeline = CloudPipeline(cfg, backend=backend)
+        self.pipeline.open(setup)
         self.tasks = list(tasks)
-        self.runners = {t: make_task(t, backend, beams=cfg.cloud.beams,
-                                     max_new_tokens=cfg.cloud.max_new_tokens,
-                                     k_test=cfg.cloud.k_test, seed=cfg.run.seed)
-                        for t in self.tasks}
-        self._rows: dict[str, list[dict]] = {t: [] for t in self.tasks if t in GALLERY_TASKS}
+        self.runners = {
+            t: make_task(
+                t,
+                backend,
+                beams=cfg.cloud.beams,
+                max_new_tokens=cfg.cloud.max_new_tokens,
+                k_test=cfg.cloud.k_test,
+                seed=cfg.run.seed,
+            )
+            for t in self.tasks
+        }
+        # whole-set tasks keep their rows until finalize
+        self._rows: dict[str, list[dict]] = {
+            t: [] for t, r in self.runners.items() if not r.spec.per_sample
+        }
         self._scores: dict[str, tuple[list[dict], dict]] = {}
 
     def process(self, items: list[CloudItem], samples) -> list[dict]:
@@ -46,11 +67,11 @@ class CloudSession:
         for t, runner in self.runners.items():
             kw = {"projected": True} if getattr(model_input, "projected", False) else {}
             rows = runner.run_batch(model_input.tokens, model_input.mask, samples, **kw)
-            if t in GALLERY_TASKS:
+            if t in self._rows:
                 self._rows[t].extend(rows)
                 outs[t] = [None] * len(items)
             else:
-                outs[t] = [r[OUTPUT_KEY[t]] for r in rows]
+                outs[t] = [r[runner.spec.output] for r in rows]
         per = (time.perf_counter() - t0) / max(1, len(items))
         replies = []
         for i, info in enumerate(model_input.info):
@@ -64,8 +85,10 @@ class CloudSession:
         out = {}
         for t, rows in self._rows.items():
             metrics = self.runners[t].finalize(rows)
-            per = [{k: v for k, v in r.items()
-                    if k not in ("sample_id", "image_id", "references")} for r in rows]
+            per = [
+                {k: v for k, v in r.items() if k not in ("sample_id", "image_id", "references")}
+                for r in rows
+            ]
             out[t] = per
             self._scores[t] = (per, metrics)
         return out
@@ -85,5 +108,6 @@ class InProcessTransport:
     def model_id(self) -> str:
         return self.backend.model_id
 
-    def open(self, tasks: list[str], samples) -> CloudSession:
-        return CloudSession(self.cfg, self.backend, tasks)
+    def open(self, tasks: list[str], samples, setup: bytes = b"") -> CloudSession:
+        """A session for ``tasks``; ``setup``: the edge's stream setup (once per stream)."""
+        return CloudSession(self.cfg, self.backend, tasks, setup=setup)

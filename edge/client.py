@@ -7,7 +7,7 @@ warming up), for CANCELLED (a cloud that stops cancels the calls it has), for
 RESOURCE_EXHAUSTED when the cloud says it is busy, and (twice) for DEADLINE_EXCEEDED. Every retry reuses the transmission's idempotency key, so the cloud
 answers a retry from its cache instead of counting it twice.
 
-:class:`GrpcTransport` is what ``semcom.runner.run(cfg, transport=...)`` takes in place
+:class:`GrpcTransport` is what ``semcom.commands.runner.run(cfg, transport=...)`` takes in place
 of the in-process transport: ``open(tasks, samples)`` returns a :class:`GrpcSession`
 whose ``process(items, samples)`` sends each transmission (what the simulated receiver
 got: descriptions and erasure markers) as one Submit stream, up to ``concurrency`` at
@@ -45,11 +45,22 @@ class CloudError(SemcomError):
 class CloudClient:
     """One channel to a cloud daemon, with auth, deadlines and retries."""
 
-    def __init__(self, target: str, *, token: str | None, ca: str | None = None,
-                 cert: str | None = None, key: str | None = None, insecure: bool = False,
-                 server_name: str | None = None, timeout_s: float = 300.0,
-                 retry_for_s: float = 600.0, backoff_s: tuple[float, float] = (0.2, 5.0),
-                 deadline_retries: int = 2, chunk_bytes: int = wire.MAX_CHUNK_BYTES):
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | None,
+        ca: str | None = None,
+        cert: str | None = None,
+        key: str | None = None,
+        insecure: bool = False,
+        server_name: str | None = None,
+        timeout_s: float = 300.0,
+        retry_for_s: float = 600.0,
+        backoff_s: tuple[float, float] = (0.2, 5.0),
+        deadline_retries: int = 2,
+        chunk_bytes: int = wire.MAX_CHUNK_BYTES,
+    ):
         import grpc
 
         from protos import semcom_pb2_grpc as pb_grpc
@@ -63,18 +74,22 @@ class CloudClient:
         self.deadline_retries = deadline_retries
         self.chunk_bytes = chunk_bytes
         self._md = security.bearer_metadata(token)
-        opts = [("grpc.max_send_message_length", wire.MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", wire.MAX_MESSAGE_BYTES),
-                ("grpc.keepalive_time_ms", 30_000),
-                ("grpc.keepalive_timeout_ms", 10_000),
-                ("grpc.enable_retries", 0)]  # retries are ours: explicit, with the same key
+        opts = [
+            ("grpc.max_send_message_length", wire.MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", wire.MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.enable_retries", 0),
+        ]  # retries are ours: explicit, with the same key
         if server_name:
             opts.append(("grpc.ssl_target_name_override", server_name))
         if insecure:
             host, _ = security.split_address(target)
             if not security.is_loopback(host):
-                raise security.SecurityError(f"refusing plaintext to {target}: only loopback "
-                                             "addresses may be reached without TLS (give --ca)")
+                raise security.SecurityError(
+                    f"refusing plaintext to {target}: only loopback "
+                    "addresses may be reached without TLS (give --ca)"
+                )
             self.channel = grpc.insecure_channel(target, options=opts)
         else:
             creds = security.channel_credentials(ca, cert, key)
@@ -94,8 +109,9 @@ class CloudClient:
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
         stub = health_pb2_grpc.HealthStub(self.channel)
-        resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s,
-                          metadata=self._md)
+        resp = stub.Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=timeout_s, metadata=self._md
+        )
         return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
 
     def wait_until_serving(self, wait_s: float):
@@ -113,19 +129,52 @@ class CloudClient:
                 if st.state == pb.StatusReply.SERVING:
                     return st
                 if st.state == pb.StatusReply.FAILED:
-                    raise CloudError("FAILED_PRECONDITION", f"the cloud failed to load its "
-                                     f"model: {st.error}")
+                    raise CloudError(
+                        "FAILED_PRECONDITION", f"the cloud failed to load its model: {st.error}"
+                    )
                 last = f"state {pb.StatusReply.State.Name(st.state)}"
             except grpc.RpcError as exc:
-                if exc.code() not in (grpc.StatusCode.UNAVAILABLE,
-                                      grpc.StatusCode.DEADLINE_EXCEEDED):
+                if exc.code() not in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                ):
                     raise CloudError(exc.code().name, exc.details() or "") from None
                 last = f"{exc.code().name}: {exc.details()}"
             if time.monotonic() + delay > end:
-                raise CloudError("UNAVAILABLE", f"cloud {self.target} not serving after "
-                                 f"{wait_s:.0f} s ({last})")
+                raise CloudError(
+                    "UNAVAILABLE", f"cloud {self.target} not serving after {wait_s:.0f} s ({last})"
+                )
             time.sleep(delay)
             delay = min(self.backoff_s[1], delay * 2)
+
+    # -- Setup -----------------------------------------------------------------------
+    def setup(self, data: bytes) -> str:
+        """Send a stream setup; its id. Retries UNAVAILABLE within the retry budget."""
+        import grpc
+
+        from protos import semcom_pb2 as pb
+
+        start, attempt = time.monotonic(), 0
+        while True:
+            try:
+                reply = self.stub.Setup(
+                    pb.SetupRequest(setup=data), timeout=self.timeout_s, metadata=self._md
+                )
+                return reply.setup_id
+            except grpc.RpcError as exc:
+                code = exc.code()
+                cap = min(self.backoff_s[1], self.backoff_s[0] * 2**attempt)
+                delay = random.uniform(0, cap)
+                if code != grpc.StatusCode.UNAVAILABLE or (
+                    time.monotonic() - start + delay > self.retry_for_s
+                ):
+                    raise CloudError(
+                        code.name, f"stream setup: {exc.details() or code.name}"
+                    ) from None
+                attempt += 1
+                with self._lock:
+                    self.retries += 1
+                time.sleep(delay)
 
     # -- Submit ----------------------------------------------------------------------
     def submit(self, header, payloads: list[bytes]):
@@ -138,29 +187,45 @@ class CloudClient:
             try:
                 return self.stub.Submit(
                     wire.request_messages(header, payloads, chunk_bytes=self.chunk_bytes),
-                    timeout=self.timeout_s, metadata=self._md, wait_for_ready=False)
+                    timeout=self.timeout_s,
+                    metadata=self._md,
+                    wait_for_ready=False,
+                )
             except grpc.RpcError as exc:
                 code = exc.code()
                 retry_after = _retry_after(exc)
                 # UNAVAILABLE: down, restarting, warming up, draining. CANCELLED: a sync call
                 # is never cancelled by this side, so the server cancelled it (a cloud that
                 # stops sends GOAWAY and cancels its calls). The same key makes both safe.
-                retry = (code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
-                         or (code == grpc.StatusCode.RESOURCE_EXHAUSTED and retry_after is not None))
-                if code == grpc.StatusCode.DEADLINE_EXCEEDED and deadline_fails < self.deadline_retries:
+                retry = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) or (
+                    code == grpc.StatusCode.RESOURCE_EXHAUSTED and retry_after is not None
+                )
+                if (
+                    code == grpc.StatusCode.DEADLINE_EXCEEDED
+                    and deadline_fails < self.deadline_retries
+                ):
                     deadline_fails += 1
                     retry = True
-                cap = min(self.backoff_s[1], self.backoff_s[0] * 2 ** attempt)
+                cap = min(self.backoff_s[1], self.backoff_s[0] * 2**attempt)
                 delay = max(random.uniform(0, cap), retry_after or 0.0)
                 if not retry or time.monotonic() - start + delay > self.retry_for_s:
-                    raise CloudError(code.name, f"sample {header.sample_id}: "
-                                     f"{exc.details() or code.name}"
-                                     + (f" (after {attempt} retries)" if attempt else "")) from None
+                    raise CloudError(
+                        code.name,
+                        f"sample {header.sample_id}: "
+                        f"{exc.details() or code.name}"
+                        + (f" (after {attempt} retries)" if attempt else ""),
+                    ) from None
                 attempt += 1
                 with self._lock:
                     self.retries += 1
-                log.info("retry %d for %s in %.2f s: %s %s", attempt, header.sample_id, delay,
-                         code.name, exc.details())
+                log.info(
+                    "retry %d for %s in %.2f s: %s %s",
+                    attempt,
+                    header.sample_id,
+                    delay,
+                    code.name,
+                    exc.details(),
+                )
                 time.sleep(delay)
 
     def close(self) -> None:
@@ -178,7 +243,7 @@ def _retry_after(exc) -> float | None:
         for k, v in exc.trailing_metadata() or ():
             if k == "semcom-retry-after-ms":
                 return max(0.0, float(v) / 1000.0)
-    except Exception:  # noqa: BLE001 - metadata is advisory
+    except Exception:
         return None
     return None
 
@@ -224,10 +289,17 @@ class GrpcTransport:
     cloud name the same one); the cloud's model id is then pinned for the whole run.
     """
 
-    def __init__(self, cfg, client: CloudClient, *, journal: str | Path | None = None,
-                 concurrency: int = 4, wait_s: float = 600.0,
-                 expect_model_id: str | None = None):
-        from semcom.config import run_id
+    def __init__(
+        self,
+        cfg,
+        client: CloudClient,
+        *,
+        journal: str | Path | None = None,
+        concurrency: int = 4,
+        wait_s: float = 600.0,
+        expect_model_id: str | None = None,
+    ):
+        from semcom.fingerprint import run_id
 
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -244,8 +316,17 @@ class GrpcTransport:
         self._model_id: str | None = None
         self.status = None
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="semcom-edge")
-        self.stats = {"sent": 0, "from_journal": 0, "cloud_replayed": 0}
+        self.stats = {"sent": 0, "from_journal": 0, "cloud_replayed": 0, "setups_sent": 0}
+        self.setup_bytes, self.setup_id = b"", ""
+        self._sent_setups: set[str] = set()
         self._stats_lock = threading.Lock()
+
+    def send_setup(self) -> None:
+        sid = self.client.setup(self.setup_bytes)
+        if sid != self.setup_id:
+            raise CloudError("INTERNAL", f"the cloud named setup {sid}, expected {self.setup_id}")
+        self._sent_setups.add(sid)
+        self._count(setups_sent=1)
 
     def _count(self, **incs) -> None:
         with self._stats_lock:
@@ -263,53 +344,74 @@ class GrpcTransport:
 
         bad = [t for t in self.cfg.cloud.tasks if t not in wire.GRPC_TASKS]
         if bad:
-            raise SemcomError(f"task(s) {', '.join(bad)} cannot run through the cloud daemon: "
-                              "retrieval ranks the whole gallery in one session; run it in "
-                              "process (`semcom run`) or drop it from cloud.tasks")
+            raise SemcomError(
+                f"task(s) {', '.join(bad)} cannot run through the cloud daemon: "
+                "retrieval ranks the whole gallery in one session; run it in "
+                "process (`semcom run`) or drop it from cloud.tasks"
+            )
         st = self.client.wait_until_serving(self.wait_s)
         msg = wire.settings_mismatch(self.settings, dict(st.settings))
         if msg:
             raise CloudError("FAILED_PRECONDITION", msg)
         if self.codebook_id != st.codebook_id:
-            raise CloudError("FAILED_PRECONDITION", f"codebook id differs: the edge uses "
-                             f"{self.codebook_id or 'none'}, the cloud has "
-                             f"{st.codebook_id or 'none'}")
+            raise CloudError(
+                "FAILED_PRECONDITION",
+                f"codebook id differs: the edge uses "
+                f"{self.codebook_id or 'none'}, the cloud has "
+                f"{st.codebook_id or 'none'}",
+            )
         missing = [t for t in self.cfg.cloud.tasks if t not in st.tasks]
         if missing:
-            raise CloudError("FAILED_PRECONDITION", f"the cloud does not serve task(s) "
-                             f"{', '.join(missing)} (it serves {', '.join(st.tasks) or 'none'})")
+            raise CloudError(
+                "FAILED_PRECONDITION",
+                f"the cloud does not serve task(s) "
+                f"{', '.join(missing)} (it serves {', '.join(st.tasks) or 'none'})",
+            )
         expect = self.expect_model_id or self._edge_model_id()
         if expect and expect != st.model_id:
-            raise CloudError("FAILED_PRECONDITION", f"model id differs: the edge expects "
-                             f"{expect}, the cloud runs {st.model_id}")
+            raise CloudError(
+                "FAILED_PRECONDITION",
+                f"model id differs: the edge expects {expect}, the cloud runs {st.model_id}",
+            )
         self._model_id = st.model_id
         self.status = st
         if self._journal_path is not None and self.journal is None:
             self.journal = Journal(self._journal_path)
             stale = {r.get("model_id") for r in self.journal._rows.values()} - {st.model_id}
             if stale:
-                raise SemcomError(f"the journal {self._journal_path} holds replies of cloud "
-                                  f"model(s) {sorted(stale)}, the cloud now runs {st.model_id}; "
-                                  "rerun with --overwrite to start over")
-        log.info("cloud %s serving model %s (%s)", self.client.target, st.model_id,
-                 to_dict(self.cfg.cloud.model))
+                raise SemcomError(
+                    f"the journal {self._journal_path} holds replies of cloud "
+                    f"model(s) {sorted(stale)}, the cloud now runs {st.model_id}; "
+                    "rerun with --overwrite to start over"
+                )
+        log.info(
+            "cloud %s serving model %s (%s)",
+            self.client.target,
+            st.model_id,
+            to_dict(self.cfg.cloud.model),
+        )
         return st
 
     def _edge_model_id(self) -> str | None:
         """The edge backend's id when edge and cloud name the same model (in process they
         share one backend, so the daemons must run the same one)."""
-        from semcom import registry
-
         import edge.methods  # noqa: F401
+        from semcom import registry
 
         cls = registry.get("edge-method", self.cfg.edge.method)
         if not getattr(cls, "needs_backend", True) or self.cfg.edge.model != self.cfg.cloud.model:
             return None
-        from semcom.runner import get_backend
+        from semcom.models import get_backend
 
         return str(get_backend(self.cfg.edge.model, self.cfg.run.torch_device()).model_id)
 
-    def open(self, tasks, samples) -> GrpcSession:
+    def open(self, tasks, samples, setup: bytes = b"") -> GrpcSession:
+        """A session for ``tasks``; the stream ``setup`` goes to the cloud once per
+        connection (again only if the cloud forgot it)."""
+        self.setup_bytes = bytes(setup)
+        self.setup_id = wire.setup_id(self.setup_bytes)
+        if self.setup_bytes and self.setup_id not in self._sent_setups:
+            self.send_setup()
         if self._model_id is None:
             self.connect()
         bad = [t for t in tasks if t not in wire.GRPC_TASKS]
@@ -332,13 +434,14 @@ class GrpcSession:
         self.tasks = tasks
 
     def process(self, items, samples) -> list[dict]:
-        futures = [self.t._pool.submit(self._one, item, sample)
-                   for item, sample in zip(items, samples)]
+        futures = [
+            self.t._pool.submit(self._one, item, sample) for item, sample in zip(items, samples)
+        ]
         replies, error = [], None
         for f in futures:  # wait for all: finished ones are journaled even if one fails
             try:
                 replies.append(f.result())
-            except Exception as exc:  # noqa: BLE001 - re-raised below
+            except Exception as exc:
                 error = error or exc
         if error is not None:
             raise error
@@ -351,19 +454,46 @@ class GrpcSession:
             t._count(from_journal=1)
             return t.journal.get(key)["reply"]
         header, payloads = wire.make_header(
-            key=key, run_id=t.run_id, sample_id=item.sample_id, image_id=sample.image_id,
-            tasks=self.tasks, question=item.question, original_hw=item.original_hw,
-            model_id=t.model_id, codebook_id=t.codebook_id, settings=t.settings,
-            seed=t.cfg.run.seed, received=item.received, link_cfg=t.cfg.channel,
-            link_stats=getattr(item, "link_stats", None))
-        msg = t.client.submit(header, payloads)
+            key=key,
+            run_id=t.run_id,
+            sample_id=item.sample_id,
+            image_id=sample.image_id,
+            tasks=self.tasks,
+            question=item.question,
+            original_hw=item.original_hw,
+            model_id=t.model_id,
+            codebook_id=t.codebook_id,
+            settings=t.settings,
+            seed=t.cfg.run.seed,
+            received=item.received,
+            link_cfg=t.cfg.channel,
+            link_stats=getattr(item, "link_stats", None),
+            setup=t.setup_id,
+        )
+        try:
+            msg = t.client.submit(header, payloads)
+        except CloudError as exc:
+            # a cloud that restarted (or evicted it) no longer holds the setup: send it
+            # again, once, then the same request (same idempotency key)
+            if not (t.setup_id and "unknown stream setup" in exc.message):
+                raise
+            t.send_setup()
+            msg = t.client.submit(header, payloads)
         if msg.idempotency_key != key or msg.sample_id != item.sample_id:
             raise CloudError("INTERNAL", f"reply for {msg.idempotency_key!r}, expected {key!r}")
         reply = wire.reply_to_dict(msg)
         t._count(sent=1, cloud_replayed=int(msg.replayed))
         if t.journal is not None:
-            t.journal.append({"key": key, "sample_id": item.sample_id, "model_id": msg.model_id,
-                              "replayed": msg.replayed, "t": time.time(), "reply": reply})
+            t.journal.append(
+                {
+                    "key": key,
+                    "sample_id": item.sample_id,
+                    "model_id": msg.model_id,
+                    "replayed": msg.replayed,
+                    "t": time.time(),
+                    "reply": reply,
+                }
+            )
         return reply
 
     def finalize(self) -> dict:

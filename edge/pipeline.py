@@ -32,15 +32,26 @@ class EdgePipeline:
     def model_id(self) -> str | None:
         return getattr(self.backend, "model_id", None)
 
+    def setup(self, samples=()) -> bytes:
+        """The stream setup: what this method agrees with the cloud once per stream
+        (connection) instead of repeating it in every description; ``b""`` when none.
+        ``samples``: those the stream will carry (e.g. their usual image size goes in).
+        The cloud method gets it through :meth:`cloud.pipeline.CloudPipeline.open`."""
+        make = getattr(self.method, "setup", None)
+        data = make(list(samples)) if callable(make) else b""
+        if not isinstance(data, bytes):
+            raise TypeError(f"edge method {self.cfg.edge.method}: setup() must return bytes")
+        return data
+
     def encode(self, samples: list[Sample], task: str) -> list[EdgeResult]:
         """Encode a batch; adds ``edge_s`` (wall seconds per sample) to each info."""
         t0 = time.perf_counter()
         results = self.method.encode(samples, task)
         per = (time.perf_counter() - t0) / max(1, len(samples))
         if len(results) != len(samples):
-            raise RuntimeError(f"edge method returned {len(results)} results for "
-                               f"{len(samples)} samples")
+            raise RuntimeError(
+                f"edge method returned {len(results)} results for {len(samples)} samples"
+            )
         for r in results:
             r.info.setdefault("edge_s", per)
         return results
-

@@ -5,9 +5,9 @@
   (``edge.image.codec`` at ``edge.image.rate_point``), the latent is entropy-decoded from
   that real bitstream and the transform-neck of ``edge.image.neck_setting`` maps it into
   the encoder at ``edge.image.neck_layer`` (no pixel synthesis); the remaining layers run
-  unchanged. The tokens then go through selection, quantization and MDC like any others
-  (issue 6, deliverable 3). The codec's bits are not sent; they are recorded per sample
-  as ``source_bits`` / ``source_bpp`` so a study can put them beside the token rate.
+  unchanged. The tokens then go through selection, quantization and MDC like any others.
+  The codec's bits are not sent; they are recorded per sample as ``source_bits`` /
+  ``source_bpp`` so a study can put them beside the token rate.
 
 Both return a :class:`semcom.models.base.VisionOutput` (``tokens [B, 1+P, D]`` float32,
 attentions / keys of the requested layers) and one info dict per sample.
@@ -28,7 +28,8 @@ class PixelSource:
     def vision(self, samples: list[Sample], **layers):
         b = self.backend
         return b.vision_tokens(b.preprocess([s.image for s in samples]), **layers), [
-            {} for _ in samples]
+            {} for _ in samples
+        ]
 
 
 class NeckSource:
@@ -38,14 +39,17 @@ class NeckSource:
 
     def __init__(self, cfg, backend):
         from semcom.neck import check_backend, load_neck
-        from semcom.stages.codec import load_codec
+        from semcom.stages.codec.weights import load_codec
 
         im = cfg.edge.image
         family = getattr(backend, "family", None)
         if not hasattr(backend, "vision_from_layer"):
-            raise ConfigError("edge.source", f"the {family or type(backend).__name__} backend "
-                              "cannot run its encoder from an intermediate layer "
-                              "(no vision_from_layer); use source pixels")
+            raise ConfigError(
+                "edge.source",
+                f"the {family or type(backend).__name__} backend "
+                "cannot run its encoder from an intermediate layer "
+                "(no vision_from_layer); use source pixels",
+            )
         s = im.neck_setting
         variant, fam = ("base", None) if s == "d1" else (s, family)
         self.codec = load_codec(im.codec, im.rate_point, variant, fam, im.weights)
@@ -63,7 +67,7 @@ class NeckSource:
         latents, info = [], []
         for s in samples:
             p = self.codec.encode(s.image)
-            latents.append(p.meta["latent"])   # = decode_latent(p.data): no second decode
+            latents.append(p.meta["latent"])  # = decode_latent(p.data): no second decode
             h, w = s.hw
             info.append({"source_bits": 8 * len(p.data), "source_bpp": 8 * len(p.data) / (h * w)})
         groups: dict[tuple, list[int]] = {}
@@ -80,8 +84,10 @@ class NeckSource:
                 try:
                     out = self.backend.vision_from_layer(hidden, self.layer, **layers)
                 except ValueError as exc:
-                    raise ConfigError("edge.select.layer", f"{exc} (edge.source neck enters "
-                                      f"at edge.image.neck_layer {self.layer})") from None
+                    raise ConfigError(
+                        "edge.select.layer",
+                        f"{exc} (edge.source neck enters at edge.image.neck_layer {self.layer})",
+                    ) from None
             for j, i in enumerate(idx):
                 tokens[i] = out.tokens[j]
                 attn[i] = {k: v[j] for k, v in out.attentions.items()}

@@ -7,6 +7,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SetupRequest(_message.Message):
+    __slots__ = ("setup",)
+    SETUP_FIELD_NUMBER: _ClassVar[int]
+    setup: bytes
+    def __init__(self, setup: _Optional[bytes] = ...) -> None: ...
+
+class SetupReply(_message.Message):
+    __slots__ = ("setup_id",)
+    SETUP_ID_FIELD_NUMBER: _ClassVar[int]
+    setup_id: str
+    def __init__(self, setup_id: _Optional[str] = ...) -> None: ...
+
 class SubmitRequest(_message.Message):
     __slots__ = ("header", "chunk", "end")
     HEADER_FIELD_NUMBER: _ClassVar[int]
@@ -18,7 +30,7 @@ class SubmitRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[SubmitHeader, _Mapping]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ..., end: _Optional[_Union[SubmitEnd, _Mapping]] = ...) -> None: ...
 
 class SubmitHeader(_message.Message):
-    __slots__ = ("protocol", "idempotency_key", "run_id", "sample_id", "image_id", "tasks", "question", "height", "width", "model_id", "codebook_id", "settings", "seed", "descriptions", "link")
+    __slots__ = ("protocol", "idempotency_key", "run_id", "sample_id", "image_id", "tasks", "question", "height", "width", "model_id", "codebook_id", "settings", "seed", "descriptions", "link", "setup_id")
     class SettingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +53,7 @@ class SubmitHeader(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTIONS_FIELD_NUMBER: _ClassVar[int]
     LINK_FIELD_NUMBER: _ClassVar[int]
+    SETUP_ID_FIELD_NUMBER: _ClassVar[int]
     protocol: int
     idempotency_key: str
     run_id: str
@@ -56,7 +69,8 @@ class SubmitHeader(_message.Message):
     seed: int
     descriptions: _containers.RepeatedCompositeFieldContainer[DescriptionHeader]
     link: LinkState
-    def __init__(self, protocol: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., run_id: _Optional[str] = ..., sample_id: _Optional[str] = ..., image_id: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., question: _Optional[str] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., model_id: _Optional[str] = ..., codebook_id: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., seed: _Optional[int] = ..., descriptions: _Optional[_Iterable[_Union[DescriptionHeader, _Mapping]]] = ..., link: _Optional[_Union[LinkState, _Mapping]] = ...) -> None: ...
+    setup_id: str
+    def __init__(self, protocol: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., run_id: _Optional[str] = ..., sample_id: _Optional[str] = ..., image_id: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., question: _Optional[str] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., model_id: _Optional[str] = ..., codebook_id: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., seed: _Optional[int] = ..., descriptions: _Optional[_Iterable[_Union[DescriptionHeader, _Mapping]]] = ..., link: _Optional[_Union[LinkState, _Mapping]] = ..., setup_id: _Optional[str] = ...) -> None: ...
 
 class DescriptionHeader(_message.Message):
     __slots__ = ("index", "count", "erased", "erasure_reason", "size", "image_id", "ledger", "link")

@@ -44,6 +44,11 @@ class EdgeCloudStub:
                 request_serializer=protos_dot_semcom__pb2.StatusRequest.SerializeToString,
                 response_deserializer=protos_dot_semcom__pb2.StatusReply.FromString,
                 _registered_method=True)
+        self.Setup = channel.unary_unary(
+                '/semcom.v1.EdgeCloud/Setup',
+                request_serializer=protos_dot_semcom__pb2.SetupRequest.SerializeToString,
+                response_deserializer=protos_dot_semcom__pb2.SetupReply.FromString,
+                _registered_method=True)
 
 
 class EdgeCloudServicer:
@@ -63,6 +68,16 @@ class EdgeCloudServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Setup(self, request, context):
+        """The stream setup (what the edge agrees once per stream: model and codebook ids,
+        agreed settings, a JPEG's tables), sent once per connection before the Submits that
+        name it. Idempotent: the same bytes give the same id. An invalid setup, or one this
+        cloud cannot serve (another model, codebook or token prior), is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EdgeCloudServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +90,11 @@ def add_EdgeCloudServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=protos_dot_semcom__pb2.StatusRequest.FromString,
                     response_serializer=protos_dot_semcom__pb2.StatusReply.SerializeToString,
+            ),
+            'Setup': grpc.unary_unary_rpc_method_handler(
+                    servicer.Setup,
+                    request_deserializer=protos_dot_semcom__pb2.SetupRequest.FromString,
+                    response_serializer=protos_dot_semcom__pb2.SetupReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +151,33 @@ class EdgeCloud:
             '/semcom.v1.EdgeCloud/Status',
             protos_dot_semcom__pb2.StatusRequest.SerializeToString,
             protos_dot_semcom__pb2.StatusReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Setup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/semcom.v1.EdgeCloud/Setup',
+            protos_dot_semcom__pb2.SetupRequest.SerializeToString,
+            protos_dot_semcom__pb2.SetupReply.FromString,
             options,
             channel_credentials,
             insecure,

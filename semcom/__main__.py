@@ -1,5 +1,5 @@
 import sys
 
-from semcom.cli import main
+from semcom.commands.cli import main
 
 sys.exit(main())

@@ -64,17 +64,21 @@ def _absent(name: str) -> bool:
 
 def _stub_class(module: str, name: str) -> type:
     def __init__(self, *args, **kwargs):
-        raise StubUseError(f"{module}.{name} is a stand-in installed by semcom.compat "
-                           f"({module.split('.')[0]} is not installed); this compressai "
-                           "feature (point clouds / torchvision transforms) is unavailable")
+        raise StubUseError(
+            f"{module}.{name} is a stand-in installed by semcom.compat "
+            f"({module.split('.')[0]} is not installed); this compressai "
+            "feature (point clouds / torchvision transforms) is unavailable"
+        )
 
     return type(name, (), {"__init__": __init__, "__module__": module, STUB_ATTR: True})
 
 
 def _functional_transform(name: str):
     """torch_geometric's class decorator: a no-op here (the class is only declared)."""
+
     def deco(cls):
         return cls
+
     return deco
 
 

@@ -1,6 +1,7 @@
-"""What a run's results depend on besides its config: the content of its weights.
+"""A run's identity: its config plus the content of the weights and data it uses.
 
-The models, and per method the codebook (tokens), the codec and neck weights (codec,
+The data (file names, references and image bytes; :func:`semcom.data.fingerprint`), the
+models, and per method the codebook (tokens), the codec and neck weights (codec,
 neck) or the projector (projector). The run id hashes the resolved config *and* this
 fingerprint, so retraining any of them in place gives new run ids: a sweep never skips a run because of a record
 made with other weights. Digests are cached per (path, size, mtime), so a sweep of
@@ -22,8 +23,11 @@ def _model_id(ref) -> str:
     root = model_dir(ref)
     if not root.is_dir():
         return f"{ref.name}-missing:{root}"
-    stamp = tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns)
-                         for p in root.rglob("*") if p.is_file()))
+    stamp = tuple(
+        sorted(
+            (str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()
+        )
+    )
     key = ("model", ref.name, str(root), stamp)
     if key not in _CACHE:
         _CACHE[key] = model_id(ref.name, [root])
@@ -61,6 +65,11 @@ def fingerprint(cfg) -> dict[str, str]:
     ``codebook`` (tokens), ``codec`` / ``neck`` (codec, neck, and tokens with
     ``edge.source: neck``), ``projector``."""
     out = {"edge_model": _model_id(cfg.edge.model), "cloud_model": _model_id(cfg.cloud.model)}
+    from semcom.data import fingerprint as data_fingerprint
+
+    data = data_fingerprint(cfg.data, cfg.cloud.tasks)  # None for the tiny world
+    if data is not None:
+        out["data"] = data
     method = cfg.edge.method
     if method == "tokens":
         from semcom.stages.codebook import quant_codebook_path
@@ -90,7 +99,7 @@ def _codec_assets(cfg) -> dict[str, str]:
     from semcom.errors import ConfigError
     from semcom.neck import find_spec as find_neck
     from semcom.neck import neck_dir
-    from semcom.stages.codec import codec_dir, find_spec
+    from semcom.stages.codec.weights import codec_dir, find_spec
 
     im, method = cfg.edge.image, cfg.edge.method
     neck = method == "neck" or cfg.edge.source == "neck"
@@ -107,7 +116,9 @@ def _codec_assets(cfg) -> dict[str, str]:
     out = {}
     try:
         spec = find_spec(im.codec, variant, family, im.weights)
-        out["codec"] = entry(spec, codec_dir(im.weights), [spec.file] + ([spec.base] if spec.base else []))
+        out["codec"] = entry(
+            spec, codec_dir(im.weights), [spec.file] + ([spec.base] if spec.base else [])
+        )
     except (ConfigError, OSError, ValueError, TypeError):
         out["codec"] = _dir_digest(codec_dir(im.weights))
     if neck:
@@ -117,3 +128,15 @@ def _codec_assets(cfg) -> dict[str, str]:
         except (ConfigError, OSError, ValueError, TypeError):
             out["neck"] = _dir_digest(neck_dir(im.weights))
     return out
+
+
+def run_id(cfg) -> str:
+    """The run id: a stable hash of everything that can change results: the config's
+    hashed fields and the content of the models and codebook it uses
+    (:func:`fingerprint`), so retrained weights never reuse old records."""
+    import hashlib
+
+    from semcom.config.core import canonical_json, to_dict
+
+    payload = {"config": to_dict(cfg, hashed_only=True), "assets": fingerprint(cfg)}
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:12]

@@ -40,7 +40,6 @@ progressive schedule likewise changes the objective partway through).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,8 +54,17 @@ def _nn():
     return nn
 
 
-def build_neck(in_ch: int, dim: int, grid: int, *, rates: int = 4, heads: int = 4,
-               mlp_ratio: int = 4, scale: int = 2, has_cls: bool = True):
+def build_neck(
+    in_ch: int,
+    dim: int,
+    grid: int,
+    *,
+    rates: int = 4,
+    heads: int = 4,
+    mlp_ratio: int = 4,
+    scale: int = 2,
+    has_cls: bool = True,
+):
     """A :class:`TransformNeck` module (torch imported here)."""
     import torch
     import torch.nn as nn
@@ -70,8 +78,9 @@ def build_neck(in_ch: int, dim: int, grid: int, *, rates: int = 4, heads: int = 
             self.ln_1 = nn.LayerNorm(dim)
             self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
             self.ln_2 = nn.LayerNorm(dim)
-            self.mlp = nn.Sequential(nn.Linear(dim, dim * mlp_ratio), nn.GELU(),
-                                     nn.Linear(dim * mlp_ratio, dim))
+            self.mlp = nn.Sequential(
+                nn.Linear(dim, dim * mlp_ratio), nn.GELU(), nn.Linear(dim * mlp_ratio, dim)
+            )
 
         def forward(self, x):
             h = self.ln_1(x)
@@ -95,12 +104,16 @@ def build_neck(in_ch: int, dim: int, grid: int, *, rates: int = 4, heads: int = 
             """latent [B, M, h, w]; k: rate index (int or LongTensor [B]) -> [B, 1+P, D]."""
             b, m, h, w = latent.shape
             s = self.scale
-            t = self.proj(latent.permute(0, 2, 3, 1))                   # [B, h, w, s*s*D]
+            t = self.proj(latent.permute(0, 2, 3, 1))  # [B, h, w, s*s*D]
             t = t.view(b, h, w, s, s, self.dim).permute(0, 1, 3, 2, 4, 5)
             t = t.reshape(b, h * s, w * s, self.dim)
             if (h * s, w * s) != (self.grid, self.grid):
-                t = F.interpolate(t.permute(0, 3, 1, 2), size=(self.grid, self.grid),
-                                  mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+                t = F.interpolate(
+                    t.permute(0, 3, 1, 2),
+                    size=(self.grid, self.grid),
+                    mode="bilinear",
+                    align_corners=False,
+                ).permute(0, 2, 3, 1)
             t = t.reshape(b, self.grid * self.grid, self.dim)
             if self.has_cls:
                 t = torch.cat([self.cls.expand(b, -1, -1), t], 1)
@@ -123,23 +136,32 @@ def distill_loss(student, teacher, scale: float = 1.0):
 # weights and manifest
 # --------------------------------------------------------------------------------------
 
+
 @dataclass
 class NeckSpec:
     """One trained neck: an entry of ``necks/manifest.json``."""
 
-    family: str                    # blip | llava (whose encoder it feeds)
-    setting: str                   # d1 | d2 | d3
-    layer: int                     # injection layer L
-    codec: str = "mean-scale"      # codec architecture whose latents it reads
-    model_id: str = ""             # the VLM it was trained against
+    family: str  # blip | llava (whose encoder it feeds)
+    setting: str  # d1 | d2 | d3
+    layer: int  # injection layer L
+    codec: str = "mean-scale"  # codec architecture whose latents it reads
+    model_id: str = ""  # the VLM it was trained against
     in_ch: int = 64
     dim: int = 128
     grid: int = 12
     rates: int = 4
     heads: int = 4
     has_cls: bool = True
+    scale: int = 2  # latent cell -> scale x scale patches (16 px cells / patch size)
     file: str = ""
     meta: dict = field(default_factory=dict)
+
+
+def neck_scale(patch_size: int) -> int:
+    """Patches per latent cell along a side: 16 px cells over ``patch_size`` px patches
+    (2 for the tiny models' 8 px; 1 for ViT-B/16 and CLIP-L/14, whose grid the neck then
+    meets by interpolation when the image is not a multiple of 16 patches)."""
+    return max(1, round(16 / int(patch_size)))
 
 
 def neck_dir(weights: str = "") -> Path:
@@ -156,8 +178,9 @@ def write_manifest_entry(spec: NeckSpec, weights: str = "") -> None:
 
     man = read_manifest(weights)
     key = (spec.family, spec.setting, spec.layer, spec.codec)
-    man["necks"] = [e for e in man["necks"] if (e["family"], e["setting"], e["layer"],
-                                                e["codec"]) != key] + [asdict(spec)]
+    man["necks"] = [
+        e for e in man["necks"] if (e["family"], e["setting"], e["layer"], e["codec"]) != key
+    ] + [asdict(spec)]
     man["necks"].sort(key=lambda e: (e["family"], e["setting"], e["layer"], e["codec"]))
     neck_dir(weights).mkdir(parents=True, exist_ok=True)
     atomic_write_json(neck_dir(weights) / "manifest.json", man)
@@ -171,30 +194,33 @@ def find_spec(family: str, setting: str, layer: int, codec: str, weights: str = 
         if (e.family, e.setting, e.layer, e.codec) == (family, setting, layer, codec):
             return e
     have = sorted({(e.setting, e.layer, e.codec) for e in entries if e.family == family})
-    key = "edge.image.neck_layer" if any(s == setting and c == codec for s, _, c in have) \
-        else "edge.image.neck_setting" if any(c == codec for _, _, c in have) \
+    key = (
+        "edge.image.neck_layer"
+        if any(s == setting and c == codec for s, _, c in have)
+        else "edge.image.neck_setting"
+        if any(c == codec for _, _, c in have)
         else "edge.image.codec"
-    raise ConfigError(key, f"no trained neck for model '{family}', setting {setting}, layer "
-                      f"{layer}, codec '{codec}' in {neck_dir(weights)} (trained: "
-                      f"{have or 'none'}; train one: semcom train neck --model {family} "
-                      f"--setting {setting} --layer {layer})")
+    )
+    raise ConfigError(
+        key,
+        f"no trained neck for model '{family}', setting {setting}, layer "
+        f"{layer}, codec '{codec}' in {neck_dir(weights)} (trained: "
+        f"{have or 'none'}; train one: semcom train neck --model {family} "
+        f"--setting {setting} --layer {layer})",
+    )
 
 
 def save_neck(neck, spec: NeckSpec, weights: str = "", metrics: dict | None = None) -> Path:
     import torch
-    from safetensors.torch import save_file
 
-    state = {k: v.detach().cpu().to(torch.float16).contiguous()
-             for k, v in neck.state_dict().items()}
-    d = neck_dir(weights)
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / spec.file
-    save_file(state, str(path), metadata={"family": spec.family, "setting": spec.setting,
-                                          "layer": str(spec.layer), "codec": spec.codec})
+    from semcom.train.assets import save_weights
+
+    state = {
+        k: v.detach().cpu().to(torch.float16).contiguous() for k, v in neck.state_dict().items()
+    }
+    meta = {"family": spec.family, "setting": spec.setting, "layer": spec.layer}
+    path = save_weights(neck_dir(weights), spec.file, state, meta | {"codec": spec.codec}, metrics)
     write_manifest_entry(spec, weights)
-    if metrics is not None:
-        (d / (Path(spec.file).stem + ".train_metrics.json")).write_text(
-            json.dumps(metrics, indent=2) + "\n")
     _CACHE.clear()
     return path
 
@@ -215,11 +241,21 @@ def load_neck(family: str, setting: str, layer: int, codec: str, weights: str = 
         try:
             state = load_file(str(path))
         except Exception as exc:  # missing, truncated or not safetensors
-            raise ConfigError("edge.image.weights", f"cannot read the neck weights {path}: "
-                              f"{exc} (retrain: semcom train neck --model {family} "
-                              f"--setting {setting} --layer {layer})") from None
-        neck = build_neck(spec.in_ch, spec.dim, spec.grid, rates=spec.rates, heads=spec.heads,
-                          has_cls=spec.has_cls)
+            raise ConfigError(
+                "edge.image.weights",
+                f"cannot read the neck weights {path}: "
+                f"{exc} (retrain: semcom train neck --model {family} "
+                f"--setting {setting} --layer {layer})",
+            ) from None
+        neck = build_neck(
+            spec.in_ch,
+            spec.dim,
+            spec.grid,
+            rates=spec.rates,
+            heads=spec.heads,
+            has_cls=spec.has_cls,
+            scale=spec.scale,
+        )
         neck.load_state_dict({k: v.float() for k, v in state.items()})
         _CACHE[key] = (neck.eval(), spec)
     return _CACHE[key]
@@ -231,16 +267,22 @@ def check_backend(spec: NeckSpec, backend) -> None:
     from semcom.errors import ConfigError
 
     if (spec.dim, spec.grid, spec.has_cls) != (backend.token_dim, backend.grid, backend.has_cls):
-        raise ConfigError("cloud.model", f"the {spec.family} neck ({spec.file}) makes "
-                          f"{int(spec.has_cls)}+{spec.grid}x{spec.grid} tokens of {spec.dim}; "
-                          f"the model has {int(backend.has_cls)}+{backend.grid}x{backend.grid} "
-                          f"of {backend.token_dim}")
+        raise ConfigError(
+            "cloud.model",
+            f"the {spec.family} neck ({spec.file}) makes "
+            f"{int(spec.has_cls)}+{spec.grid}x{spec.grid} tokens of {spec.dim}; "
+            f"the model has {int(backend.has_cls)}+{backend.grid}x{backend.grid} "
+            f"of {backend.token_dim}",
+        )
     mid = getattr(backend, "model_id", "")
     if spec.model_id and mid and spec.model_id != mid:
-        raise ConfigError("cloud.model", f"the {spec.family} neck ({spec.file}) was trained "
-                          f"against model {spec.model_id}, this model is {mid}: retrain it "
-                          f"(semcom train neck --model {spec.family} --setting {spec.setting} "
-                          f"--layer {spec.layer})")
+        raise ConfigError(
+            "cloud.model",
+            f"the {spec.family} neck ({spec.file}) was trained "
+            f"against model {spec.model_id}, this model is {mid}: retrain it "
+            f"(semcom train neck --model {spec.family} --setting {spec.setting} "
+            f"--layer {spec.layer})",
+        )
 
 
 def neck_tokens(neck, backend, latent, k, layer: int):
@@ -248,11 +290,9 @@ def neck_tokens(neck, backend, latent, k, layer: int):
     import torch
 
     with torch.no_grad():
-        h = neck(latent, k)
+        h = neck(latent, k).to(getattr(backend, "device", "cpu"))
         return backend.vision_tokens_from_layer(h, layer)
 
 
 def param_count(module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-

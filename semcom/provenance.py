@@ -7,22 +7,41 @@ import os
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("semcom", "torch", "transformers", "sionna-no-rt", "numpy", "scipy", "compressai",
-            "grpcio", "protobuf", "pillow", "tokenizers", "safetensors", "ray")
+PACKAGES = (
+    "semcom",
+    "torch",
+    "transformers",
+    "sionna-no-rt",
+    "numpy",
+    "scipy",
+    "compressai",
+    "grpcio",
+    "protobuf",
+    "pillow",
+    "tokenizers",
+    "safetensors",
+    "ray",
+)
 REPO = Path(__file__).resolve().parent.parent
 
 
 @functools.lru_cache(maxsize=1)
 def git_info() -> dict:
     """``{"commit", "dirty"}`` of the source tree semcom runs from (None outside git)."""
+
     def git(*args: str) -> str | None:
         try:
-            return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
-                                  timeout=10, check=True).stdout.strip()
+            return subprocess.run(
+                ["git", "-C", str(REPO), *args],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
 
@@ -43,15 +62,24 @@ def versions() -> dict:
 
 
 def host() -> dict:
-    return {"hostname": platform.node(), "platform": platform.platform(),
-            "machine": platform.machine(), "cpus": os.cpu_count()}
+    return {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+    }
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def provenance() -> dict:
     """Everything needed to say how a record was produced (config is stored beside it)."""
-    return {"git": git_info(), "versions": versions(), "host": host(), "utc": utc_now(),
-            "argv": sys.argv}
+    return {
+        "git": git_info(),
+        "versions": versions(),
+        "host": host(),
+        "utc": utc_now(),
+        "argv": sys.argv,
+    }

@@ -29,6 +29,7 @@ def register(kind: str, name: str) -> Callable[[Any], Any]:
     def deco(obj: Any) -> Any:
         _LOADED.setdefault(kind, {})[name] = obj
         return obj
+
     return deco
 
 
@@ -68,11 +69,19 @@ def get(kind: str, name: str) -> Any:
     raise ConfigError("", unknown_message(kind, name))
 
 
-def unknown_message(kind: str, name: str) -> str:
-    choices = names(kind)
+def unknown_message(
+    kind: str, name: str, choices: list[str] | None = None, own: str = "Name"
+) -> str:
+    """``unknown <kind> '<name>' (did you mean ...?); known: ...``. ``choices``: the known
+    names (default: the registered ones); ``own``: what an import path names."""
+    choices = names(kind) if choices is None else list(choices)
     hit = difflib.get_close_matches(name, choices, n=1)
-    return (f"unknown {kind} '{name}'" + (f" (did you mean '{hit[0]}'?)" if hit else "")
-            + f"; known: {', '.join(choices) or 'none'}, or 'package.module:Name' for your own")
+    return (
+        f"unknown {kind} '{name}'"
+        + (f" (did you mean '{hit[0]}'?)" if hit else "")
+        + f"; known: {', '.join(choices) or 'none'}, or 'package.module:{own}' for your "
+        "own"
+    )
 
 
 def check_name(kind: str, key: str, value: str) -> None:

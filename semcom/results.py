@@ -178,8 +178,11 @@ class RunPaths:
             rec = json.loads(self.record.read_text())
         except (OSError, json.JSONDecodeError):
             return False
-        return (rec.get("schema") == RECORD_SCHEMA and rec.get("run_id") == self.run_id
-                and rec.get("status") == "ok")
+        return (
+            rec.get("schema") == RECORD_SCHEMA
+            and rec.get("run_id") == self.run_id
+            and rec.get("status") == "ok"
+        )
 
 
 def read_record(path: str | Path) -> dict:

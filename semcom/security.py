@@ -40,8 +40,10 @@ class SecurityError(SemcomError):
 
 # ------------------------------------------------------------------------------ tokens
 
-def load_token(path: str | os.PathLike | None = None, *, env: str = TOKEN_ENV,
-               required: bool = True) -> str | None:
+
+def load_token(
+    path: str | os.PathLike | None = None, *, env: str = TOKEN_ENV, required: bool = True
+) -> str | None:
     """The bearer token from ``path`` (first line) or the environment variable ``env``."""
     token = None
     if path:
@@ -57,12 +59,16 @@ def load_token(path: str | os.PathLike | None = None, *, env: str = TOKEN_ENV,
         token = os.environ[env].strip()
     if token is None:
         if required:
-            raise SecurityError(f"no bearer token: give --token-file FILE or set {env} "
-                                "(`semcom cloud gen-certs --out DIR` writes one)")
+            raise SecurityError(
+                f"no bearer token: give --token-file FILE or set {env} "
+                "(`semcom cloud gen-certs --out DIR` writes one)"
+            )
         return None
     if len(token) < MIN_TOKEN_CHARS:
-        raise SecurityError(f"the bearer token is too short ({len(token)} characters; "
-                            f"use at least {MIN_TOKEN_CHARS}, e.g. `openssl rand -hex 32`)")
+        raise SecurityError(
+            f"the bearer token is too short ({len(token)} characters; "
+            f"use at least {MIN_TOKEN_CHARS}, e.g. `openssl rand -hex 32`)"
+        )
     if any(c.isspace() for c in token) or not token.isprintable():
         raise SecurityError("the bearer token must be printable and contain no spaces")
     return token
@@ -105,9 +111,10 @@ class TokenAuthInterceptor:
         self._on_reject = on_reject
 
         async def deny(request_or_iterator, context):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "missing or wrong bearer token (metadata 'authorization: "
-                                "Bearer <token>')")
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing or wrong bearer token (metadata 'authorization: Bearer <token>')",
+            )
 
         self._deny = {
             "unary_unary": grpc.unary_unary_rpc_method_handler(deny),
@@ -117,8 +124,9 @@ class TokenAuthInterceptor:
         }
 
     async def intercept_service(self, continuation, details):
-        if details.method in self._exempt or token_matches(details.invocation_metadata,
-                                                           self._token):
+        if details.method in self._exempt or token_matches(
+            details.invocation_metadata, self._token
+        ):
             return await continuation(details)
         handler = await continuation(details)
         if handler is None:  # unknown method: let grpc answer UNIMPLEMENTED
@@ -126,8 +134,11 @@ class TokenAuthInterceptor:
         if self._on_reject:
             self._on_reject(details.method)
         log.warning("rejected %s: missing or wrong bearer token", details.method)
-        kind = ("stream" if handler.request_streaming else "unary") + "_" + \
-            ("stream" if handler.response_streaming else "unary")
+        kind = (
+            ("stream" if handler.request_streaming else "unary")
+            + "_"
+            + ("stream" if handler.response_streaming else "unary")
+        )
         return self._deny[kind]
 
 
@@ -140,6 +151,7 @@ def make_interceptor(token: str, **kw):
 
 
 # ------------------------------------------------------------------------------ TLS
+
 
 def _read(path, what: str) -> bytes:
     p = Path(path).expanduser()
@@ -157,8 +169,9 @@ def server_credentials(cert_file, key_file, client_ca_file=None):
         raise SecurityError("TLS needs both --tls-cert and --tls-key")
     pair = (_read(key_file, "TLS key"), _read(cert_file, "TLS certificate"))
     ca = _read(client_ca_file, "client CA") if client_ca_file else None
-    return grpc.ssl_server_credentials([pair], root_certificates=ca,
-                                       require_client_auth=ca is not None)
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=ca, require_client_auth=ca is not None
+    )
 
 
 def channel_credentials(ca_file=None, cert_file=None, key_file=None):
@@ -171,10 +184,12 @@ def channel_credentials(ca_file=None, cert_file=None, key_file=None):
     return grpc.ssl_channel_credentials(
         root_certificates=_read(ca_file, "CA certificate") if ca_file else None,
         private_key=_read(key_file, "TLS key") if key_file else None,
-        certificate_chain=_read(cert_file, "TLS certificate") if cert_file else None)
+        certificate_chain=_read(cert_file, "TLS certificate") if cert_file else None,
+    )
 
 
 # ------------------------------------------------------------------------------ addresses
+
 
 def split_address(address: str) -> tuple[str, int]:
     """``"host:port"`` / ``"[::1]:port"`` -> (host, port)."""
@@ -201,14 +216,23 @@ def check_bind(address: str, *, tls: bool) -> None:
     """Plaintext only on loopback: a wildcard or public bind needs TLS."""
     host, _ = split_address(address)
     if not tls and not is_loopback(host):
-        raise SecurityError(f"refusing to serve plaintext on {address}: give --tls-cert and "
-                            "--tls-key, or listen on a loopback address (127.0.0.1)")
+        raise SecurityError(
+            f"refusing to serve plaintext on {address}: give --tls-cert and "
+            "--tls-key, or listen on a loopback address (127.0.0.1)"
+        )
 
 
 # ------------------------------------------------------------------------------ dev PKI
 
-def make_dev_pki(out_dir, *, hosts=("localhost", "127.0.0.1", "::1"), days: int = 30,
-                 client: bool = True, token: bool = True) -> dict[str, Path]:
+
+def make_dev_pki(
+    out_dir,
+    *,
+    hosts=("localhost", "127.0.0.1", "::1"),
+    days: int = 30,
+    client: bool = True,
+    token: bool = True,
+) -> dict[str, Path]:
     """A throwaway CA, server certificate (for ``hosts``), client certificate and token.
 
     For development and tests only: the CA key is written beside the certificates.
@@ -224,44 +248,75 @@ def make_dev_pki(out_dir, *, hosts=("localhost", "127.0.0.1", "::1"), days: int 
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days)
 
     def name(cn: str):
-        return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "semcom dev"),
-                          x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        return x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "semcom dev"),
+                x509.NameAttribute(NameOID.COMMON_NAME, cn),
+            ]
+        )
 
     def write_key(key, path: Path) -> Path:
-        path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
         path.chmod(0o600)
         return path
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (x509.CertificateBuilder().subject_name(name("semcom dev CA"))
-               .issuer_name(name("semcom dev CA")).public_key(ca_key.public_key())
-               .serial_number(x509.random_serial_number()).not_valid_before(start)
-               .not_valid_after(end)
-               .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-               .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
-                                            crl_sign=True, content_commitment=False,
-                                            key_encipherment=False, data_encipherment=False,
-                                            key_agreement=False, encipher_only=False,
-                                            decipher_only=False), critical=True)
-               .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
-                              critical=False)
-               .sign(ca_key, hashes.SHA256()))
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("semcom dev CA"))
+        .issuer_name(name("semcom dev CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
 
     def leaf(cn: str, usage, sans):
         key = ec.generate_private_key(ec.SECP256R1())
-        b = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca_cert.subject)
-             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-             .not_valid_before(start).not_valid_after(end)
-             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                 ca_key.public_key()), critical=False))
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(name(cn))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                critical=False,
+            )
+        )
         if sans:
             b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return key, b.sign(ca_key, hashes.SHA256())
@@ -277,8 +332,7 @@ def make_dev_pki(out_dir, *, hosts=("localhost", "127.0.0.1", "::1"), days: int 
     paths["ca"] = out / "ca.pem"
     paths["ca"].write_bytes(ca_cert.public_bytes(pem))
     paths["ca_key"] = write_key(ca_key, out / "ca.key")
-    skey, scert = leaf(hosts[0] if hosts else "semcom-cloud", ExtendedKeyUsageOID.SERVER_AUTH,
-                       sans)
+    skey, scert = leaf(hosts[0] if hosts else "semcom-cloud", ExtendedKeyUsageOID.SERVER_AUTH, sans)
     paths["server_cert"] = out / "server.pem"
     paths["server_cert"].write_bytes(scert.public_bytes(pem))
     paths["server_key"] = write_key(skey, out / "server.key")

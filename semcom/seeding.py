@@ -29,14 +29,6 @@ def rng(seed: int, *keys: object) -> np.random.Generator:
     return np.random.default_rng(derive_seed(seed, *keys))
 
 
-def torch_generator(seed: int, *keys: object, device: str = "cpu"):
-    import torch
-
-    g = torch.Generator(device=device)
-    g.manual_seed(derive_seed(seed, *keys))
-    return g
-
-
 def seed_everything(seed: int) -> None:
     """Seed the global RNGs of Python, NumPy, and of torch/Sionna if they are importable."""
     random.seed(seed)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 CATEGORIES = ("payload", "side_info", "header", "fec")
 
@@ -126,13 +126,12 @@ class Erasure:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-Received = Union[Description, Erasure]
+Received = Description | Erasure
 
 
 def erase(desc: Description, reason: str = "crc") -> Erasure:
     """The erasure marker that replaces ``desc`` (carries no payload bytes)."""
-    return Erasure(desc.image_id, desc.index, desc.count, desc.original_hw, reason,
-                   dict(desc.meta))
+    return Erasure(desc.image_id, desc.index, desc.count, desc.original_hw, reason, dict(desc.meta))
 
 
 def replace(obj, **changes):

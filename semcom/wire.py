@@ -34,23 +34,30 @@ from semcom.types import CATEGORIES, Description, Erasure, RateLedger
 PROTOCOL = 1
 SERVICE = "semcom.v1.EdgeCloud"
 MIB = 1 << 20
-MAX_CHUNK_BYTES = MIB                    # data per chunk message (the contract's limit)
-MAX_MESSAGE_BYTES = 4 * MIB              # gRPC per-message limit set on both ends
-DEFAULT_MAX_REQUEST_BYTES = 64 * MIB     # all description bytes of one Submit
-DEFAULT_MAX_PIXELS = 1 << 26             # original H x W (a lost image is concealed at it)
+MAX_CHUNK_BYTES = MIB  # data per chunk message (the contract's limit)
+MAX_MESSAGE_BYTES = 4 * MIB  # gRPC per-message limit set on both ends
+DEFAULT_MAX_REQUEST_BYTES = 64 * MIB  # all description bytes of one Submit
+DEFAULT_MAX_PIXELS = 1 << 26  # original H x W (a lost image is concealed at it)
 MAX_ID_CHARS = 512
 MAX_QUESTION_CHARS = 8192
 MAX_REASON_CHARS = 128
 TASKS = ("caption", "retrieval", "vqa")
-GRPC_TASKS = ("caption", "vqa")          # retrieval ranks a whole gallery: in-process only
+GRPC_TASKS = ("caption", "vqa")  # retrieval ranks a whole gallery: in-process only
 
 # Config keys left out of the agreement: edge-only choices (the encoder, token selection)
 # and machine-local paths whose content is checked by id instead (model id, codebook id).
-NOT_AGREED = ("edge.model", "edge.select", "edge.quant.codebook", "cloud.model", "cloud.tasks",
-              "cloud.conceal.stats")
+NOT_AGREED = (
+    "edge.model",
+    "edge.select",
+    "edge.quant.codebook",
+    "cloud.model",
+    "cloud.tasks",
+    "cloud.conceal.stats",
+)
 
 
 # ------------------------------------------------------------------------------ identities
+
 
 def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -83,9 +90,11 @@ def settings_mismatch(edge: Mapping[str, str], cloud: Mapping[str, str]) -> str 
     for key in sorted(set(edge) | set(cloud)):
         e, c = edge.get(key), cloud.get(key)
         if e != c:
-            return (f"config setting {key} differs: the edge has "
-                    f"{'no such setting' if e is None else e}, the cloud has "
-                    f"{'no such setting' if c is None else c}; start both with the same config")
+            return (
+                f"config setting {key} differs: the edge has "
+                f"{'no such setting' if e is None else e}, the cloud has "
+                f"{'no such setting' if c is None else c}; start both with the same config"
+            )
     return None
 
 
@@ -108,6 +117,14 @@ def codebook_id(cfg) -> str:
     return load_cached(path).hash
 
 
+def setup_id(setup: bytes) -> str:
+    """What Submit headers call a stream setup: the first 16 hex digits of its SHA-256
+    (``""`` for no setup)."""
+    import hashlib
+
+    return hashlib.sha256(setup).hexdigest()[:16] if setup else ""
+
+
 def idempotency_key(run_id: str, tasks, sample_id: str) -> str:
     """The same for every retry of one transmission: ``<run id>/<tasks>/<sample id>``."""
     return f"{run_id}/{'+'.join(tasks)}/{sample_id}"
@@ -115,41 +132,80 @@ def idempotency_key(run_id: str, tasks, sample_id: str) -> str:
 
 # ------------------------------------------------------------------------------ the edge
 
+
 def _ledger_entries(ledger: RateLedger) -> list[pb.LedgerEntry]:
-    return [pb.LedgerEntry(stage=s, category=c, bits=b) for (s, c), b in sorted(ledger.entries.items())]
+    return [
+        pb.LedgerEntry(stage=s, category=c, bits=b) for (s, c), b in sorted(ledger.entries.items())
+    ]
 
 
 def _link_stats(stats) -> pb.LinkStats | None:
     if stats is None:
         return None
     g = lambda name, default=0: getattr(stats, name, default) or default  # noqa: E731
-    return pb.LinkStats(info_bits=int(g("info_bits")), coded_bits=int(g("coded_bits")),
-                        channel_uses=int(g("channel_uses")), airtime_s=float(g("airtime_s", 0.0)),
-                        blocks=int(g("blocks")), block_errors=int(g("block_errors")),
-                        rounds=int(g("rounds")), delivered=bool(g("delivered", False)))
+    return pb.LinkStats(
+        info_bits=int(g("info_bits")),
+        coded_bits=int(g("coded_bits")),
+        channel_uses=int(g("channel_uses")),
+        airtime_s=float(g("airtime_s", 0.0)),
+        blocks=int(g("blocks")),
+        block_errors=int(g("block_errors")),
+        rounds=int(g("rounds")),
+        delivered=bool(g("delivered", False)),
+    )
 
 
-def make_header(*, key: str, run_id: str, sample_id: str, image_id: str, tasks, question,
-                original_hw, model_id: str, codebook_id: str, settings: Mapping[str, str],
-                seed: int, received, link_cfg=None,
-                link_stats=None) -> tuple[pb.SubmitHeader, list[bytes]]:
+def make_header(
+    *,
+    key: str,
+    run_id: str,
+    sample_id: str,
+    image_id: str,
+    tasks,
+    question,
+    original_hw,
+    model_id: str,
+    codebook_id: str,
+    settings: Mapping[str, str],
+    seed: int,
+    received,
+    link_cfg=None,
+    link_stats=None,
+    setup: str = "",
+) -> tuple[pb.SubmitHeader, list[bytes]]:
     """The header of one transmission and the bytes of its delivered descriptions."""
     h, w = (int(x) for x in original_hw)
-    header = pb.SubmitHeader(protocol=PROTOCOL, idempotency_key=key, run_id=run_id,
-                             sample_id=sample_id, image_id=image_id, tasks=list(tasks),
-                             height=h, width=w, model_id=model_id, codebook_id=codebook_id,
-                             settings=dict(settings), seed=int(seed))
+    header = pb.SubmitHeader(
+        protocol=PROTOCOL,
+        idempotency_key=key,
+        run_id=run_id,
+        sample_id=sample_id,
+        image_id=image_id,
+        tasks=list(tasks),
+        height=h,
+        width=w,
+        model_id=model_id,
+        codebook_id=codebook_id,
+        settings=dict(settings),
+        seed=int(seed),
+        setup_id=setup,
+    )
     if question is not None:
         header.question = question
     if link_cfg is not None:
-        header.link.CopyFrom(pb.LinkState(link=link_cfg.link, snr_db=float(link_cfg.snr_db),
-                                          snr_type=link_cfg.snr_type))
+        header.link.CopyFrom(
+            pb.LinkState(
+                link=link_cfg.link, snr_db=float(link_cfg.snr_db), snr_type=link_cfg.snr_type
+            )
+        )
     payloads = []
     stats = list(link_stats) if link_stats is not None else [None] * len(received)
     for r, st in zip(received, stats):
         if tuple(r.original_hw) != (h, w):
-            raise ValueError(f"sample {sample_id}: description {r.index} has original size "
-                             f"{tuple(r.original_hw)}, the sample {(h, w)}")
+            raise ValueError(
+                f"sample {sample_id}: description {r.index} has original size "
+                f"{tuple(r.original_hw)}, the sample {(h, w)}"
+            )
         d = pb.DescriptionHeader(index=r.index, count=r.count, image_id=r.image_id)
         if isinstance(r, Description):
             d.size = len(r.data)
@@ -167,8 +223,9 @@ def make_header(*, key: str, run_id: str, sample_id: str, image_id: str, tasks, 
     return header, payloads
 
 
-def request_messages(header: pb.SubmitHeader, payloads: list[bytes], *,
-                     chunk_bytes: int = MAX_CHUNK_BYTES) -> Iterator[pb.SubmitRequest]:
+def request_messages(
+    header: pb.SubmitHeader, payloads: list[bytes], *, chunk_bytes: int = MAX_CHUNK_BYTES
+) -> Iterator[pb.SubmitRequest]:
     """The Submit stream: header, each delivered description in chunks, end marker."""
     if not 0 < chunk_bytes <= MAX_CHUNK_BYTES:
         raise ValueError(f"chunk_bytes must be in (0, {MAX_CHUNK_BYTES}], got {chunk_bytes}")
@@ -178,7 +235,7 @@ def request_messages(header: pb.SubmitHeader, payloads: list[bytes], *,
     for index, data in zip(delivered, payloads):
         view = memoryview(data)
         for off in range(0, len(data), chunk_bytes):
-            part = bytes(view[off:off + chunk_bytes])
+            part = bytes(view[off : off + chunk_bytes])
             digest.update(part)
             total += len(part)
             yield pb.SubmitRequest(chunk=pb.Chunk(index=index, offset=off, data=part))
@@ -186,6 +243,7 @@ def request_messages(header: pb.SubmitHeader, payloads: list[bytes], *,
 
 
 # ------------------------------------------------------------------------------ the cloud
+
 
 @dataclass
 class WireItem:
@@ -196,6 +254,7 @@ class WireItem:
     total_bytes: int
     digest: str  # content hash (everything that can change the answer): idempotency check
     link_stats: list[dict | None] = field(default_factory=list)
+    setup: bytes = b""  # the stream setup the header names (the cloud fills it in)
 
     @property
     def key(self) -> str:
@@ -228,8 +287,13 @@ class Assembler:
     and descriptions whose envelope disagrees with the header.
     """
 
-    def __init__(self, *, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-                 max_chunk_bytes: int = MAX_CHUNK_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS):
+    def __init__(
+        self,
+        *,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        max_chunk_bytes: int = MAX_CHUNK_BYTES,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ):
         self.max_request_bytes = max_request_bytes
         self.max_chunk_bytes = max_chunk_bytes
         self.max_pixels = max_pixels
@@ -263,17 +327,25 @@ class Assembler:
 
     def _check_header(self, h: pb.SubmitHeader) -> None:
         if h.protocol != PROTOCOL:
-            raise WireFormatError(f"unsupported protocol version {h.protocol}; this cloud "
-                                  f"speaks version {PROTOCOL}")
+            raise WireFormatError(
+                f"unsupported protocol version {h.protocol}; this cloud speaks version {PROTOCOL}"
+            )
         for name in ("idempotency_key", "sample_id"):
             value = getattr(h, name)
             if not value:
                 raise WireFormatError(f"header field {name} is empty")
-        for name in ("idempotency_key", "sample_id", "run_id", "image_id", "model_id",
-                     "codebook_id"):
+        for name in (
+            "idempotency_key",
+            "sample_id",
+            "run_id",
+            "image_id",
+            "model_id",
+            "codebook_id",
+        ):
             if len(getattr(h, name)) > MAX_ID_CHARS:
-                raise WireFormatError(f"header field {name} is longer than {MAX_ID_CHARS} "
-                                      "characters")
+                raise WireFormatError(
+                    f"header field {name} is longer than {MAX_ID_CHARS} characters"
+                )
         if not h.tasks:
             raise WireFormatError("header names no task")
         for t in h.tasks:
@@ -286,12 +358,15 @@ class Assembler:
         if h.height <= 0 or h.width <= 0:
             raise WireFormatError(f"bad original image size {h.height}x{h.width}")
         if h.height * h.width > self.max_pixels:
-            raise WireFormatError(f"original image size {h.height}x{h.width} exceeds this "
-                                  f"cloud's limit of {self.max_pixels} pixels")
+            raise WireFormatError(
+                f"original image size {h.height}x{h.width} exceeds this "
+                f"cloud's limit of {self.max_pixels} pixels"
+            )
         n = len(h.descriptions)
         if not 1 <= n <= MAX_DESCRIPTIONS:
-            raise WireFormatError(f"{n} descriptions in the header; 1 to {MAX_DESCRIPTIONS} "
-                                  "allowed")
+            raise WireFormatError(
+                f"{n} descriptions in the header; 1 to {MAX_DESCRIPTIONS} allowed"
+            )
         counts = sorted({d.count for d in h.descriptions})
         if len(counts) != 1:
             raise WireFormatError(f"inconsistent description counts {counts}")
@@ -304,35 +379,40 @@ class Assembler:
         total = 0
         for pos, d in enumerate(h.descriptions):
             if d.index >= count:
-                raise WireFormatError(f"description index {d.index} out of range for count "
-                                      f"{count}")
+                raise WireFormatError(f"description index {d.index} out of range for count {count}")
             if d.index in seen:
                 raise WireFormatError(f"description {d.index} appears twice")
             seen.add(d.index)
             if len(d.image_id) > MAX_ID_CHARS or len(d.erasure_reason) > MAX_REASON_CHARS:
-                raise WireFormatError(f"description {d.index}: image id or erasure reason "
-                                      "too long")
+                raise WireFormatError(f"description {d.index}: image id or erasure reason too long")
             if d.erased:
                 if d.size or d.ledger:
-                    raise WireFormatError(f"description {d.index} is an erasure marker but "
-                                          f"declares {d.size} bytes / a rate ledger")
+                    raise WireFormatError(
+                        f"description {d.index} is an erasure marker but "
+                        f"declares {d.size} bytes / a rate ledger"
+                    )
                 continue
             if d.size == 0:
                 raise WireFormatError(f"description {d.index} is delivered but empty")
             bits = 0
             for e in d.ledger:
                 if e.category not in CATEGORIES:
-                    raise WireFormatError(f"description {d.index}: unknown rate category "
-                                          f"{e.category!r}")
+                    raise WireFormatError(
+                        f"description {d.index}: unknown rate category {e.category!r}"
+                    )
                 bits += e.bits
             if bits != 8 * d.size:
-                raise WireFormatError(f"description {d.index}: its rate ledger totals {bits} "
-                                      f"bits but it has {d.size} bytes ({8 * d.size} bits)")
+                raise WireFormatError(
+                    f"description {d.index}: its rate ledger totals {bits} "
+                    f"bits but it has {d.size} bytes ({8 * d.size} bits)"
+                )
             total += d.size
             self._order.append(pos)
         if total > self.max_request_bytes:
-            raise WireFormatError(f"the stream declares {total} bytes of descriptions, more "
-                                  f"than this cloud's limit of {self.max_request_bytes}")
+            raise WireFormatError(
+                f"the stream declares {total} bytes of descriptions, more "
+                f"than this cloud's limit of {self.max_request_bytes}"
+            )
         self._sizes = [int(d.size) for d in h.descriptions]
         self._bufs = [bytearray() for _ in h.descriptions]
 
@@ -343,24 +423,32 @@ class Assembler:
         pos = self._order[self._cur]
         want = h.descriptions[pos].index
         if c.index != want:
-            raise WireFormatError(f"chunk for description {c.index}, expected description "
-                                  f"{want} (delivered descriptions are sent in header order)")
+            raise WireFormatError(
+                f"chunk for description {c.index}, expected description "
+                f"{want} (delivered descriptions are sent in header order)"
+            )
         n = len(c.data)
         if n == 0:
             raise WireFormatError(f"empty chunk for description {want}")
         if n > self.max_chunk_bytes:
-            raise WireFormatError(f"chunk of {n} bytes exceeds the chunk limit of "
-                                  f"{self.max_chunk_bytes} bytes")
+            raise WireFormatError(
+                f"chunk of {n} bytes exceeds the chunk limit of {self.max_chunk_bytes} bytes"
+            )
         buf = self._bufs[pos]
         if c.offset != len(buf):
-            raise WireFormatError(f"chunk offset {c.offset} for description {want}, expected "
-                                  f"{len(buf)} (chunks must be contiguous)")
+            raise WireFormatError(
+                f"chunk offset {c.offset} for description {want}, expected "
+                f"{len(buf)} (chunks must be contiguous)"
+            )
         if len(buf) + n > self._sizes[pos]:
-            raise WireFormatError(f"chunk overruns description {want}: it declares "
-                                  f"{self._sizes[pos]} bytes, the chunks carry {len(buf) + n}")
+            raise WireFormatError(
+                f"chunk overruns description {want}: it declares "
+                f"{self._sizes[pos]} bytes, the chunks carry {len(buf) + n}"
+            )
         if self.received_bytes + n > self.max_request_bytes:
-            raise WireFormatError(f"stream exceeds this cloud's limit of "
-                                  f"{self.max_request_bytes} bytes")
+            raise WireFormatError(
+                f"stream exceeds this cloud's limit of {self.max_request_bytes} bytes"
+            )
         buf += c.data
         self._sha.update(c.data)
         self.received_bytes += n
@@ -370,8 +458,10 @@ class Assembler:
     def _incomplete(self) -> str | None:
         if self._cur < len(self._order):
             pos = self._order[self._cur]
-            return (f"description {self.header.descriptions[pos].index} has "
-                    f"{len(self._bufs[pos])} of {self._sizes[pos]} bytes")
+            return (
+                f"description {self.header.descriptions[pos].index} has "
+                f"{len(self._bufs[pos])} of {self._sizes[pos]} bytes"
+            )
         return None
 
     def _end(self, e: pb.SubmitEnd) -> None:
@@ -379,11 +469,13 @@ class Assembler:
         if missing:
             raise WireFormatError(f"stream ended mid-description: {missing}")
         if e.total_bytes != self.received_bytes:
-            raise WireFormatError(f"end marker counts {e.total_bytes} bytes, the stream carried "
-                                  f"{self.received_bytes}")
+            raise WireFormatError(
+                f"end marker counts {e.total_bytes} bytes, the stream carried {self.received_bytes}"
+            )
         if e.sha256 != self._sha.digest():
-            raise WireFormatError("SHA-256 of the description bytes does not match the end "
-                                  "marker (corrupted stream)")
+            raise WireFormatError(
+                "SHA-256 of the description bytes does not match the end marker (corrupted stream)"
+            )
         self.ended = True
 
     # -- the item --------------------------------------------------------------------
@@ -392,8 +484,9 @@ class Assembler:
             raise WireFormatError("empty stream: no header")
         if not self.ended:
             missing = self._incomplete()
-            raise WireFormatError("truncated stream: no end marker"
-                                  + (f"; {missing}" if missing else ""))
+            raise WireFormatError(
+                "truncated stream: no end marker" + (f"; {missing}" if missing else "")
+            )
         h = self.header
         hw = (int(h.height), int(h.width))
         received: list[Description | Erasure] = []
@@ -405,49 +498,90 @@ class Assembler:
                 received.append(Erasure(image_id, d.index, d.count, hw, d.erasure_reason or "crc"))
                 continue
             data = bytes(self._bufs[pos])
+            ledger = RateLedger()
+            for e in d.ledger:
+                ledger.add(e.stage, e.category, int(e.bits))
+            if h.setup_id:  # a lean envelope: the method checks it under the setup
+                received.append(Description(image_id, d.index, d.count, data, hw, ledger))
+                continue
             try:
                 env, _ = Envelope.unpack(data)
             except WireFormatError as exc:
                 raise WireFormatError(f"description {d.index}: {exc}") from None
             if (env.index, env.count) != (d.index, d.count):
-                raise WireFormatError(f"description {d.index}: its envelope says description "
-                                      f"{env.index} of {env.count}, the header {d.index} of "
-                                      f"{d.count}")
+                raise WireFormatError(
+                    f"description {d.index}: its envelope says description "
+                    f"{env.index} of {env.count}, the header {d.index} of "
+                    f"{d.count}"
+                )
             if (env.height, env.width) != hw:
-                raise WireFormatError(f"description {d.index}: its envelope says "
-                                      f"{env.height}x{env.width}, the header {hw[0]}x{hw[1]}")
-            ledger = RateLedger()
-            for e in d.ledger:
-                ledger.add(e.stage, e.category, int(e.bits))
+                raise WireFormatError(
+                    f"description {d.index}: its envelope says "
+                    f"{env.height}x{env.width}, the header {hw[0]}x{hw[1]}"
+                )
             received.append(Description(image_id, d.index, d.count, data, hw, ledger))
         return WireItem(h, received, self.received_bytes, self._content_digest(), stats)
 
     def _content_digest(self) -> str:
         h = self.header
-        desc = [[d.index, d.count, d.erased, d.erasure_reason, d.size, d.image_id,
-                 sorted([e.stage, e.category, e.bits] for e in d.ledger)] for d in h.descriptions]
-        head = canonical([h.protocol, h.idempotency_key, h.run_id, h.sample_id, h.image_id,
-                          list(h.tasks), h.question if h.HasField("question") else None,
-                          h.height, h.width, h.model_id, h.codebook_id,
-                          sorted(h.settings.items()), h.seed, desc])
+        desc = [
+            [
+                d.index,
+                d.count,
+                d.erased,
+                d.erasure_reason,
+                d.size,
+                d.image_id,
+                sorted([e.stage, e.category, e.bits] for e in d.ledger),
+            ]
+            for d in h.descriptions
+        ]
+        head = canonical(
+            [
+                h.protocol,
+                h.idempotency_key,
+                h.run_id,
+                h.sample_id,
+                h.image_id,
+                list(h.tasks),
+                h.question if h.HasField("question") else None,
+                h.height,
+                h.width,
+                h.model_id,
+                h.codebook_id,
+                sorted(h.settings.items()),
+                h.seed,
+                desc,
+                h.setup_id,
+            ]
+        )
         return hashlib.sha256(head.encode() + self._sha.digest()).hexdigest()
 
 
 def _stats_dict(s: pb.LinkStats) -> dict:
-    return {"info_bits": s.info_bits, "coded_bits": s.coded_bits, "channel_uses": s.channel_uses,
-            "airtime_s": s.airtime_s, "blocks": s.blocks, "block_errors": s.block_errors,
-            "rounds": s.rounds, "delivered": s.delivered}
+    return {
+        "info_bits": s.info_bits,
+        "coded_bits": s.coded_bits,
+        "channel_uses": s.channel_uses,
+        "airtime_s": s.airtime_s,
+        "blocks": s.blocks,
+        "block_errors": s.block_errors,
+        "rounds": s.rounds,
+        "delivered": s.delivered,
+    }
 
 
 # ------------------------------------------------------------------------------ replies
+
 
 def make_reply(*, key: str, sample_id: str, reply: dict, model_id: str) -> pb.SubmitReply:
     """The SubmitReply of one ``CloudSession.process`` reply (``{"outputs", "info"}``)."""
     from semcom.results import dumps
 
     info = dict(reply.get("info") or {})
-    msg = pb.SubmitReply(idempotency_key=key, sample_id=sample_id, model_id=model_id,
-                         info_json=dumps(info))
+    msg = pb.SubmitReply(
+        idempotency_key=key, sample_id=sample_id, model_id=model_id, info_json=dumps(info)
+    )
     for task, out in (reply.get("outputs") or {}).items():
         if isinstance(out, str):
             msg.outputs[task] = out

@@ -13,7 +13,15 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
-COCO_MINI = SHARED / "data" / "coco-mini"
+
+
+def _coco_mini() -> Path:
+    from semcom.data.coco import coco_mini_root  # ../shared, or one level up (worktrees)
+
+    return coco_mini_root()
+
+
+COCO_MINI = _coco_mini()
 
 
 @pytest.fixture(autouse=True)

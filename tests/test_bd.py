@@ -38,7 +38,7 @@ def test_bd_on_straight_lines_matches_the_hand_computed_integral():
     ra = [10 ** (-2 + 2 * a) for a in acc]
     rt = [10 ** (-1.8 + 1.5 * a) for a in acc]
     res = bd_rate(ra, acc, rt, acc)
-    assert res.value == pytest.approx((10 ** -0.05 - 1) * 100, rel=1e-9)
+    assert res.value == pytest.approx((10**-0.05 - 1) * 100, rel=1e-9)
     # BD-accuracy on the same lines: a_anchor = (L + 2)/2, a_test = (L + 1.8)/1.5 over the
     # overlap of log-rates [max(-1.6, -1.5), min(-0.4, -0.6)] = [-1.5, -0.6]; the mean of
     # (L + 1.8)/1.5 - (L + 2)/2 = L/6 + 0.2 over it is (-1.05)/6 + 0.2 = 0.025.
@@ -63,14 +63,17 @@ def test_bd_matches_the_reference_package_when_installed():
         assert ours == pytest.approx(ref, abs=1e-9)
 
 
-@pytest.mark.parametrize("rates,acc,reason", [
-    ([0.1, 0.2, 0.4, 0.8], [0.5, 0.6, 0.55, 0.7], "accuracy not increasing"),
-    ([0.1, 0.2, 0.4, 0.8], [0.5, 0.6, 0.6, 0.7], "accuracy not increasing"),
-    ([0.1, 0.2, 0.4], [0.5, 0.6, 0.7], "3 points < 4"),
-    ([0.1, 0.2, 0.2, 0.8], [0.5, 0.6, 0.65, 0.7], "repeated rates"),
-    ([0.0, 0.2, 0.4, 0.8], [0.5, 0.6, 0.65, 0.7], "rates must be > 0"),
-    ([0.1, 0.2, 0.4, 0.8], [0.5, 0.6, float("nan"), 0.7], "missing values"),
-])
+@pytest.mark.parametrize(
+    "rates,acc,reason",
+    [
+        ([0.1, 0.2, 0.4, 0.8], [0.5, 0.6, 0.55, 0.7], "accuracy not increasing"),
+        ([0.1, 0.2, 0.4, 0.8], [0.5, 0.6, 0.6, 0.7], "accuracy not increasing"),
+        ([0.1, 0.2, 0.4], [0.5, 0.6, 0.7], "3 points < 4"),
+        ([0.1, 0.2, 0.2, 0.8], [0.5, 0.6, 0.65, 0.7], "repeated rates"),
+        ([0.0, 0.2, 0.4, 0.8], [0.5, 0.6, 0.65, 0.7], "rates must be > 0"),
+        ([0.1, 0.2, 0.4, 0.8], [0.5, 0.6, float("nan"), 0.7], "missing values"),
+    ],
+)
 def test_bad_curves_give_na_with_the_reason(rates, acc, reason):
     for fn in (bd_rate, bd_accuracy):
         res = fn(RATES[:4], ACC[:4], rates, acc)
@@ -91,16 +94,18 @@ def test_unsorted_input_is_fine_and_min_points_is_configurable():
     order = [3, 0, 2, 1]
     r, a = [RATES[i] for i in order], [ACC[i] for i in order]
     assert bd_rate(r, a, [x * 0.5 for x in r], a).value == pytest.approx(-50.0)
-    assert bd_rate(RATES[:2], ACC[:2], RATES[:2], ACC[:2], min_points=2).value == \
-        pytest.approx(0.0)
+    assert bd_rate(RATES[:2], ACC[:2], RATES[:2], ACC[:2], min_points=2).value == pytest.approx(0.0)
     assert check_curve(RATES, ACC) == ""
 
 
 def test_bd_table_is_per_condition_and_never_pooled():
     curves = {
         "SNR 5 dB": {"JPEG": (RATES, ACC), "ours": ([r * 0.5 for r in RATES], ACC)},
-        "SNR 10 dB": {"JPEG": (RATES, ACC), "ours": ([r * 2.0 for r in RATES], ACC),
-                      "dip": (RATES, [0.3, 0.5, 0.45, 0.6, 0.7])},
+        "SNR 10 dB": {
+            "JPEG": (RATES, ACC),
+            "ours": ([r * 2.0 for r in RATES], ACC),
+            "dip": (RATES, [0.3, 0.5, 0.45, 0.6, 0.7]),
+        },
         "SNR 0 dB": {"ours": (RATES, ACC)},
     }
     rows = bd_table(curves, "JPEG", scale=100)
@@ -112,5 +117,7 @@ def test_bd_table_is_per_condition_and_never_pooled():
     assert "no points" in by[("SNR 0 dB", "ours")]["note"]
     md = table_markdown(rows, units="pp")
     assert md.count("\n") == len(rows) + 1 and "-50.0 %" in md and "+100.0 %" in md
-    assert math.isclose(by[("SNR 5 dB", "ours")]["bd_accuracy"],
-                        100 * bd_accuracy(RATES, ACC, [r * 0.5 for r in RATES], ACC).value)
+    assert math.isclose(
+        by[("SNR 5 dB", "ours")]["bd_accuracy"],
+        100 * bd_accuracy(RATES, ACC, [r * 0.5 for r in RATES], ACC).value,
+    )

@@ -4,28 +4,63 @@ import json
 import subprocess
 import sys
 
-from semcom import cli
+from semcom.commands import cli
 
 
 def test_ber_json_small_run(capsys, tmp_path):
     out = tmp_path / "ber.json"
-    rc = cli.main(["ber", "--k", "64", "--n", "128", "--modulation", "qpsk", "--ebno", "1:5:2",
-                   "--max-blocks", "400", "--batch-size", "200", "--target-block-errors",
-                   "50", "--json", "-q", "--out", str(out)])
+    rc = cli.main(
+        [
+            "ber",
+            "--k",
+            "64",
+            "--n",
+            "128",
+            "--modulation",
+            "qpsk",
+            "--ebno",
+            "1:5:2",
+            "--max-blocks",
+            "400",
+            "--batch-size",
+            "200",
+            "--target-block-errors",
+            "50",
+            "--json",
+            "-q",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc == json.loads(out.read_text())
     assert doc["code"]["bg"] == 2 and doc["code"]["k"] == 64 and doc["decoder"]["name"] == "fast"
     pts = doc["points"]
     assert [p["ebno_db"] for p in pts] == [1.0, 3.0, 5.0]
-    assert pts[0]["esno_db"] == 1.0                 # QPSK at rate 1/2: Es/N0 = Eb/N0
+    assert pts[0]["esno_db"] == 1.0  # QPSK at rate 1/2: Es/N0 = Eb/N0
     assert pts[0]["bler"] > pts[1]["bler"] or pts[1]["status"].startswith("skipped")
     assert all(p["blocks"] <= 400 for p in pts)
 
 
 def test_ber_table_output_and_tb_mode(capsys):
-    rc = cli.main(["ber", "--tb", "--k", "256", "--rate", "1/2", "--esno", "0,6",
-                   "--max-blocks", "100", "--batch-size", "100", "-q"])
+    rc = cli.main(
+        [
+            "ber",
+            "--tb",
+            "--k",
+            "256",
+            "--rate",
+            "1/2",
+            "--esno",
+            "0,6",
+            "--max-blocks",
+            "100",
+            "--batch-size",
+            "100",
+            "-q",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "transport-block" in out and "EsNo [dB]" in out and "EbNo [dB]" in out
@@ -49,22 +84,24 @@ def test_bler_table_show(capsys):
     assert cli.main(["bler-table", "show"]) == 0
     out = capsys.readouterr().out
     assert "semcom.bler-table/1" in out and "rayleigh-block" in out
-    assert cli.main(["bler-table", "build"]) == 2            # needs --out
+    assert cli.main(["bler-table", "build"]) == 2  # needs --out
 
 
 def test_ber_help_does_not_import_torch():
-    code = ("import sys; from semcom.cli import main; main(['ber', '--help']); "
-            "main(['bler-table', '--help']); import json; print(json.dumps(sorted(m for m in "
-            "sys.modules if m.split('.')[0] in ('torch', 'sionna'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys; from semcom.commands.cli import main; main(['ber', '--help']); "
+        "main(['bler-table', '--help']); import json; print(json.dumps(sorted(m for m in "
+        "sys.modules if m.split('.')[0] in ('torch', 'sionna'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
 def test_import_channel_is_cheap():
-    code = ("import sys, channel, channel.link; from channel.link import build_link; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'sionna', "
-            "'scipy')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys, channel, channel.link; from channel.link import build_link; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'sionna', "
+        "'scipy')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -42,19 +42,20 @@ def test_crc_detects_every_corruption_pattern():
     u = rng.integers(0, 2, (1, n), dtype=np.uint8)
     coded = crc_attach(u, "CRC24A")[0]
     patterns = []
-    for i in range(n + 24):                                   # all single-bit errors
+    for i in range(n + 24):  # all single-bit errors
         e = np.zeros(n + 24, np.uint8)
         e[i] = 1
         patterns.append(e)
-    for _ in range(2000):                                     # random bursts up to 24 bits
+    for _ in range(2000):  # random bursts up to 24 bits
         e = np.zeros(n + 24, np.uint8)
         start, length = rng.integers(0, n), rng.integers(1, 25)
-        e[start: start + length] = rng.integers(0, 2, min(length, n + 24 - start))
+        e[start : start + length] = rng.integers(0, 2, min(length, n + 24 - start))
         e[start] = 1
         patterns.append(e)
-    for _ in range(2000):                                     # random dense corruptions
-        patterns.append((rng.random(n + 24) < 0.1).astype(np.uint8) | np.eye(1, n + 24, 5,
-                                                                               dtype=np.uint8)[0])
+    for _ in range(2000):  # random dense corruptions
+        patterns.append(
+            (rng.random(n + 24) < 0.1).astype(np.uint8) | np.eye(1, n + 24, 5, dtype=np.uint8)[0]
+        )
     corrupted = coded[None, :] ^ np.array(patterns)
     assert crc_check(coded[None], "CRC24A").all()
     assert not crc_check(corrupted, "CRC24A").any()
@@ -62,14 +63,14 @@ def test_crc_detects_every_corruption_pattern():
 
 # ---- base graph, lifting, encoder ------------------------------------------------------
 def test_base_graph_and_lifting_follow_38212():
-    assert select_base_graph(292, 0.9) == 2          # A <= 292
-    assert select_base_graph(3824, 0.67) == 2        # A <= 3824 and R <= 0.67
+    assert select_base_graph(292, 0.9) == 2  # A <= 292
+    assert select_base_graph(3824, 0.67) == 2  # A <= 3824 and R <= 0.67
     assert select_base_graph(3825, 0.5) == 1
-    assert select_base_graph(10000, 0.25) == 2       # R <= 0.25
+    assert select_base_graph(10000, 0.25) == 2  # R <= 0.25
     assert select_base_graph(1000, 0.7) == 1
-    assert lifting_size(1024, 2) == (104, 6)         # K=1024 R=1/2: BG2, Z=104 (METHODS 1.4)
+    assert lifting_size(1024, 2) == (104, 6)  # K=1024 R=1/2: BG2, Z=104 (METHODS 1.4)
     assert lifting_size(8448, 1) == (384, 1)
-    assert lifting_size(100, 2) == (18, 4)           # K_b = 6 below 192 bits: 6*18 >= 100
+    assert lifting_size(100, 2) == (18, 4)  # K_b = 6 below 192 bits: 6*18 >= 100
     code = LdpcCode.for_block(1024, 0.5)
     assert (code.bg, code.z, code.k, code.n, code.filler) == (2, 104, 1040, 5408, 16)
 
@@ -79,16 +80,25 @@ def test_encoder_satisfies_all_parity_checks(bg, k):
     code = LdpcCode.build(bg, k)
     u = np.random.default_rng(k).integers(0, 2, (4, k), dtype=np.uint8)
     c = code.encode(u)
-    assert np.array_equal(c[:, :k], u) and not c[:, k: code.k].any()
+    assert np.array_equal(c[:, :k], u) and not c[:, k : code.k].any()
     assert code.check(c).all()
-    c[0, k + code.z * 5] ^= 1        # a wrong parity bit breaks a check
+    c[0, k + code.z * 5] ^= 1  # a wrong parity bit breaks a check
     assert not code.check(c)[0] and code.check(c)[1:].all()
     H = code.pcm()
     assert not ((H @ c[1:].T.astype(np.int64)) % 2).any()
 
 
-@pytest.mark.parametrize("k,n,qm", [(1024, 2048, 1), (512, 1024, 2), (100, 200, 4),
-                                    (3840, 7680, 6), (4000, 6000, 8), (300, 400, 4)])
+@pytest.mark.parametrize(
+    "k,n,qm",
+    [
+        (1024, 2048, 1),
+        (512, 1024, 2),
+        (100, 200, 4),
+        (3840, 7680, 6),
+        (4000, 6000, 8),
+        (300, 400, 4),
+    ],
+)
 def test_encoder_and_rate_matching_match_sionna(torch_sionna, k, n, qm):
     """Bit-exact against Sionna's LDPC5GEncoder: every RV, with the bit interleaver."""
     from sionna.phy.fec.ldpc import LDPC5GEncoder
@@ -104,18 +114,27 @@ def test_encoder_and_rate_matching_match_sionna(torch_sionna, k, n, qm):
 
 
 def test_rate_matching_skips_filler_and_repeats_cyclically():
-    code = LdpcCode.for_block(1000, 0.5)          # 40 filler bits
+    code = LdpcCode.for_block(1000, 0.5)  # 40 filler bits
     idx = code.rm_indices(code.n_cb - code.filler + 100, 0, 1)
     assert not np.any((idx >= code.k_prime) & (idx < code.k))
-    assert idx.min() >= 2 * code.z               # the first 2Z columns are punctured
+    assert idx.min() >= 2 * code.z  # the first 2Z columns are punctured
     assert np.array_equal(idx[-100:], idx[:100])  # past the buffer it wraps around
     assert code.k0(0) == 0 and code.k0(2) % code.z == 0 and code.k0(1) < code.k0(2) < code.k0(3)
 
 
 # ---- segmentation and framing ---------------------------------------------------------
-@pytest.mark.parametrize("A,R,qm", [(8, 0.5, 2), (1000, 1 / 3, 4), (3816, 0.5, 2),
-                                    (3824, 0.5, 2), (20000, 0.5, 4), (50000, 0.75, 6),
-                                    (9000, 0.2, 2)])
+@pytest.mark.parametrize(
+    "A,R,qm",
+    [
+        (8, 0.5, 2),
+        (1000, 1 / 3, 4),
+        (3816, 0.5, 2),
+        (3824, 0.5, 2),
+        (20000, 0.5, 4),
+        (50000, 0.75, 6),
+        (9000, 0.2, 2),
+    ],
+)
 def test_segmentation(A, R, qm):
     p = plan_tb(A, R, qm)
     L = 24
@@ -133,7 +152,7 @@ def test_crc16_option_follows_38212():
     assert plan_tb(3824, 0.5, 2, "38.212").tb_crc == "CRC16"
     assert plan_tb(3832, 0.5, 2, "38.212").tb_crc == "CRC24A"
     assert plan_tb(100, 0.5, 2, "crc24a").tb_crc == "CRC24A"
-    assert plan_tb(3824, 0.5, 2, "38.212").num_cbs == 1    # 3824 + 16 fills one BG2 block
+    assert plan_tb(3824, 0.5, 2, "38.212").num_cbs == 1  # 3824 + 16 fills one BG2 block
 
 
 def test_split_and_numerology():
@@ -159,9 +178,10 @@ def test_qam_matches_sionna_38211_and_app_demapper(torch_sionna, qm):
     no = 0.2
     y = x + np.sqrt(no / 2) * (rng.standard_normal(x.shape) + 1j * rng.standard_normal(x.shape))
     llr = demodulate(y, np.full(y.shape, no), qm)
-    logits = Demapper("app", constellation=c)(torch_sionna.tensor(y.astype(np.complex64)),
-                                              torch_sionna.tensor(no)).numpy()
-    assert np.allclose(llr, -logits, atol=1e-3, rtol=1e-4)   # Sionna: log P(1)/P(0)
+    logits = Demapper("app", constellation=c)(
+        torch_sionna.tensor(y.astype(np.complex64)), torch_sionna.tensor(no)
+    ).numpy()
+    assert np.allclose(llr, -logits, atol=1e-3, rtol=1e-4)  # Sionna: log P(1)/P(0)
 
 
 @pytest.mark.parametrize("qm", [1, 2, 4, 6, 8])

@@ -17,7 +17,7 @@ def _llrs(code, n, qm, esno_db, batch, seed):
     x = modulate(code.encode(u)[:, idx], qm)
     z, nv = transmit(x, 10 ** (-esno_db / 10), "awgn", rng)
     L = np.zeros((batch, code.n), np.float32)
-    L[:, code.k_prime: code.k] = LLR_CLIP
+    L[:, code.k_prime : code.k] = LLR_CLIP
     L[:, idx] += np.clip(demodulate(z, nv, qm), -LLR_CLIP, LLR_CLIP)
     return u, L, idx, code.active_rows(code.covered_cols(idx))
 
@@ -31,7 +31,7 @@ def test_c_kernel_equals_numpy_implementation(early_stop):
     b = FastDecoder(12, early_stop=early_stop, backend="numpy")(code, L, rows)
     assert np.array_equal(a.bits, b.bits)
     assert np.array_equal(a.iterations, b.iterations) and np.array_equal(a.ok, b.ok)
-    assert 0 < (a.bits != u).any(axis=1).sum() < 40   # a mix of failures and successes
+    assert 0 < (a.bits != u).any(axis=1).sum() < 40  # a mix of failures and successes
 
 
 def test_noiseless_blocks_decode_at_once():
@@ -44,7 +44,7 @@ def test_noiseless_blocks_decode_at_once():
 
 def test_early_stop_does_not_change_successful_decodes():
     code = LdpcCode.for_block(1024, 0.5)
-    u, L, _, rows = _llrs(code, 2048, 2, 1.5, 60, 2)   # Es/N0 1.5 dB: waterfall of R=1/2
+    u, L, _, rows = _llrs(code, 2048, 2, 1.5, 60, 2)  # Es/N0 1.5 dB: waterfall of R=1/2
     es = FastDecoder(20, early_stop=True)(code, L, rows)
     full = FastDecoder(20, early_stop=False)(code, L, rows)
     good = es.ok & (es.bits == u).all(axis=1)
@@ -69,7 +69,7 @@ def test_sionna_backend_equals_ldpc5gdecoder(sionna):
     enc = sionna.LDPC5GEncoder(k, n)
     ref = sionna.LDPC5GDecoder(enc, num_iter=10)(torch.from_numpy(-L[:, idx])).numpy()
     assert np.array_equal(mine.bits, ref.astype(np.uint8))
-    stopped = SionnaDecoder(10, early_stop=True)(code, L, rows)   # resumable flooding state
+    stopped = SionnaDecoder(10, early_stop=True)(code, L, rows)  # resumable flooding state
     assert np.array_equal(stopped.bits, mine.bits)
     assert stopped.iterations.mean() < 10
 
@@ -87,16 +87,23 @@ def _kernel_subprocess(tmp_path, **env):
     import subprocess
     import sys
 
-    code = ("import numpy as np; from channel.decoders import kernel_info, FastDecoder; "
-            "from channel.ldpc import LdpcCode; c = LdpcCode.for_block(64, 0.5); "
-            "L = np.full((2, c.n), 5.0, np.float32); r = FastDecoder(5)(c, L, "
-            "c.active_rows(np.ones(c.n_cols, bool))); print(kernel_info(), int(r.ok.sum()))")
-    full = {**os.environ, "SEMCOM_CACHE_DIR": str(tmp_path / "cache"),
-            "TMPDIR": str(tmp_path / "tmp"), **env}
+    code = (
+        "import numpy as np; from channel.decoders import kernel_info, FastDecoder; "
+        "from channel.ldpc import LdpcCode; c = LdpcCode.for_block(64, 0.5); "
+        "L = np.full((2, c.n), 5.0, np.float32); r = FastDecoder(5)(c, L, "
+        "c.active_rows(np.ones(c.n_cols, bool))); print(kernel_info(), int(r.ok.sum()))"
+    )
+    full = {
+        **os.environ,
+        "SEMCOM_CACHE_DIR": str(tmp_path / "cache"),
+        "TMPDIR": str(tmp_path / "tmp"),
+        **env,
+    }
     full.pop("SEMCOM_LDPC_KERNEL", None)
     (tmp_path / "tmp").mkdir(exist_ok=True)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=full, check=True)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=full, check=True
+    )
 
 
 @pytest.mark.skipif(load_kernel() is None, reason="no C compiler")

@@ -6,29 +6,37 @@ import math
 import numpy as np
 import pytest
 
+from channel.link import NrLink, build_link
 from semcom.config import load_config
 from semcom.config.channel import ChannelConfig
 from semcom.errors import ConfigError
 from semcom.seeding import rng as seeded
 from semcom.types import Description, Erasure
 
-from channel.link import NrLink, build_link
-
 
 def descs(sizes, seed=0):
     rng = np.random.default_rng(seed)
-    return [Description("img", i, len(sizes), rng.integers(0, 256, n, dtype=np.uint8).tobytes(),
-                        (96, 96)) for i, n in enumerate(sizes)]
+    return [
+        Description(
+            "img", i, len(sizes), rng.integers(0, 256, n, dtype=np.uint8).tobytes(), (96, 96)
+        )
+        for i, n in enumerate(sizes)
+    ]
 
 
-SIZES = [1, 13, 64, 477, 1200]   # 1200 B = 3 TBs of 3200 bits with the default tb_bits
+SIZES = [1, 13, 64, 477, 1200]  # 1200 B = 3 TBs of 3200 bits with the default tb_bits
 
 
 @pytest.mark.parametrize("fading", ["awgn", "rayleigh-block", "rician-fast"])
 @pytest.mark.parametrize("modulation", ["bpsk", "16qam", "256qam"])
 def test_zero_noise_link_delivers_everything_bit_exactly(fading, modulation):
-    cfg = ChannelConfig(link="nr", snr_db=math.inf, fading=fading, modulation=modulation,
-                        code_rate=0.75 if modulation != "bpsk" else 0.4)
+    cfg = ChannelConfig(
+        link="nr",
+        snr_db=math.inf,
+        fading=fading,
+        modulation=modulation,
+        code_rate=0.75 if modulation != "bpsk" else 0.4,
+    )
     d = descs(SIZES)
     res = build_link(cfg).transmit(d, np.random.default_rng(0))
     assert [r.data for r in res.received] == [x.data for x in d]
@@ -63,8 +71,9 @@ def test_crc_catches_every_corrupted_block(tb_bits, cb_fault):
                 bits[i, frng.integers(bits.shape[1])] ^= 1
             elif kind == 2:
                 s = frng.integers(bits.shape[1] - 30)
-                bits[i, s: s + 30] ^= frng.integers(0, 2, 30, dtype=np.uint8) | (
-                    np.arange(30) == 0).astype(np.uint8)
+                bits[i, s : s + 30] ^= frng.integers(0, 2, 30, dtype=np.uint8) | (
+                    np.arange(30) == 0
+                ).astype(np.uint8)
             else:
                 bits[i] = frng.integers(0, 2, bits.shape[1], dtype=np.uint8)
             hits.append(1)
@@ -103,7 +112,8 @@ def test_harq_rounds_and_accounting():
     none = build_link(ChannelConfig(**base)).transmit(d, np.random.default_rng(1))
     for mode in ("ir", "chase"):
         res = build_link(ChannelConfig(**base, harq=mode, harq_max_rounds=3)).transmit(
-            d, np.random.default_rng(1))
+            d, np.random.default_rng(1)
+        )
         assert res.totals["delivered"] > none.totals["delivered"]
         assert max(s.rounds for s in res.stats) > 1 and max(s.rounds for s in res.stats) <= 3
         link = build_link(ChannelConfig(**base, harq=mode))
@@ -114,17 +124,28 @@ def test_harq_rounds_and_accounting():
             assert s.block_errors == s.blocks - (1 if s.delivered else 0)
     # IR sends new parity, Chase repeats: IR should deliver at least as much
     ir = build_link(ChannelConfig(**base, harq="ir", harq_max_rounds=2)).transmit(
-        d, np.random.default_rng(2))
+        d, np.random.default_rng(2)
+    )
     ch = build_link(ChannelConfig(**base, harq="chase", harq_max_rounds=2)).transmit(
-        d, np.random.default_rng(2))
+        d, np.random.default_rng(2)
+    )
     assert ir.totals["delivered"] >= ch.totals["delivered"] - 3
 
 
 def test_stats_airtime_and_snr_reporting():
-    cfg = load_config(None, ["channel.link=ideal", "channel.snr_db=4", "channel.snr_type=ebno",
-                             "channel.modulation=16qam", "channel.code_rate=0.5",
-                             "channel.bandwidth_mhz=20", "channel.scs_khz=30",
-                             "channel.symbols_per_slot=12"]).channel
+    cfg = load_config(
+        None,
+        [
+            "channel.link=ideal",
+            "channel.snr_db=4",
+            "channel.snr_type=ebno",
+            "channel.modulation=16qam",
+            "channel.code_rate=0.5",
+            "channel.bandwidth_mhz=20",
+            "channel.scs_khz=30",
+            "channel.symbols_per_slot=12",
+        ],
+    ).channel
     res = build_link(cfg).transmit(descs([1000]), np.random.default_rng(0))
     s = res.stats[0]
     assert res.ebno_db == pytest.approx(4.0)
@@ -156,8 +177,9 @@ def test_erasure_link_rate_and_determinism():
     b = build_link(cfg).transmit(d, seeded(7, "link", "s1"))
     lost = sum(isinstance(r, Erasure) for r in a.received)
     assert abs(lost / 2000 - 0.3) < 3 * math.sqrt(0.3 * 0.7 / 2000)
-    assert [isinstance(r, Erasure) for r in a.received] == \
-        [isinstance(r, Erasure) for r in b.received]
+    assert [isinstance(r, Erasure) for r in a.received] == [
+        isinstance(r, Erasure) for r in b.received
+    ]
     assert all(r.reason == "erasure" for r in a.received if isinstance(r, Erasure))
 
 
@@ -170,15 +192,18 @@ def test_exact_link_is_reproducible_per_sample_stream():
     assert [s.to_dict() for s in a.stats] == [s.to_dict() for s in b.stats]
 
 
-@pytest.mark.parametrize("override,key,value", [
-    ("channel.code_rate=0.97", "channel.code_rate", "0.97"),
-    ("channel.code_rate=0.01", "channel.code_rate", "0.01"),
-    ("channel.tb_bits=1001", "channel.tb_bits", "1001"),
-    ("channel.bandwidth_mhz=7", "channel.bandwidth_mhz", "7"),
-    ("channel.iterations=0", "channel.iterations", "0"),
-    ("channel.harq=incremental", "channel.harq", "incremental"),
-    ("channel.fading=rayleigh", "channel.fading", "rayleigh"),
-])
+@pytest.mark.parametrize(
+    "override,key,value",
+    [
+        ("channel.code_rate=0.97", "channel.code_rate", "0.97"),
+        ("channel.code_rate=0.01", "channel.code_rate", "0.01"),
+        ("channel.tb_bits=1001", "channel.tb_bits", "1001"),
+        ("channel.bandwidth_mhz=7", "channel.bandwidth_mhz", "7"),
+        ("channel.iterations=0", "channel.iterations", "0"),
+        ("channel.harq=incremental", "channel.harq", "incremental"),
+        ("channel.fading=rayleigh", "channel.fading", "rayleigh"),
+    ],
+)
 def test_config_errors_name_key_and_value(override, key, value):
     with pytest.raises(ConfigError) as exc:
         load_config(None, [override])

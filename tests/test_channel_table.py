@@ -8,12 +8,11 @@ import math
 import numpy as np
 import pytest
 
+from channel.link import NrTableLink, build_link
+from channel.tables import DEFAULT_GRID, SCHEMA, BlerTable, build_table
 from semcom.config.channel import ChannelConfig
 from semcom.errors import ConfigError
 from semcom.types import Description, Erasure
-
-from channel.link import NrTableLink, build_link
-from channel.tables import DEFAULT_GRID, SCHEMA, BlerTable, build_table
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +22,10 @@ def table():
 
 def descs(n, size, seed=0):
     rng = np.random.default_rng(seed)
-    return [Description(f"i{j}", 0, 1, rng.integers(0, 256, size, dtype=np.uint8).tobytes(),
-                        (96, 96)) for j in range(n)]
+    return [
+        Description(f"i{j}", 0, 1, rng.integers(0, 256, size, dtype=np.uint8).tobytes(), (96, 96))
+        for j in range(n)
+    ]
 
 
 def test_shipped_table_covers_the_default_grid(table):
@@ -35,15 +36,22 @@ def test_shipped_table_covers_the_default_grid(table):
             for fading in DEFAULT_GRID["fading"]:
                 ks = table.k_primes(rate, mod, fading)
                 assert ks == [a + 24 for a in DEFAULT_GRID["payload_bits"]]
-                cfg = ChannelConfig(link="nr-table", code_rate=rate, modulation=mod,
-                                    fading=fading, harq="ir")
+                cfg = ChannelConfig(
+                    link="nr-table", code_rate=rate, modulation=mod, fading=fading, harq="ir"
+                )
                 table.check_covers(cfg, 3840)
     assert table.max_rounds("ir") == 4 and table.max_rounds("chase") == 4
 
 
 def test_lookup_reproduces_grid_points_and_is_monotone(table):
-    e = next(x for x in table.data["entries"] if x["payload_bits"] == 1024
-             and x["modulation"] == "qpsk" and x["fading"] == "awgn" and x["code_rate"] == 0.5)
+    e = next(
+        x
+        for x in table.data["entries"]
+        if x["payload_bits"] == 1024
+        and x["modulation"] == "qpsk"
+        and x["fading"] == "awgn"
+        and x["code_rate"] == 0.5
+    )
     bler = np.minimum.accumulate(np.asarray(e["fail"]["none"][0], float) / e["blocks"])
     for s, p in zip(e["esno_db"], bler):
         assert table.cb_fail_prob(e["k_prime"], 0.5, "qpsk", "awgn", s) == pytest.approx(p)
@@ -51,10 +59,12 @@ def test_lookup_reproduces_grid_points_and_is_monotone(table):
     for mode, rounds in (("none", 1), ("ir", 4), ("chase", 4)):
         prev = [1.0] * rounds
         for s in grid:
-            p = [table.cb_fail_prob(e["k_prime"], 0.5, "qpsk", "awgn", s, mode, r)
-                 for r in range(1, rounds + 1)]
-            assert all(a <= b + 1e-12 for a, b in zip(p, prev))            # down in SNR
-            assert all(a >= b - 1e-12 for a, b in zip(p, p[1:]))           # down in rounds
+            p = [
+                table.cb_fail_prob(e["k_prime"], 0.5, "qpsk", "awgn", s, mode, r)
+                for r in range(1, rounds + 1)
+            ]
+            assert all(a <= b + 1e-12 for a, b in zip(p, prev))  # down in SNR
+            assert all(a >= b - 1e-12 for a, b in zip(p, p[1:]))  # down in rounds
             prev = p
 
 
@@ -90,10 +100,22 @@ def test_out_of_grid_requests_are_clear_errors(table):
     link = build_link(ChannelConfig(link="nr-table", snr_db=-40, harq="ir"))
     assert link.fail_probs(1048)[-1] >= 0.98
     # a curve whose first point is not (almost) certain failure cannot be extended down
-    small = {"schema": SCHEMA, "config": {}, "entries": [{
-        "payload_bits": 1024, "k_prime": 1048, "code_rate": 0.5, "modulation": "qpsk",
-        "fading": "awgn", "esno_db": [0.0, 1.0], "blocks": [100, 100],
-        "fail": {"none": [[50, 10]]}}]}
+    small = {
+        "schema": SCHEMA,
+        "config": {},
+        "entries": [
+            {
+                "payload_bits": 1024,
+                "k_prime": 1048,
+                "code_rate": 0.5,
+                "modulation": "qpsk",
+                "fading": "awgn",
+                "esno_db": [0.0, 1.0],
+                "blocks": [100, 100],
+                "fail": {"none": [[50, 10]]},
+            }
+        ],
+    }
     t = BlerTable(small, "small.json")
     assert t.cb_fail_prob(1048, 0.5, "qpsk", "awgn", 0.5) == pytest.approx(math.sqrt(0.5 * 0.1))
     with pytest.raises(ConfigError) as e:
@@ -104,17 +126,28 @@ def test_out_of_grid_requests_are_clear_errors(table):
 # (modulation, fading, Es/N0, harq, description bytes): grid block sizes, in the waterfall
 # (BLER after the last round ~0.05..0.9). IR with 4 rounds at rate 1/2 reaches the mother
 # code's rate 1/5 with 4x the energy: its waterfall lies ~6 dB below round 1's.
-POINTS = [("qpsk", "awgn", 0.75, "none", 128), ("qpsk", "awgn", 1.0, "none", 128),
-          ("16qam", "awgn", 5.5, "none", 32), ("qpsk", "rayleigh-block", 6.0, "none", 128),
-          ("qpsk", "awgn", -6.0, "ir", 128)]
+POINTS = [
+    ("qpsk", "awgn", 0.75, "none", 128),
+    ("qpsk", "awgn", 1.0, "none", 128),
+    ("16qam", "awgn", 5.5, "none", 32),
+    ("qpsk", "rayleigh-block", 6.0, "none", 128),
+    ("qpsk", "awgn", -6.0, "ir", 128),
+]
 
 
 @pytest.mark.parametrize("mod,fading,snr,harq,size", POINTS)
 def test_table_link_matches_exact_link(table, mod, fading, snr, harq, size):
     """Erasure rate of the exact link vs the table's prediction, within binomial
     confidence (3.5 sigma of the exact run plus 3 sigma of the table's own estimate)."""
-    cfg = ChannelConfig(link="nr", snr_db=snr, snr_type="esno", modulation=mod, fading=fading,
-                        code_rate=0.5, harq=harq)
+    cfg = ChannelConfig(
+        link="nr",
+        snr_db=snr,
+        snr_type="esno",
+        modulation=mod,
+        fading=fading,
+        code_rate=0.5,
+        harq=harq,
+    )
     n = 300
     d = descs(n, size, seed=11)
     exact = build_link(cfg).transmit(d, np.random.default_rng(3))
@@ -122,11 +155,17 @@ def test_table_link_matches_exact_link(table, mod, fading, snr, harq, size):
     tlink = NrTableLink(dataclasses.replace(cfg, link="nr-table"), table)
     k_prime = tlink.plan(8 * size).k_prime
     p = tlink.fail_probs(k_prime)[-1]
-    e = next(x for x in table.data["entries"] if x["k_prime"] == k_prime and
-             x["modulation"] == mod and x["fading"] == fading and x["code_rate"] == 0.5)
+    e = next(
+        x
+        for x in table.data["entries"]
+        if x["k_prime"] == k_prime
+        and x["modulation"] == mod
+        and x["fading"] == fading
+        and x["code_rate"] == 0.5
+    )
     i = int(np.argmin(np.abs(np.asarray(e["esno_db"]) - snr)))
     tol = 3.5 * math.sqrt(n * p * (1 - p)) + 3 * n * math.sqrt(p * (1 - p) / e["blocks"][i]) + 1
-    assert 0.03 < p < 0.97, p       # a point in the waterfall, where the test has power
+    assert 0.03 < p < 0.97, p  # a point in the waterfall, where the test has power
     assert abs(lost - n * p) <= tol, (lost, n * p, tol)
     # the abstracted link draws at that rate, with the same ledger
     many = descs(3000, size, seed=12)
@@ -138,8 +177,13 @@ def test_table_link_matches_exact_link(table, mod, fading, snr, harq, size):
 
 
 def test_build_small_table_and_reload(tmp_path):
-    grid = {"payload_bits": [64], "code_rate": [0.5], "modulation": ["qpsk"],
-            "fading": ["awgn"], "harq": ["none"]}
+    grid = {
+        "payload_bits": [64],
+        "code_rate": [0.5],
+        "modulation": ["qpsk"],
+        "fading": ["awgn"],
+        "harq": ["none"],
+    }
     out = tmp_path / "t.json"
     built = build_table(grid, out=out, max_blocks=300, target_block_errors=30, snr_step=0.5)
     data = json.loads(out.read_text())
@@ -153,13 +197,20 @@ def test_build_small_table_and_reload(tmp_path):
     res = build_link(cfg).transmit(descs(50, 8), np.random.default_rng(0))
     assert sum(isinstance(r, Erasure) for r in res.received) > 40
     with pytest.raises(ConfigError):
-        build_link(dataclasses.replace(cfg, harq="ir"))      # no IR curves in this table
+        build_link(dataclasses.replace(cfg, harq="ir"))  # no IR curves in this table
     # --append adds only the missing curves, with the same settings
-    more = build_table({**grid, "code_rate": [0.5, 0.75]}, out=out, max_blocks=300,
-                       target_block_errors=30, snr_step=0.5, append=True)
+    more = build_table(
+        {**grid, "code_rate": [0.5, 0.75]},
+        out=out,
+        max_blocks=300,
+        target_block_errors=30,
+        snr_step=0.5,
+        append=True,
+    )
     assert [x["code_rate"] for x in more["entries"]] == [0.5, 0.75]
     assert more["entries"][0] == e and more["grid"]["code_rate"] == [0.5, 0.75]
     assert BlerTable.load(out).keys() == [(0.5, "qpsk", "awgn"), (0.75, "qpsk", "awgn")]
     with pytest.raises(ConfigError, match="append"):
-        build_table(grid, out=out, max_blocks=200, target_block_errors=30, snr_step=0.5,
-                    append=True)
+        build_table(
+            grid, out=out, max_blocks=200, target_block_errors=30, snr_step=0.5, append=True
+        )

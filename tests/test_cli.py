@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from semcom import cli
+from semcom.commands import cli
 
 
 def test_help_lists_every_reserved_command(capsys):
@@ -39,9 +39,11 @@ def test_every_command_has_help_and_rejects_bad_flags(name, capsys):
 
 
 def test_help_does_not_import_torch():
-    code = ("import sys; from semcom.cli import main; main(['--help']); "
-            "import json; print(json.dumps(sorted(m for m in sys.modules "
-            "if m.split('.')[0] in ('torch','sionna','transformers','compressai','grpc'))))")
+    code = (
+        "import sys; from semcom.commands.cli import main; main(['--help']); "
+        "import json; print(json.dumps(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('torch','sionna','transformers','compressai','grpc'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     heavy = json.loads(out.stdout.strip().splitlines()[-1])
     assert heavy == []

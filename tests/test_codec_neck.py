@@ -18,75 +18,15 @@ def _one_thread():
     yield
     torch.set_num_threads(n)
 
+
 D, GRID, LAYERS = 32, 12, 3
 
 
-class FakeBackend:
-    """A tiny ViT with the VLMBackend vision interface (patch 8, 96 x 96, CLS first)."""
+def FakeBackend(seed=0):
+    """The shared fake's tiny ViT (patch 8, 96 x 96, CLS first, LAYERS layers of width D)."""
+    from semcom.models.fake import FakeBackend as Fake
 
-    family = "blip"
-    has_cls = True
-    token_dim = D
-    image_size, patch_size = 96, 8
-    grid = GRID
-    num_patches = GRID * GRID
-    model_id = "fake-vit"
-
-    def __init__(self, seed=0):
-        import torch
-        import torch.nn as nn
-
-        torch.manual_seed(seed)
-        self.embed = nn.Conv2d(3, D, 8, 8)
-        self.cls = nn.Parameter(torch.randn(1, 1, D) * 0.02)
-        self.pos = nn.Parameter(torch.randn(1, 1 + GRID * GRID, D) * 0.02)
-        self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(D, 4, 2 * D, dropout=0.0, batch_first=True,
-                                       norm_first=True) for _ in range(LAYERS))
-        self.norm = nn.LayerNorm(D)
-        for m in (self.embed, self.layers, self.norm):
-            m.eval()
-
-    def preprocess(self, images):
-        import torch
-
-        x = torch.tensor(np.stack(images)).permute(0, 3, 1, 2).float() / 255
-        return (x - 0.5) / 0.5
-
-    def _embed(self, pv):
-        import torch
-
-        t = self.embed(pv).flatten(2).transpose(1, 2)
-        return torch.cat([self.cls.expand(len(t), -1, -1), t], 1) + self.pos
-
-    def vision_tokens(self, pixel_values, *, attn_layers=(), key_layers=(), hidden_layers=()):
-        import types
-
-        import torch
-
-        with torch.no_grad():
-            h = self._embed(pixel_values)
-            hs = [h]
-            for layer in self.layers:
-                h = layer(h)
-                hs.append(h)
-            return types.SimpleNamespace(tokens=self.norm(h), hidden={i: hs[i] for i in
-                                                                      hidden_layers})
-
-    def _from_layer(self, hidden, start_layer):
-        h = hidden
-        for layer in self.layers[start_layer:]:
-            h = layer(h)
-        return self.norm(h)
-
-    vision_tokens_from_layer = None  # set below, under no_grad like the real backends
-
-
-def _vtfl(self, hidden, start_layer):
-    return self._from_layer(hidden, start_layer)
-
-
-FakeBackend.vision_tokens_from_layer = __import__("torch").no_grad()(_vtfl)
+    return Fake(encoder="vit", token_dim=D, grid=GRID, num_layers=LAYERS, seed=seed)
 
 
 def _images(n, seed=0):
@@ -106,8 +46,7 @@ def test_neck_shapes():
     assert neck(torch.randn(3, 64, 6, 6), 2).shape == (3, 145, D)
     # another image size: the pixel-shuffled grid is resized to the encoder's
     assert neck(torch.randn(1, 64, 5, 7), 0).shape == (1, 145, D)
-    assert build_neck(64, D, GRID, has_cls=False)(torch.randn(1, 64, 6, 6), 0).shape == \
-        (1, 144, D)
+    assert build_neck(64, D, GRID, has_cls=False)(torch.randn(1, 64, 6, 6), 0).shape == (1, 144, D)
     assert param_count(neck) < 100_000
     # the four patches of a latent cell get different tokens (sub-pixel projection)
     lat = torch.zeros(1, 64, 6, 6)
@@ -134,7 +73,9 @@ def test_training_step_lowers_distillation_loss():
     import torch
 
     from semcom.neck import build_neck, distill_loss
-    from semcom.stages.codec import finalize, gained_codec, to_tensor
+    from semcom.stages.codec.arch import to_tensor
+    from semcom.stages.codec.gained import gained_codec
+    from semcom.stages.codec.weights import finalize
     from semcom.train.neck import _encoder_modules, _grad_fn, teacher_tokens
 
     be = FakeBackend()
@@ -182,31 +123,57 @@ def test_grad_fn_reaches_real_backend_code():
 
 # --------------------------------------------------------------------------- methods
 
+
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     """A weights root with a random codec (3 rate points) and a random d1 neck."""
     import torch
 
     from semcom.neck import NeckSpec, build_neck, save_neck
-    from semcom.stages.codec import CodecSpec, gained_codec
+    from semcom.stages.codec.gained import gained_codec
+    from semcom.stages.codec.weights import CodecSpec
     from semcom.train.codec import save_codec
 
     root = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
-    save_codec(gained_codec("mean-scale", 16, 32, 3),
-               CodecSpec(arch="mean-scale", N=16, M=32, lambdas=[1e-3, 4e-3, 1.6e-2],
-                         file="mean-scale.safetensors"), str(root))
+    save_codec(
+        gained_codec("mean-scale", 16, 32, 3),
+        CodecSpec(
+            arch="mean-scale",
+            N=16,
+            M=32,
+            lambdas=[1e-3, 4e-3, 1.6e-2],
+            file="mean-scale.safetensors",
+        ),
+        str(root),
+    )
     neck = build_neck(32, D, GRID, rates=3)
-    save_neck(neck, NeckSpec(family="blip", setting="d1", layer=1, in_ch=32, dim=D, grid=GRID,
-                             rates=3, file="blip-d1-L1-mean-scale.safetensors"), str(root))
+    save_neck(
+        neck,
+        NeckSpec(
+            family="blip",
+            setting="d1",
+            layer=1,
+            in_ch=32,
+            dim=D,
+            grid=GRID,
+            rates=3,
+            file="blip-d1-L1-mean-scale.safetensors",
+        ),
+        str(root),
+    )
     return str(root)
 
 
 def _cfg(method, weights, **extra):
     from semcom.config import load_config
 
-    sets = [f"edge.method={method}", f"edge.image.weights={weights}",
-            "edge.image.rate_point=2", "edge.image.neck_layer=1"]
+    sets = [
+        f"edge.method={method}",
+        f"edge.image.weights={weights}",
+        "edge.image.rate_point=2",
+        "edge.image.neck_layer=1",
+    ]
     return load_config(None, sets + [f"{k}={v}" for k, v in extra.items()])
 
 
@@ -224,7 +191,7 @@ def test_methods_end_to_end(weights, method):
     from cloud.pipeline import CloudItem
     from edge.methods.codec import CodecEdge, NeckEdge
     from semcom.neck import load_neck, neck_tokens
-    from semcom.stages.codec import load_codec
+    from semcom.stages.codec.weights import load_codec
     from semcom.stages.envelope import Envelope
     from semcom.types import erase
 
@@ -239,22 +206,21 @@ def test_methods_end_to_end(weights, method):
         assert d.ledger.total() == 8 * len(d.data)
         assert Envelope.unpack(d.data)[0].method == method
         assert r.info["est_bits"] > 0
-    items = [CloudItem(s.sample_id, list(r.descriptions), s.hw)
-             for s, r in zip(samples, results)]
+    items = [CloudItem(s.sample_id, list(r.descriptions), s.hw) for s, r in zip(samples, results)]
     items[1] = CloudItem("s1", [erase(results[1].descriptions[0])], (96, 96))
     mi = cloud.decode(items)
     assert mi.tokens.shape == (3, 145, D) and mi.mask.all()
     assert [i["concealed"] for i in mi.info] == [False, True, False]
     codec = load_codec("mean-scale", 2, weights=weights)
     lat = codec.encode(samples[0].image).meta["latent"]
-    if method == "neck":   # cloud tokens == neck + layers L.. on the edge's own latent
+    if method == "neck":  # cloud tokens == neck + layers L.. on the edge's own latent
         neck, _ = load_neck("blip", "d1", 1, "mean-scale", weights)
         ref = neck_tokens(neck, be, lat, 1, 1)[0]
-    else:                  # cloud tokens == full encoder on the edge's own reconstruction
+    else:  # cloud tokens == full encoder on the edge's own reconstruction
         rec = codec.synthesize(lat, (96, 96))
         ref = be.vision_tokens(be.preprocess([rec])).tokens[0]
     assert torch.allclose(mi.tokens[0], ref, atol=1e-5)
-    other = _cfg("jpeg", weights)
+    other = _cfg("jpeg", weights, **{"edge.image.headers": "file"})
     from edge.methods.image import PillowEdge
 
     jpeg = PillowEdge(other).encode(samples[:1], "caption")[0].descriptions
@@ -281,8 +247,16 @@ def test_neck_for_other_model_weights_is_refused():
     from semcom.neck import NeckSpec, check_backend
 
     be = FakeBackend()
-    spec = NeckSpec(family="blip", setting="d1", layer=1, in_ch=32, dim=D, grid=GRID,
-                    model_id="blip-000000000000", file="x.safetensors")
+    spec = NeckSpec(
+        family="blip",
+        setting="d1",
+        layer=1,
+        in_ch=32,
+        dim=D,
+        grid=GRID,
+        model_id="blip-000000000000",
+        file="x.safetensors",
+    )
     with pytest.raises(ConfigError) as e:
         check_backend(spec, be)
     assert e.value.key == "cloud.model" and "retrain" in str(e.value)

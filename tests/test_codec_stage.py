@@ -23,6 +23,7 @@ def _one_thread():
     yield
     torch.set_num_threads(n)
 
+
 ARCHS = ("factorized", "hyperprior", "mean-scale", "elic")
 
 
@@ -37,7 +38,8 @@ def _image(seed=0, h=96, w=96):
 def _model(arch, seed=0, rates=3):
     import torch
 
-    from semcom.stages.codec import finalize, gained_codec
+    from semcom.stages.codec.gained import gained_codec
+    from semcom.stages.codec.weights import finalize
 
     torch.manual_seed(seed)
     m = gained_codec(arch, 16, 32, rates)
@@ -73,9 +75,9 @@ def test_stub_classes_refuse_use():
         cls()
 
 
-@pytest.mark.parametrize("name,kw", [("bmshj2018-factorized", {}),
-                                     ("bmshj2018-hyperprior", {}),
-                                     ("mbt2018-mean", {})])
+@pytest.mark.parametrize(
+    "name,kw", [("bmshj2018-factorized", {}), ("bmshj2018-hyperprior", {}), ("mbt2018-mean", {})]
+)
 def test_zoo_models_through_shim(name, kw):
     """The zoo architectures we build on: construct, update, compress, decompress."""
     import torch
@@ -116,7 +118,7 @@ def test_elic_zoo_through_shim():
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_roundtrip_bytes(models, arch):
-    from semcom.stages.codec import HEADER_BYTES, NeuralCodec
+    from semcom.stages.codec.stage import HEADER_BYTES, NeuralCodec
 
     img = _image(1)
     for rp in (1, 3):
@@ -135,7 +137,7 @@ def test_roundtrip_bytes(models, arch):
 
 
 def test_rate_points_differ(models):
-    from semcom.stages.codec import NeuralCodec
+    from semcom.stages.codec.stage import NeuralCodec
 
     img = _image(2)
     sizes = [len(NeuralCodec(models["mean-scale"], rp).encode(img).data) for rp in (1, 2, 3)]
@@ -145,7 +147,7 @@ def test_rate_points_differ(models):
 
 
 def test_odd_sizes_are_padded_and_cropped(models):
-    from semcom.stages.codec import NeuralCodec
+    from semcom.stages.codec.stage import NeuralCodec
 
     img = _image(3, 50, 70)
     for arch in ("factorized", "mean-scale"):
@@ -155,7 +157,7 @@ def test_odd_sizes_are_padded_and_cropped(models):
 
 
 def test_header_checks(models):
-    from semcom.stages.codec import NeuralCodec
+    from semcom.stages.codec.stage import NeuralCodec
 
     img = _image(4)
     codec = NeuralCodec(models["mean-scale"], 2, tag=5)
@@ -177,13 +179,15 @@ def test_save_load_and_config_errors(tmp_path, models):
     """Weights round trip through safetensors + manifest; bad keys name the config key."""
     import torch
 
-    from semcom.stages.codec import CodecSpec, gained_codec, load_codec
+    from semcom.stages.codec.gained import gained_codec
+    from semcom.stages.codec.weights import CodecSpec, load_codec
     from semcom.train.codec import save_codec
 
     torch.manual_seed(0)
     m = gained_codec("mean-scale", 16, 32, 3)
-    spec = CodecSpec(arch="mean-scale", N=16, M=32, lambdas=[1e-3, 4e-3, 1.6e-2],
-                     file="mean-scale.safetensors")
+    spec = CodecSpec(
+        arch="mean-scale", N=16, M=32, lambdas=[1e-3, 4e-3, 1.6e-2], file="mean-scale.safetensors"
+    )
     save_codec(m, spec, str(tmp_path))
     c = load_codec("mean-scale", 2, weights=str(tmp_path))
     img = _image(5)
@@ -205,15 +209,24 @@ def test_save_load_and_config_errors(tmp_path, models):
 def test_config_keys():
     from semcom.config import load_config
 
-    cfg = load_config(None, ["edge.method=neck", "edge.image.codec=elic",
-                             "edge.image.rate_point=3", "edge.image.neck_setting=d3",
-                             "edge.image.neck_layer=2"])
+    cfg = load_config(
+        None,
+        [
+            "edge.method=neck",
+            "edge.image.codec=elic",
+            "edge.image.rate_point=3",
+            "edge.image.neck_setting=d3",
+            "edge.image.neck_layer=2",
+        ],
+    )
     im = cfg.edge.image
     assert (im.codec, im.rate_point, im.neck_setting, im.neck_layer) == ("elic", 3, "d3", 2)
-    for bad, key in (("edge.image.rate_point=0", "edge.image.rate_point"),
-                     ("edge.image.neck_layer=-1", "edge.image.neck_layer"),
-                     ("edge.image.codec=bpg", "edge.image.codec"),
-                     ("edge.image.neck_setting=d4", "edge.image.neck_setting")):
+    for bad, key in (
+        ("edge.image.rate_point=0", "edge.image.rate_point"),
+        ("edge.image.neck_layer=-1", "edge.image.neck_layer"),
+        ("edge.image.codec=bpg", "edge.image.codec"),
+        ("edge.image.neck_setting=d4", "edge.image.neck_setting"),
+    ):
         with pytest.raises(ConfigError) as e:
             load_config(None, [bad])
         assert e.value.key == key
@@ -222,7 +235,8 @@ def test_config_keys():
 ENCODE = textwrap.dedent("""
     import sys, json, numpy as np, torch
     torch.set_num_threads(2)
-    from semcom.stages.codec import NeuralCodec, load_codec
+    from semcom.stages.codec.stage import NeuralCodec
+    from semcom.stages.codec.weights import load_codec
     from semcom.world import make_scene
     root, out = sys.argv[1], sys.argv[2]
     res = {}
@@ -242,7 +256,7 @@ ENCODE = textwrap.dedent("""
 DECODE = textwrap.dedent("""
     import sys, json, numpy as np, torch
     torch.set_num_threads(1)
-    from semcom.stages.codec import load_codec
+    from semcom.stages.codec.weights import load_codec
     root, out = sys.argv[1], sys.argv[2]
     bad = []
     for key in json.loads(sys.argv[3]):
@@ -258,8 +272,12 @@ DECODE = textwrap.dedent("""
 
 def _cross_process(root, out, archs, rps, n):
     def run(code, arg):
-        res = subprocess.run([sys.executable, "-c", code, str(root), str(out), json.dumps(arg)],
-                             capture_output=True, text=True, timeout=300)
+        res = subprocess.run(
+            [sys.executable, "-c", code, str(root), str(out), json.dumps(arg)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert res.returncode == 0, res.stderr[-2000:]
         return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -274,22 +292,27 @@ def test_cross_process_determinism(tmp_path):
     bit-identical latents, for a hyperprior codec and a context-model (ELIC) codec."""
     import torch
 
-    from semcom.stages.codec import CodecSpec, gained_codec
+    from semcom.stages.codec.gained import gained_codec
+    from semcom.stages.codec.weights import CodecSpec
     from semcom.train.codec import save_codec
 
     archs = ["mean-scale", "elic"]
     for arch in archs:
         torch.manual_seed(1)
-        save_codec(gained_codec(arch, 16, 32, 3),
-                   CodecSpec(arch=arch, N=16, M=32, lambdas=[1e-3, 4e-3, 1.6e-2],
-                             file=f"{arch}.safetensors"), str(tmp_path))
+        save_codec(
+            gained_codec(arch, 16, 32, 3),
+            CodecSpec(
+                arch=arch, N=16, M=32, lambdas=[1e-3, 4e-3, 1.6e-2], file=f"{arch}.safetensors"
+            ),
+            str(tmp_path),
+        )
     assert _cross_process(tmp_path, tmp_path / "bits", archs, [1, 3], 2) == []
 
 
 @pytest.mark.slow
 def test_cross_process_determinism_committed_codecs(tmp_path):
     """The same with the committed codecs, every architecture, every rate point."""
-    from semcom.stages.codec import ASSETS, read_manifest
+    from semcom.stages.codec.weights import ASSETS, read_manifest
 
     specs = [e for e in read_manifest()["codecs"] if e["variant"] == "base"]
     if not specs:
@@ -305,7 +328,7 @@ def test_committed_codecs_reproduce_their_recorded_rates():
     after training gives the recorded bpp_payload exactly (integer byte counts) and the
     recorded bpp_est and PSNR: the stored weights, CDF tables and coder are what
     produced the manifest's numbers."""
-    from semcom.stages.codec import load_codec, read_manifest
+    from semcom.stages.codec.weights import load_codec, read_manifest
     from semcom.train.codec import evaluate, tiny_images
 
     specs = [e for e in read_manifest()["codecs"] if e["variant"] == "base"]

@@ -1,8 +1,17 @@
+import dataclasses
+
 import pytest
 
 from semcom.config import (
-    Config, ConfigError, expand_sweep, load_config, load_raw, resolve, run_id, to_dict,
+    Config,
+    ConfigError,
+    expand_sweep,
+    load_config,
+    load_raw,
+    resolve,
+    to_dict,
 )
+from semcom.fingerprint import run_id
 
 
 def _err(overrides=(), data=None):
@@ -17,13 +26,20 @@ def _err(overrides=(), data=None):
 def test_defaults_load_and_are_frozen():
     cfg = load_config()
     assert isinstance(cfg, Config)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.run.seed = 3  # type: ignore[misc]
 
 
 def test_set_overrides_nested_values_with_yaml_parsing():
-    cfg = load_config(None, ["channel.snr_db=3", "edge.select.budget=16",
-                             "cloud.tasks=[vqa]", "channel.modulation=16qam"])
+    cfg = load_config(
+        None,
+        [
+            "channel.snr_db=3",
+            "edge.select.budget=16",
+            "cloud.tasks=[vqa]",
+            "channel.modulation=16qam",
+        ],
+    )
     assert cfg.channel.snr_db == 3.0 and isinstance(cfg.channel.snr_db, float)
     assert cfg.edge.select.budget == 16
     assert cfg.cloud.tasks == ("vqa",)
@@ -38,14 +54,17 @@ def test_unknown_key_names_full_path_allowed_keys_and_closest():
     assert e.key == "chanel" and "did you mean 'channel'" in str(e)
 
 
-@pytest.mark.parametrize("override,key,value", [
-    ("channel.code_rate=1.2", "channel.code_rate", "1.2"),
-    ("channel.code_rate=0", "channel.code_rate", "0"),
-    ("channel.loss_prob=-0.1", "channel.loss_prob", "-0.1"),
-    ("edge.mdc.descriptions=0", "edge.mdc.descriptions", "0"),
-    ("run.seed=-1", "run.seed", "-1"),
-    ("data.num_images=0", "data.num_images", "0"),
-])
+@pytest.mark.parametrize(
+    "override,key,value",
+    [
+        ("channel.code_rate=1.2", "channel.code_rate", "1.2"),
+        ("channel.code_rate=0", "channel.code_rate", "0"),
+        ("channel.loss_prob=-0.1", "channel.loss_prob", "-0.1"),
+        ("edge.mdc.descriptions=0", "edge.mdc.descriptions", "0"),
+        ("run.seed=-1", "run.seed", "-1"),
+        ("data.num_images=0", "data.num_images", "0"),
+    ],
+)
 def test_out_of_range_values_name_key_and_value(override, key, value):
     e = _err([override])
     assert e.key == key and value in str(e)
@@ -90,8 +109,16 @@ def test_yaml_file_errors(tmp_path):
 
 def test_hash_is_stable_and_ignores_unhashed_fields():
     a = load_config(None, ["channel.snr_db=3"])
-    b = load_config(None, ["channel.snr_db=3.0", "run.out_dir=/elsewhere", "run.batch_size=3",
-                           "run.progress=false", "run.label=x"])
+    b = load_config(
+        None,
+        [
+            "channel.snr_db=3.0",
+            "run.out_dir=/elsewhere",
+            "run.batch_size=3",
+            "run.progress=false",
+            "run.label=x",
+        ],
+    )
     c = load_config(None, ["channel.snr_db=4"])
     assert run_id(a) == run_id(b)
     assert run_id(a) != run_id(c)
@@ -102,9 +129,9 @@ def test_hash_is_stable_and_ignores_unhashed_fields():
 
 def test_hash_is_a_known_value_for_the_defaults():
     # Guards against accidental changes to hashing (which would orphan saved runs).
-    from semcom.config.core import canonical_json
     import hashlib
 
+    from semcom.config.core import canonical_json
     from semcom.fingerprint import fingerprint
 
     cfg = load_config()
@@ -125,10 +152,10 @@ def test_run_id_changes_when_the_model_weights_change(tmp_path):
     shutil.copytree(src, dst)
     sets = [f"cloud.model.path={dst}", f"edge.model.path={dst}", "edge.method=jpeg"]
     before = run_id(load_config(None, sets))
-    assert run_id(load_config(None, sets)) == before          # stable
+    assert run_id(load_config(None, sets)) == before  # stable
     weights = sorted(dst.rglob("*.safetensors"))[0]
     data = bytearray(weights.read_bytes())
-    data[-1] ^= 1                                              # one bit of one weight
+    data[-1] ^= 1  # one bit of one weight
     weights.write_bytes(bytes(data))
     assert run_id(load_config(None, sets)) != before
 
@@ -138,8 +165,10 @@ def test_sweep_grid_and_zip_expansion():
         "channel": {"link": "erasure"},
         "sweep": {
             "channel.snr_db": [0, 5, 10],
-            "method": [{"edge.method": "jpeg", "edge.image.quality": 10},
-                       {"edge.method": "tokens", "edge.select.budget": 16}],
+            "method": [
+                {"edge.method": "jpeg", "edge.image.quality": 10},
+                {"edge.method": "tokens", "edge.select.budget": 16},
+            ],
         },
     }
     points = expand_sweep(data)
@@ -149,7 +178,7 @@ def test_sweep_grid_and_zip_expansion():
     assert all(p.config.channel.link == "erasure" for p in points)
     jpeg = [p for p in points if p.config.edge.method == "jpeg"]
     assert all(p.config.edge.image.quality == 10 for p in jpeg)
-    assert len({p.run_id for p in points}) == 6
+    assert len({run_id(p.config) for p in points}) == 6
     assert all(p.config.sweep == {} for p in points)
 
 
@@ -191,7 +220,7 @@ def test_run_id_covers_method_weights(tmp_path):
     mean-scale file changes a mean-scale run's id, changing the factorized file does not."""
     import shutil
 
-    from semcom.stages.codec import codec_dir
+    from semcom.stages.codec.weights import codec_dir
 
     src = codec_dir("")
     shutil.copytree(src, tmp_path / "codecs")

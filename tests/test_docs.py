@@ -9,9 +9,12 @@ def test_config_reference_is_current():
     from semcom.config.reference import markdown
 
     doc = REPO / "docs" / "config.md"
-    assert doc.is_file(), "docs/config.md is missing: python -m semcom.config.reference > docs/config.md"
+    assert doc.is_file(), (
+        "docs/config.md is missing: python -m semcom.config.reference > docs/config.md"
+    )
     assert doc.read_text() == markdown(), (
-        "docs/config.md is stale: run `.venv/bin/python -m semcom.config.reference > docs/config.md`")
+        "docs/config.md is stale: run `.venv/bin/python -m semcom.config.reference > docs/config.md`"
+    )
 
 
 def test_readme_links_exist():

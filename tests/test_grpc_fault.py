@@ -9,7 +9,7 @@ benchmarks/bench_grpc.py installed (cheap model, fake link).
 In the default suite (a few seconds): the same crash in one process (the cloud's server
 stopped with no grace, its worker pool and idempotency cache thrown away, exactly what
 the edge sees of a SIGKILL: the connection drops and the restarted cloud knows nothing),
-and SIGTERM delivered to `cloud.daemon.serve` running on this process's main thread.
+and SIGTERM delivered to `semcom.commands.cloud.serve` running on this process's main thread.
 """
 
 import json
@@ -28,8 +28,9 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.bench_grpc import install_fakes  # noqa: E402
 from edge.client import JOURNAL_NAME, CloudClient  # noqa: E402
-from semcom import runner  # noqa: E402
-from semcom.config import load_config, run_id  # noqa: E402
+from semcom.commands import runner  # noqa: E402
+from semcom.config import load_config  # noqa: E402
+from semcom.fingerprint import run_id  # noqa: E402
 
 TOKEN = "fault-test-token-" + "f" * 20
 N = 24
@@ -50,11 +51,30 @@ class Cloud:
     def __init__(self, tmp: Path, port: int = 0, delay: float = 0.1, grace: float = 10):
         self.port_file = tmp / f"port-{time.monotonic_ns()}"
         self.log = open(tmp / f"cloud-{time.monotonic_ns()}.log", "w+")
-        cmd = [sys.executable, "-m", "benchmarks.bench_grpc", "cloud", "serve", "--insecure",
-               "--listen", f"127.0.0.1:{port}", "--port-file", str(self.port_file),
-               "--token-file", str(tmp / "token"), "--grace", str(grace), *_sets()]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=_env(SEMCOM_FAKE_DELAY=delay),
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_grpc",
+            "cloud",
+            "serve",
+            "--insecure",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--port-file",
+            str(self.port_file),
+            "--token-file",
+            str(tmp / "token"),
+            "--grace",
+            str(grace),
+            *_sets(),
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=_env(SEMCOM_FAKE_DELAY=delay),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         t0 = time.time()
         while not self.port_file.exists():
             assert self.proc.poll() is None, self.output()
@@ -74,11 +94,31 @@ class Cloud:
 
 
 def _edge(tmp: Path, target: str, out: Path):
-    cmd = [sys.executable, "-m", "benchmarks.bench_grpc", "edge", "run", "--cloud", target,
-           "--insecure", "--token-file", str(tmp / "token"), "--out", str(out), "-q",
-           "--concurrency", "2", "--retry-for", "60", "--wait", "60", *_sets()]
-    return subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_grpc",
+        "edge",
+        "run",
+        "--cloud",
+        target,
+        "--insecure",
+        "--token-file",
+        str(tmp / "token"),
+        "--out",
+        str(out),
+        "-q",
+        "--concurrency",
+        "2",
+        "--retry-for",
+        "60",
+        "--wait",
+        "60",
+        *_sets(),
+    ]
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _journal_lines(path: Path) -> int:
@@ -103,10 +143,13 @@ def _check_exactly_once(out: Path, tmp: Path, monkeypatch):
     assert rec["status"] == "ok" and rec["num_samples"] == N
     # ... and they are the in-process results
     install_fakes(monkeypatch, n=N, loss=0.25)
-    local = runner.run(load_config(None, [*SETS, f"run.out_dir={tmp / 'local'}",
-                                          "run.progress=false"]))
-    want = {r["sample_id"]: r for r in map(json.loads, (local.record_path.parent /
-                                                         "samples.jsonl").open())}
+    local = runner.run(
+        load_config(None, [*SETS, f"run.out_dir={tmp / 'local'}", "run.progress=false"])
+    )
+    want = {
+        r["sample_id"]: r
+        for r in map(json.loads, (local.record_path.parent / "samples.jsonl").open())
+    }
     for r in rows:
         w = want[r["sample_id"]]
         assert (r["outputs"], r["scores"], r["rate"]) == (w["outputs"], w["scores"], w["rate"])
@@ -183,11 +226,20 @@ def test_sigterm_drains_the_cloud_process(tmp):
     cfg = load_config(None, SETS)
 
     def header(name):
-        return wire.make_header(key=f"t/caption/{name}", run_id="t", sample_id=name, image_id=name,
-                                tasks=["caption"], question=None, original_hw=(16, 16),
-                                model_id=st.model_id, codebook_id="",
-                                settings=wire.agreed_settings(cfg), seed=0,
-                                received=[Erasure(name, 0, 1, (16, 16))])
+        return wire.make_header(
+            key=f"t/caption/{name}",
+            run_id="t",
+            sample_id=name,
+            image_id=name,
+            tasks=["caption"],
+            question=None,
+            original_hw=(16, 16),
+            model_id=st.model_id,
+            codebook_id="",
+            settings=wire.agreed_settings(cfg),
+            seed=0,
+            received=[Erasure(name, 0, 1, (16, 16))],
+        )
 
     result = {}
     t = threading.Thread(target=lambda: result.setdefault("reply", client.submit(*header("a"))))
@@ -212,6 +264,7 @@ def test_sigterm_drains_the_cloud_process(tmp):
 
 # ------------------------------------------------------------------------------ fast variants
 
+
 def test_cloud_crashed_and_restarted_mid_run_every_result_once(tmp, monkeypatch):
     from cloud.server import Limits, ServerThread
     from edge.client import GrpcTransport
@@ -222,16 +275,20 @@ def test_cloud_crashed_and_restarted_mid_run_every_result_once(tmp, monkeypatch)
     journal = tmp / JOURNAL_NAME
     srv = ServerThread(cfg, token=TOKEN, limits=Limits(workers=1))
     port = srv.port
-    client = CloudClient(srv.target, token=TOKEN, insecure=True, backoff_s=(0.05, 0.3),
-                         retry_for_s=60)
+    client = CloudClient(
+        srv.target, token=TOKEN, insecure=True, backoff_s=(0.05, 0.3), retry_for_s=60
+    )
     tr = GrpcTransport(cfg, client, journal=journal, concurrency=2)
     box = {}
     edge = threading.Thread(target=lambda: box.setdefault("res", runner.run(cfg, transport=tr)))
     edge.start()
     restarted = None
     try:
-        _wait_for(lambda: _journal_lines(journal) >= 6 and srv.service._running >= 1,
-                  timeout=30, what="6 results and one running")
+        _wait_for(
+            lambda: _journal_lines(journal) >= 6 and srv.service._running >= 1,
+            timeout=30,
+            what="6 results and one running",
+        )
         srv.crash()  # no drain, no grace, calls aborted, cache lost
         time.sleep(0.3)  # replies already received are journaled; the edge now retries
         done_before = _journal_lines(journal)
@@ -255,10 +312,13 @@ def test_cloud_crashed_and_restarted_mid_run_every_result_once(tmp, monkeypatch)
     assert sorted(r["sample_id"] for r in rows) == sorted(f"im{i}" for i in range(n))
     # ... and they are the in-process results
     install_fakes(monkeypatch, n=n, loss=0.25, delay_s=0.0)
-    local = runner.run(load_config(None, [*SETS, f"run.out_dir={tmp / 'local'}",
-                                          "run.progress=false"]))
-    want = {r["sample_id"]: r for r in map(json.loads, (local.record_path.parent /
-                                                         "samples.jsonl").open())}
+    local = runner.run(
+        load_config(None, [*SETS, f"run.out_dir={tmp / 'local'}", "run.progress=false"])
+    )
+    want = {
+        r["sample_id"]: r
+        for r in map(json.loads, (local.record_path.parent / "samples.jsonl").open())
+    }
     for r in rows:
         w = want[r["sample_id"]]
         assert (r["outputs"], r["scores"], r["rate"]) == (w["outputs"], w["scores"], w["rate"])
@@ -266,7 +326,7 @@ def test_cloud_crashed_and_restarted_mid_run_every_result_once(tmp, monkeypatch)
 
 
 def test_sigterm_drains_serve_in_process(tmp, monkeypatch, caplog):
-    """`cloud.daemon.serve` (what `semcom cloud serve` runs) on the main thread; SIGTERM
+    """`semcom.commands.cloud.serve` (what `semcom cloud serve` runs) on the main thread; SIGTERM
     comes from another thread while a request runs: it finishes, a new one is refused
     (UNAVAILABLE), and serve returns 0 (health NOT_SERVING while draining is checked in
     tests/test_grpc_server.py: once the server stops, no call gets through to ask)."""
@@ -275,8 +335,8 @@ def test_sigterm_drains_serve_in_process(tmp, monkeypatch, caplog):
 
     import grpc
 
-    from cloud.daemon import serve
     from semcom import wire
+    from semcom.commands.cloud import serve
     from semcom.types import Erasure
 
     if threading.current_thread() is not threading.main_thread():
@@ -288,11 +348,20 @@ def test_sigterm_drains_serve_in_process(tmp, monkeypatch, caplog):
 
     def header(client, name):
         st = client.status()
-        return wire.make_header(key=f"t/caption/{name}", run_id="t", sample_id=name,
-                                image_id=name, tasks=["caption"], question=None,
-                                original_hw=(16, 16), model_id=st.model_id, codebook_id="",
-                                settings=wire.agreed_settings(cfg), seed=0,
-                                received=[Erasure(name, 0, 1, (16, 16))])
+        return wire.make_header(
+            key=f"t/caption/{name}",
+            run_id="t",
+            sample_id=name,
+            image_id=name,
+            tasks=["caption"],
+            question=None,
+            original_hw=(16, 16),
+            model_id=st.model_id,
+            codebook_id="",
+            settings=wire.agreed_settings(cfg),
+            seed=0,
+            received=[Erasure(name, 0, 1, (16, 16))],
+        )
 
     def drive():
         try:
@@ -301,31 +370,34 @@ def test_sigterm_drains_serve_in_process(tmp, monkeypatch, caplog):
             client = CloudClient(target, token=TOKEN, insecure=True, retry_for_s=0)
             client.wait_until_serving(30)
             seen["health_before"] = client.health()
-            inflight = threading.Thread(target=lambda: seen.setdefault(
-                "reply", client.submit(*header(client, "a"))))
+            inflight = threading.Thread(
+                target=lambda: seen.setdefault("reply", client.submit(*header(client, "a")))
+            )
             inflight.start()
-            _wait_for(lambda: client.status().counters.running == 1, timeout=10,
-                      what="a running request")
+            _wait_for(
+                lambda: client.status().counters.running == 1, timeout=10, what="a running request"
+            )
             late_header = header(client, "b")
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.2)  # the request runs for 1 s: still in flight
             try:
                 client.submit(*late_header)
                 seen["late"] = "OK"
-            except Exception as exc:  # noqa: BLE001 - the code is checked below
+            except Exception as exc:
                 seen["late"] = getattr(exc, "code_name", repr(exc))
             seen["inflight_at_late"] = inflight.is_alive()
             inflight.join(30)
             client.close()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:
             seen["error"] = exc
             os.kill(os.getpid(), signal.SIGTERM)  # never leave serve() running
 
     caplog.set_level(logging.INFO, logger="semcom.cloud")
     t = threading.Thread(target=drive)
     t.start()
-    code = asyncio.run(serve(cfg, listen="127.0.0.1:0", token=TOKEN, grace=10,
-                             port_file=str(port_file)))
+    code = asyncio.run(
+        serve(cfg, listen="127.0.0.1:0", token=TOKEN, grace=10, port_file=str(port_file))
+    )
     t.join(30)
     assert "error" not in seen, seen.get("error")
     assert code == 0
@@ -336,5 +408,6 @@ def test_sigterm_drains_serve_in_process(tmp, monkeypatch, caplog):
     assert seen["reply"].outputs["caption"]  # the in-flight request finished
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handler removed again
     with pytest.raises(grpc.RpcError):  # and the server is gone
-        CloudClient(f"127.0.0.1:{int(port_file.read_text())}", token=TOKEN,
-                    insecure=True).status(timeout_s=1)
+        CloudClient(f"127.0.0.1:{int(port_file.read_text())}", token=TOKEN, insecure=True).status(
+            timeout_s=1
+        )

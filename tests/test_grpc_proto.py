@@ -13,19 +13,35 @@ GENERATED = ("semcom_pb2.py", "semcom_pb2.pyi", "semcom_pb2_grpc.py")
 def test_generated_code_is_not_stale(tmp_path):
     """Regenerate as `make proto` does (from the repo root, -I .) and compare bytes."""
     pytest.importorskip("grpc_tools")
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", ".",
-                    f"--python_out={tmp_path}", f"--pyi_out={tmp_path}",
-                    f"--grpc_python_out={tmp_path}", "protos/semcom.proto"],
-                   cwd=REPO, check=True, capture_output=True)
-    stale = [name for name in GENERATED
-             if (tmp_path / "protos" / name).read_bytes() != (REPO / "protos" / name).read_bytes()]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            "-I",
+            ".",
+            f"--python_out={tmp_path}",
+            f"--pyi_out={tmp_path}",
+            f"--grpc_python_out={tmp_path}",
+            "protos/semcom.proto",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    stale = [
+        name
+        for name in GENERATED
+        if (tmp_path / "protos" / name).read_bytes() != (REPO / "protos" / name).read_bytes()
+    ]
     assert not stale, f"protos/{stale} are stale: run `make proto` and commit the result"
 
 
 def test_make_proto_target_generates_from_the_repo_root():
     text = (REPO / "Makefile").read_text()
-    assert ("grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. "
-            "protos/semcom.proto") in text
+    assert (
+        "grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. protos/semcom.proto"
+    ) in text
 
 
 def test_contract_shape():
@@ -40,8 +56,18 @@ def test_contract_shape():
     # the generated import mirrors the package path (STYLE 5: no bare `import semcom_pb2`)
     assert "from protos import semcom_pb2" in Path(pb_grpc.__file__).read_text()
     header = pb.SubmitHeader.DESCRIPTOR.fields_by_name
-    for name in ("protocol", "idempotency_key", "height", "width", "model_id", "codebook_id",
-                 "descriptions", "link", "settings", "seed"):
+    for name in (
+        "protocol",
+        "idempotency_key",
+        "height",
+        "width",
+        "model_id",
+        "codebook_id",
+        "descriptions",
+        "link",
+        "settings",
+        "seed",
+    ):
         assert name in header
     d = pb.DescriptionHeader.DESCRIPTOR.fields_by_name
     assert {"index", "count", "erased", "size", "ledger", "link"} <= set(d)

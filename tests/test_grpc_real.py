@@ -15,22 +15,32 @@ import json
 from pathlib import Path
 
 import pytest
+from tiny_models import save_tiny_blip, save_tiny_llava
 
-from semcom import runner
+from semcom.commands import runner
 from semcom.config import load_config
 
 TOKEN = "real-test-token-" + "r" * 20
 TIMING = ("edge_s", "cloud_s")
-SIZES = dict(vision_dim=32, vision_layers=3, vision_heads=2, vision_mlp=2, text_dim=32,
-             text_layers=1, text_heads=2, text_mlp=2, lm_dim=32, lm_layers=1, lm_heads=2,
-             lm_mlp=2, embed_dim=16)
 
 CASES = {
-    "tokens-caption": ["edge.method=tokens", "edge.select.budget=24", "edge.quant.type=scalar",
-                       "edge.quant.bits=6", "edge.mdc.descriptions=2", "cloud.tasks=[caption]"],
+    "tokens-caption": [
+        "edge.method=tokens",
+        "edge.select.budget=24",
+        "edge.quant.type=scalar",
+        "edge.quant.bits=6",
+        "edge.mdc.descriptions=2",
+        "cloud.tasks=[caption]",
+    ],
     "jpeg-caption": ["edge.method=jpeg", "edge.image.quality=30", "cloud.tasks=[caption]"],
-    "tokens-vqa": ["edge.model.name=llava", "cloud.model.name=llava", "edge.method=tokens",
-                   "edge.select.budget=16", "edge.mdc.descriptions=2", "cloud.tasks=[vqa]"],
+    "tokens-vqa": [
+        "edge.model.name=llava",
+        "cloud.model.name=llava",
+        "edge.method=tokens",
+        "edge.select.budget=16",
+        "edge.mdc.descriptions=2",
+        "cloud.tasks=[vqa]",
+    ],
 }
 FAMILY = {"tokens-caption": "blip", "jpeg-caption": "blip", "tokens-vqa": "llava"}
 
@@ -43,16 +53,10 @@ def random_models(tmp_path_factory):
     def get(family):
         if family not in built:
             torch = pytest.importorskip("torch")
-            from semcom.models import tiny
-
             d = tmp_path_factory.mktemp(f"random-{family}")
             with torch.random.fork_rng():
-                if family == "blip":
-                    cap, ret, tok = tiny.build_blip(tiny.TinySizes(**SIZES), seed=1)
-                    tiny.save_blip(d, cap, ret, tok)
-                else:
-                    llava, clip, tok, ctok = tiny.build_llava(tiny.TinySizes(**SIZES), seed=2)
-                    tiny.save_llava(d, llava, clip, tok, ctok)
+                save = save_tiny_blip if family == "blip" else save_tiny_llava
+                save(d)  # seeds 1 (BLIP) and 2 (LLaVA)
             built[family] = str(d)
         return built[family]
 
@@ -71,16 +75,27 @@ def _model_sets(source, family, random_models):
             return []
         except (ImportError, SemcomError) as exc:
             if source == "shipped":
-                pytest.skip(f"the trained tiny {family} is not in "
-                            f"{model_dir(ModelRef(family))} yet: {exc}")
+                pytest.skip(
+                    f"the trained tiny {family} is not in {model_dir(ModelRef(family))} yet: {exc}"
+                )
     path = random_models(family)
     return [f"edge.model.path={path}", f"cloud.model.path={path}"]
 
 
 def _cfg(out, case, models):
-    return load_config(None, [f"run.out_dir={out}", "data.num_images=6", "run.batch_size=4",
-                              "run.progress=false", "channel.link=erasure",
-                              "channel.loss_prob=0.3", *CASES[case], *models])
+    return load_config(
+        None,
+        [
+            f"run.out_dir={out}",
+            "data.num_images=6",
+            "run.batch_size=4",
+            "run.progress=false",
+            "channel.link=erasure",
+            "channel.loss_prob=0.3",
+            *CASES[case],
+            *models,
+        ],
+    )
 
 
 def _need_real_pieces(cfg):
@@ -88,11 +103,12 @@ def _need_real_pieces(cfg):
 
     try:
         from channel import build_link  # noqa: F401
+
         runner.get_backend(cfg.cloud.model, "cpu")
         runner.get_backend(cfg.edge.model, "cpu")
-        import cloud.tasks  # noqa: F401
-        import semcom.data  # noqa: F401
-        import semcom.metrics  # noqa: F401
+        import semcom.data
+        import semcom.metrics
+        import semcom.tasks  # noqa: F401
     except (ImportError, SemcomError) as exc:
         pytest.skip(f"real pieces not available yet: {exc}")
 
@@ -116,8 +132,11 @@ def _same_answers(tmp_path, case, models):
     cfg = _cfg(tmp_path / "daemon", case, models)
     backend = runner.get_backend(cfg.cloud.model, "cpu")
     with ServerThread(cfg, token=TOKEN, backend=backend) as srv:
-        tr = GrpcTransport(cfg, CloudClient(srv.target, token=TOKEN, insecure=True),
-                           journal=tmp_path / "journal.jsonl")
+        tr = GrpcTransport(
+            cfg,
+            CloudClient(srv.target, token=TOKEN, insecure=True),
+            journal=tmp_path / "journal.jsonl",
+        )
         remote = runner.run(cfg, transport=tr)
         tr.close()
         computed = srv.service.counters["computed"]

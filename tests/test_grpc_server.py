@@ -1,6 +1,6 @@
 """The cloud daemon's service in process: auth, TLS, health, bad input, limits, shutdown.
 
-The cloud is cheap (JPEG method, fake backend and task from benchmarks/bench_grpc.py) so
+The cloud is cheap (JPEG method, the fake backend of benchmarks/bench_grpc.py) so
 these tests exercise the daemon, not a model.
 """
 
@@ -14,23 +14,24 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_grpc import FakeBackend, fake_samples, install_fakes  # noqa: E402
-from cloud.server import Limits, ServerThread, ServerTLS  # noqa: E402
-from protos import semcom_pb2 as pb  # noqa: E402
-from protos import semcom_pb2_grpc as pb_grpc  # noqa: E402
-from semcom import security, wire  # noqa: E402
-from semcom.config import load_config  # noqa: E402
-from semcom.stages.envelope import Envelope  # noqa: E402
-from semcom.stages.image import PillowCodec  # noqa: E402
-from semcom.types import Description, Erasure, RateLedger  # noqa: E402
+from benchmarks.bench_grpc import MODEL_ID, fake_backend, fake_samples, install_fakes
+from cloud.server import Limits, ServerThread, ServerTLS
+from protos import semcom_pb2 as pb
+from protos import semcom_pb2_grpc as pb_grpc
+from semcom import security, wire
+from semcom.config import load_config
+from semcom.stages.envelope import Envelope
+from semcom.stages.image import PillowCodec
+from semcom.types import Description, Erasure, RateLedger
 
 TOKEN = "test-token-" + "x" * 24
 MD = security.bearer_metadata(TOKEN)
 
 
 def _cfg(*extra):
-    return load_config(None, ["edge.method=jpeg", "edge.image.quality=75",
-                              "cloud.tasks=[caption, vqa]", *extra])
+    return load_config(
+        None, ["edge.method=jpeg", "edge.image.quality=75", "cloud.tasks=[caption, vqa]", *extra]
+    )
 
 
 @pytest.fixture
@@ -53,11 +54,21 @@ def _jpeg_desc(i=0, hw=(96, 96), method="jpeg"):
 
 def _header(received=None, *, key="r/caption/s0", cfg=None, **kw):
     cfg = cfg or _cfg()
-    args = dict(key=key, run_id="r", sample_id=key.rsplit("/", 1)[-1], image_id="im0",
-                tasks=["caption"], question=None, original_hw=(96, 96),
-                model_id=FakeBackend.model_id, codebook_id="", settings=wire.agreed_settings(cfg),
-                seed=0, received=received if received is not None else [_jpeg_desc()],
-                link_cfg=cfg.channel)
+    args = dict(
+        key=key,
+        run_id="r",
+        sample_id=key.rsplit("/", 1)[-1],
+        image_id="im0",
+        tasks=["caption"],
+        question=None,
+        original_hw=(96, 96),
+        model_id=MODEL_ID,
+        codebook_id="",
+        settings=wire.agreed_settings(cfg),
+        seed=0,
+        received=received if received is not None else [_jpeg_desc()],
+        link_cfg=cfg.channel,
+    )
     args.update(kw)
     return wire.make_header(**args)
 
@@ -90,11 +101,13 @@ def _health(target, md=MD, creds=None):
     ch = grpc.secure_channel(target, creds) if creds else grpc.insecure_channel(target)
     with ch:
         r = health_pb2_grpc.HealthStub(ch).Check(
-            health_pb2.HealthCheckRequest(service=wire.SERVICE), timeout=5, metadata=md)
+            health_pb2.HealthCheckRequest(service=wire.SERVICE), timeout=5, metadata=md
+        )
     return health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
 
 
 # ------------------------------------------------------------------------------ basics
+
 
 def test_submit_answers_with_outputs_and_exact_info(server):
     reply = _submit(server.target, _msgs())
@@ -111,10 +124,14 @@ def test_submit_answers_with_outputs_and_exact_info(server):
 
 # ------------------------------------------------------------------------------ security
 
+
 def test_every_call_needs_the_token(server):
     t = server.target
-    for md in ((), security.bearer_metadata("wrong-token-" + "y" * 20),
-               (("authorization", TOKEN),)):
+    for md in (
+        (),
+        security.bearer_metadata("wrong-token-" + "y" * 20),
+        (("authorization", TOKEN),),
+    ):
         assert _code(lambda: _submit(t, _msgs(), md=md))[0] == grpc.StatusCode.UNAUTHENTICATED
         ch, stub = _stub(t)
         with ch:
@@ -129,8 +146,9 @@ def test_every_call_needs_the_token(server):
 def test_open_health_lets_probes_in_but_nothing_else(fakes):
     with ServerThread(_cfg(), token=TOKEN, open_health=True) as srv:
         assert _health(srv.target, md=()) == "SERVING"
-        assert _code(lambda: _submit(srv.target, _msgs(), md=()))[0] == \
-            grpc.StatusCode.UNAUTHENTICATED
+        assert (
+            _code(lambda: _submit(srv.target, _msgs(), md=()))[0] == grpc.StatusCode.UNAUTHENTICATED
+        )
 
 
 def test_tls_and_mutual_tls(fakes, tmp_path):
@@ -139,20 +157,27 @@ def test_tls_and_mutual_tls(fakes, tmp_path):
     tls = ServerTLS(str(pki["server_cert"]), str(pki["server_key"]))
     with ServerThread(_cfg(), token=TOKEN, tls=tls) as srv:
         assert _submit(srv.target, _msgs(), creds=ca).outputs
-        assert _code(lambda: _submit(srv.target, _msgs(), md=(), creds=ca))[0] == \
-            grpc.StatusCode.UNAUTHENTICATED
+        assert (
+            _code(lambda: _submit(srv.target, _msgs(), md=(), creds=ca))[0]
+            == grpc.StatusCode.UNAUTHENTICATED
+        )
         # plaintext to a TLS server never gets through
-        assert _code(lambda: _submit(srv.target, _msgs(), timeout=3))[0] == \
-            grpc.StatusCode.UNAVAILABLE
+        assert (
+            _code(lambda: _submit(srv.target, _msgs(), timeout=3))[0] == grpc.StatusCode.UNAVAILABLE
+        )
         # a CA that did not sign the server's certificate is refused
         other = security.make_dev_pki(tmp_path / "other")
         bad = security.channel_credentials(other["ca"])
-        assert _code(lambda: _submit(srv.target, _msgs(), creds=bad, timeout=3))[0] == \
-            grpc.StatusCode.UNAVAILABLE
+        assert (
+            _code(lambda: _submit(srv.target, _msgs(), creds=bad, timeout=3))[0]
+            == grpc.StatusCode.UNAVAILABLE
+        )
     mtls = ServerTLS(str(pki["server_cert"]), str(pki["server_key"]), str(pki["ca"]))
     with ServerThread(_cfg(), token=TOKEN, tls=mtls) as srv:
-        assert _code(lambda: _submit(srv.target, _msgs(), creds=ca, timeout=3))[0] == \
-            grpc.StatusCode.UNAVAILABLE  # no client certificate
+        assert (
+            _code(lambda: _submit(srv.target, _msgs(), creds=ca, timeout=3))[0]
+            == grpc.StatusCode.UNAVAILABLE
+        )  # no client certificate
         client = security.channel_credentials(pki["ca"], pki["client_cert"], pki["client_key"])
         assert _submit(srv.target, _msgs(), creds=client).outputs
 
@@ -173,18 +198,31 @@ def test_plaintext_only_on_loopback_and_tokens_must_be_real(fakes, tmp_path, mon
 
 
 def test_serve_refuses_unsafe_setups(tmp_path, capsys, monkeypatch):
-    from semcom.cli import main
+    from semcom.commands.cli import main
 
     monkeypatch.delenv(security.TOKEN_ENV, raising=False)
     tok = tmp_path / "token"
     tok.write_text(TOKEN)
-    cases = [(["--insecure"], "no bearer token"),
-             (["--token-file", str(tok)], "no TLS: give --tls-cert and --tls-key"),
-             (["--insecure", "--listen", "0.0.0.0:0", "--token-file", str(tok)],
-              "refusing to serve plaintext on 0.0.0.0:0"),
-             (["--tls-cert", "x.pem", "--token-file", str(tok)], "needs both --tls-cert"),
-             (["--tls-cert", str(tok), "--tls-key", str(tmp_path / "missing.key"),
-               "--token-file", str(tok)], "cannot read the TLS key")]
+    cases = [
+        (["--insecure"], "no bearer token"),
+        (["--token-file", str(tok)], "no TLS: give --tls-cert and --tls-key"),
+        (
+            ["--insecure", "--listen", "0.0.0.0:0", "--token-file", str(tok)],
+            "refusing to serve plaintext on 0.0.0.0:0",
+        ),
+        (["--tls-cert", "x.pem", "--token-file", str(tok)], "needs both --tls-cert"),
+        (
+            [
+                "--tls-cert",
+                str(tok),
+                "--tls-key",
+                str(tmp_path / "missing.key"),
+                "--token-file",
+                str(tok),
+            ],
+            "cannot read the TLS key",
+        ),
+    ]
     for extra, needle in cases:
         assert main(["cloud", "serve", *extra]) == 2
         assert needle in capsys.readouterr().err, needle
@@ -192,16 +230,19 @@ def test_serve_refuses_unsafe_setups(tmp_path, capsys, monkeypatch):
 
 # ------------------------------------------------------------------------------ bad input
 
+
 def _garbage_jpeg():
     body = b"\xff\xd8\xff\xe0 not really a jpeg"
-    data, led = Envelope("jpeg", 0, 1, 96, 96).wrap(body, RateLedger().add("jpeg", "payload",
-                                                                           8 * len(body)))
+    data, led = Envelope("jpeg", 0, 1, 96, 96).wrap(
+        body, RateLedger().add("jpeg", "payload", 8 * len(body))
+    )
     return Description("im0", 0, 1, data, (96, 96), led)
 
 
 def _raw(data, ledger_bits=None):
-    return Description("im0", 0, 1, data, (96, 96),
-                       RateLedger().add("x", "payload", ledger_bits or 8 * len(data)))
+    return Description(
+        "im0", 0, 1, data, (96, 96), RateLedger().add("x", "payload", ledger_bits or 8 * len(data))
+    )
 
 
 def _with_header(mutate, received=None):
@@ -214,45 +255,98 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 PRECOND = grpc.StatusCode.FAILED_PRECONDITION
 
 BAD_INPUTS = {
-    "wrong protocol version": (lambda: _with_header(lambda h: setattr(h, "protocol", 9)),
-                               INVALID, "unsupported protocol version 9"),
-    "wrong envelope version": (lambda: _msgs([_raw(bytes([(2 << 5) | 2, 0, 96, 96]) + b"x")]),
-                               INVALID, "unsupported envelope version 2"),
-    "garbage bytes": (lambda: _msgs([_raw(b"\x00garbage\x00\xff")]), INVALID,
-                      "unsupported envelope version 0"),
-    "garbage after a valid envelope": (lambda: _msgs([_garbage_jpeg()]), INVALID,
-                                       "jpeg bytes do not decode"),
-    "another method's bytes": (lambda: _msgs([_jpeg_desc(method="webp")]), INVALID,
-                               "carries method 'webp'"),
-    "inconsistent shapes": (lambda: _msgs([Description(
-        "im0", 0, 1, _jpeg_desc(hw=(64, 80)).data, (96, 96), _jpeg_desc().ledger)]),
-        INVALID, "envelope says 64x80"),
-    "inconsistent counts": (lambda: _with_header(
-        lambda h: h.descriptions.append(pb.DescriptionHeader(index=1, count=3, erased=True))),
-        INVALID, "inconsistent description counts"),
-    "index out of range": (lambda: _with_header(
-        lambda h: setattr(h.descriptions[0], "index", 5)), INVALID,
-        "index 5 out of range for count 1"),
-    "ledger does not add up": (lambda: _msgs([_raw(_jpeg_desc().data, 8)]), INVALID,
-                               "rate ledger totals 8 bits"),
+    "wrong protocol version": (
+        lambda: _with_header(lambda h: setattr(h, "protocol", 9)),
+        INVALID,
+        "unsupported protocol version 9",
+    ),
+    "wrong envelope version": (
+        lambda: _msgs([_raw(bytes([(2 << 5) | 2, 0, 96, 96]) + b"x")]),
+        INVALID,
+        "unsupported envelope version 2",
+    ),
+    "garbage bytes": (
+        lambda: _msgs([_raw(b"\x00garbage\x00\xff")]),
+        INVALID,
+        "unsupported envelope version 0",
+    ),
+    "garbage after a valid envelope": (
+        lambda: _msgs([_garbage_jpeg()]),
+        INVALID,
+        "jpeg bytes do not decode",
+    ),
+    "another method's bytes": (
+        lambda: _msgs([_jpeg_desc(method="webp")]),
+        INVALID,
+        "carries method 'webp'",
+    ),
+    "inconsistent shapes": (
+        lambda: _msgs(
+            [Description("im0", 0, 1, _jpeg_desc(hw=(64, 80)).data, (96, 96), _jpeg_desc().ledger)]
+        ),
+        INVALID,
+        "envelope says 64x80",
+    ),
+    "inconsistent counts": (
+        lambda: _with_header(
+            lambda h: h.descriptions.append(pb.DescriptionHeader(index=1, count=3, erased=True))
+        ),
+        INVALID,
+        "inconsistent description counts",
+    ),
+    "index out of range": (
+        lambda: _with_header(lambda h: setattr(h.descriptions[0], "index", 5)),
+        INVALID,
+        "index 5 out of range for count 1",
+    ),
+    "ledger does not add up": (
+        lambda: _msgs([_raw(_jpeg_desc().data, 8)]),
+        INVALID,
+        "rate ledger totals 8 bits",
+    ),
     "truncated stream": (lambda: _msgs()[:-1], INVALID, "truncated stream: no end marker"),
-    "ends mid-description": (lambda: [m for m in _msgs() if m.WhichOneof("part") != "chunk"],
-                             INVALID, "stream ended mid-description"),
+    "ends mid-description": (
+        lambda: [m for m in _msgs() if m.WhichOneof("part") != "chunk"],
+        INVALID,
+        "stream ended mid-description",
+    ),
     "no header": (lambda: _msgs()[1:], INVALID, "the first message must be the header"),
     "empty stream": (lambda: [], INVALID, "empty stream"),
-    "oversized chunk": (lambda: [_msgs()[0], pb.SubmitRequest(chunk=pb.Chunk(
-        index=0, offset=0, data=b"\0" * (wire.MAX_CHUNK_BYTES + 1)))], INVALID,
-        "exceeds the chunk limit of 1048576 bytes"),
-    "oversized stream": (lambda: _msgs([_raw(b"\x22\x00\x60\x60" + b"\0" * (65 * wire.MIB))]),
-                         INVALID, "more than this cloud's limit of 67108864"),
-    "model id the cloud does not have": (lambda: _msgs(model_id="other-model"), PRECOND,
-                                         "model id differs: the edge expects other-model"),
-    "codebook the cloud does not have": (lambda: _msgs(codebook_id="abc123"), PRECOND,
-                                         "codebook id differs: the edge uses abc123"),
-    "config setting differs": (lambda: _msgs(settings=wire.agreed_settings(
-        _cfg("edge.image.quality=90"))), PRECOND, "edge.image.quality differs"),
-    "retrieval over gRPC": (lambda: _msgs(tasks=["retrieval"]), PRECOND,
-                            "task 'retrieval' is not served over gRPC"),
+    "oversized chunk": (
+        lambda: [
+            _msgs()[0],
+            pb.SubmitRequest(
+                chunk=pb.Chunk(index=0, offset=0, data=b"\0" * (wire.MAX_CHUNK_BYTES + 1))
+            ),
+        ],
+        INVALID,
+        "exceeds the chunk limit of 1048576 bytes",
+    ),
+    "oversized stream": (
+        lambda: _msgs([_raw(b"\x22\x00\x60\x60" + b"\0" * (65 * wire.MIB))]),
+        INVALID,
+        "more than this cloud's limit of 67108864",
+    ),
+    "model id the cloud does not have": (
+        lambda: _msgs(model_id="other-model"),
+        PRECOND,
+        "model id differs: the edge expects other-model",
+    ),
+    "codebook the cloud does not have": (
+        lambda: _msgs(codebook_id="abc123"),
+        PRECOND,
+        "codebook id differs: the edge uses abc123",
+    ),
+    "config setting differs": (
+        lambda: _msgs(settings=wire.agreed_settings(_cfg("edge.image.quality=90"))),
+        PRECOND,
+        "edge.image.quality differs",
+    ),
+    "retrieval over gRPC": (
+        lambda: _msgs(tasks=["retrieval"]),
+        PRECOND,
+        "task 'retrieval' is not served over gRPC",
+    ),
     "unknown task": (lambda: _msgs(tasks=["dance"]), INVALID, "unknown task 'dance'"),
 }
 
@@ -268,8 +362,10 @@ def test_bad_input_is_named_and_the_daemon_keeps_serving(server, case):
 
 
 def test_message_over_the_grpc_limit_is_resource_exhausted(server):
-    huge = [_msgs()[0], pb.SubmitRequest(chunk=pb.Chunk(index=0, offset=0,
-                                                        data=b"\0" * (5 * wire.MIB)))]
+    huge = [
+        _msgs()[0],
+        pb.SubmitRequest(chunk=pb.Chunk(index=0, offset=0, data=b"\0" * (5 * wire.MIB))),
+    ]
     ch = grpc.insecure_channel(server.target, options=[("grpc.max_send_message_length", -1)])
     with ch:
         stub = pb_grpc.EdgeCloudStub(ch)
@@ -280,6 +376,7 @@ def test_message_over_the_grpc_limit_is_resource_exhausted(server):
 
 # ------------------------------------------------------------------------------ idempotency
 
+
 def test_a_retry_is_replayed_not_recomputed_and_keys_bind_content(server):
     first = _submit(server.target, _msgs(key="r/caption/k1"))
     again = _submit(server.target, _msgs(key="r/caption/k1"))
@@ -287,8 +384,9 @@ def test_a_retry_is_replayed_not_recomputed_and_keys_bind_content(server):
     assert dict(again.outputs) == dict(first.outputs) and again.info_json == first.info_json
     c = server.service.counters
     assert c["computed"] == 1 and c["replayed"] == 1
-    code, details = _code(lambda: _submit(
-        server.target, _msgs([_jpeg_desc(3)], key="r/caption/k1")))
+    code, details = _code(
+        lambda: _submit(server.target, _msgs([_jpeg_desc(3)], key="r/caption/k1"))
+    )
     assert code == PRECOND and "already used for a different request" in details
 
 
@@ -296,8 +394,12 @@ def test_concurrent_duplicates_are_computed_once(monkeypatch):
     install_fakes(monkeypatch, delay_s=0.4)
     with ServerThread(_cfg(), token=TOKEN, limits=Limits(workers=2)) as srv:
         out = []
-        threads = [threading.Thread(target=lambda: out.append(
-            _submit(srv.target, _msgs(key="r/caption/dup")))) for _ in range(3)]
+        threads = [
+            threading.Thread(
+                target=lambda: out.append(_submit(srv.target, _msgs(key="r/caption/dup")))
+            )
+            for _ in range(3)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -308,6 +410,7 @@ def test_concurrent_duplicates_are_computed_once(monkeypatch):
 
 
 # ------------------------------------------------------------------------------ limits
+
 
 def test_full_queue_answers_resource_exhausted_and_the_edge_retries(monkeypatch):
     from edge.client import CloudClient
@@ -335,8 +438,12 @@ def test_full_queue_answers_resource_exhausted_and_the_edge_retries(monkeypatch)
         # the edge client backs off and gets every answer
         client = CloudClient(srv.target, token=TOKEN, insecure=True, backoff_s=(0.05, 0.5))
         replies = []
-        threads = [threading.Thread(target=lambda i=i: replies.append(client.submit(
-            *_header(key=f"r/caption/e{i}")))) for i in range(4)]
+        threads = [
+            threading.Thread(
+                target=lambda i=i: replies.append(client.submit(*_header(key=f"r/caption/e{i}")))
+            )
+            for i in range(4)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -394,13 +501,14 @@ def test_deadlines_on_both_ends_and_the_result_is_kept_for_a_retry(monkeypatch):
 
 # ------------------------------------------------------------------------------ lifecycle
 
+
 def test_health_transitions_starting_serving_draining(monkeypatch):
     install_fakes(monkeypatch)
     gate = threading.Event()
 
     def loader():
         gate.wait(10)
-        return FakeBackend()
+        return fake_backend()
 
     srv = ServerThread(_cfg(), token=TOKEN, load=False, loader=loader)
     try:

@@ -14,14 +14,26 @@ from semcom.types import Description, Erasure, RateLedger
 
 def _desc(index=0, count=1, body=b"\xff\xd8body", hw=(96, 96), method="jpeg"):
     data, led = Envelope(method, index, count, *hw).wrap(
-        body, RateLedger().add(method, "payload", 8 * len(body)))
+        body, RateLedger().add(method, "payload", 8 * len(body))
+    )
     return Description("img0", index, count, data, hw, led)
 
 
 def _header(received, **kw):
-    args = dict(key="run/caption/s0", run_id="run", sample_id="s0", image_id="img0",
-                tasks=["caption"], question=None, original_hw=(96, 96), model_id="m1",
-                codebook_id="", settings={"edge.method": '"jpeg"'}, seed=3, received=received)
+    args = dict(
+        key="run/caption/s0",
+        run_id="run",
+        sample_id="s0",
+        image_id="img0",
+        tasks=["caption"],
+        question=None,
+        original_hw=(96, 96),
+        model_id="m1",
+        codebook_id="",
+        settings={"edge.method": '"jpeg"'},
+        seed=3,
+        received=received,
+    )
     args.update(kw)
     return wire.make_header(**args)
 
@@ -77,21 +89,30 @@ def _expect(msgs, needle, **limits):
     assert needle in str(exc.value), str(exc.value)
 
 
-@pytest.mark.parametrize("mutate,needle", [
-    (lambda h: setattr(h, "protocol", 2), "unsupported protocol version 2"),
-    (lambda h: setattr(h, "idempotency_key", ""), "idempotency_key is empty"),
-    (lambda h: h.tasks.append("dance"), "unknown task 'dance'"),
-    (lambda h: setattr(h, "height", 0), "bad original image size"),
-    (lambda h: (setattr(h, "height", 10000), setattr(h, "width", 10000)),
-     "exceeds this cloud's limit of 67108864 pixels"),
-    (lambda h: setattr(h.descriptions[0], "count", 17), "out of range"),
-    (lambda h: setattr(h.descriptions[0], "index", 1), "index 1 out of range for count 1"),
-    (lambda h: h.descriptions[0].ledger.add(stage="x", category="payload", bits=8),
-     "rate ledger totals"),
-    (lambda h: setattr(h.descriptions[0].ledger[0], "category", "magic"),
-     "unknown rate category"),
-    (lambda h: setattr(h.descriptions[0], "erased", True), "erasure marker but declares"),
-])
+@pytest.mark.parametrize(
+    "mutate,needle",
+    [
+        (lambda h: setattr(h, "protocol", 2), "unsupported protocol version 2"),
+        (lambda h: setattr(h, "idempotency_key", ""), "idempotency_key is empty"),
+        (lambda h: h.tasks.append("dance"), "unknown task 'dance'"),
+        (lambda h: setattr(h, "height", 0), "bad original image size"),
+        (
+            lambda h: (setattr(h, "height", 10000), setattr(h, "width", 10000)),
+            "exceeds this cloud's limit of 67108864 pixels",
+        ),
+        (lambda h: setattr(h.descriptions[0], "count", 17), "out of range"),
+        (lambda h: setattr(h.descriptions[0], "index", 1), "index 1 out of range for count 1"),
+        (
+            lambda h: h.descriptions[0].ledger.add(stage="x", category="payload", bits=8),
+            "rate ledger totals",
+        ),
+        (
+            lambda h: setattr(h.descriptions[0].ledger[0], "category", "magic"),
+            "unknown rate category",
+        ),
+        (lambda h: setattr(h.descriptions[0], "erased", True), "erasure marker but declares"),
+    ],
+)
 def test_bad_headers_are_named(mutate, needle):
     _expect(_bad_header(mutate), needle)
 
@@ -105,8 +126,9 @@ def test_inconsistent_counts_and_duplicates():
 
 def test_garbage_bytes_and_envelope_mismatches():
     # garbage: no valid envelope (version bits 0)
-    g = Description("img0", 0, 1, b"\x00\x01garbage", (96, 96),
-                    RateLedger().add("x", "payload", 72))
+    g = Description(
+        "img0", 0, 1, b"\x00\x01garbage", (96, 96), RateLedger().add("x", "payload", 72)
+    )
     header, payloads = _header([g])
     _expect(list(wire.request_messages(header, payloads)), "unsupported envelope version")
     # the envelope says 64x64, the header 96x96: inconsistent shapes
@@ -131,8 +153,11 @@ def test_truncated_and_malformed_streams():
     _expect([msgs[0], msgs[0]], "a second header")
     _expect(msgs + [msgs[1]], "after the end marker")
     _expect([msgs[0], msgs[2]], "chunk offset 1000")
-    bad_end = pb.SubmitRequest(end=pb.SubmitEnd(total_bytes=msgs[-1].end.total_bytes,
-                                                sha256=hashlib.sha256(b"no").digest()))
+    bad_end = pb.SubmitRequest(
+        end=pb.SubmitEnd(
+            total_bytes=msgs[-1].end.total_bytes, sha256=hashlib.sha256(b"no").digest()
+        )
+    )
     _expect(msgs[:-1] + [bad_end], "does not match the end marker")
 
 
@@ -149,8 +174,12 @@ def test_oversized_streams_and_chunks():
 def test_agreed_settings_name_the_difference_and_skip_edge_only_keys():
     a = wire.agreed_settings(load_config(None, ["edge.method=jpeg"]))
     b = wire.agreed_settings(load_config(None, ["edge.method=jpeg", "edge.image.quality=80"]))
-    c = wire.agreed_settings(load_config(None, ["edge.method=jpeg", "edge.select.budget=8",
-                                                "channel.snr_db=1", "cloud.tasks=[vqa]"]))
+    c = wire.agreed_settings(
+        load_config(
+            None,
+            ["edge.method=jpeg", "edge.select.budget=8", "channel.snr_db=1", "cloud.tasks=[vqa]"],
+        )
+    )
     assert a["edge.method"] == '"jpeg"' and "edge.image.quality" in a
     assert not any(k.startswith(("edge.select", "edge.model", "cloud.model")) for k in a)
     assert wire.settings_mismatch(a, c) is None  # edge-only choices may differ
@@ -159,8 +188,10 @@ def test_agreed_settings_name_the_difference_and_skip_edge_only_keys():
 
 
 def test_reply_round_trip_is_exact():
-    reply = {"outputs": {"caption": "a red cube", "other": [1, 2]},
-             "info": {"tokens_to_model": 144, "cloud_s": 0.1 + 0.2, "x": None}}
+    reply = {
+        "outputs": {"caption": "a red cube", "other": [1, 2]},
+        "info": {"tokens_to_model": 144, "cloud_s": 0.1 + 0.2, "x": None},
+    }
     msg = wire.make_reply(key="k", sample_id="s", reply=reply, model_id="m")
     back = wire.reply_to_dict(pb.SubmitReply.FromString(msg.SerializeToString()))
     assert back == reply and msg.tokens_to_model == 144

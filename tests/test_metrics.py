@@ -9,18 +9,42 @@ import numpy as np
 import pytest
 
 from semcom.metrics import (
-    bleu, bootstrap_ci, caption_metrics, cider_d, exact_match, normalize_answer, recall_at_k,
-    retrieval_metrics, rouge_l, tokenize, vqa_accuracy, vqa_metrics,
+    bleu,
+    bootstrap_ci,
+    caption_metrics,
+    cider_d,
+    exact_match,
+    normalize_answer,
+    recall_at_k,
+    retrieval_metrics,
+    rouge_l,
+    tokenize,
+    vqa_accuracy,
+    vqa_metrics,
 )
 
-GTS = [["a man is riding a horse on the beach", "a person rides a brown horse near the sea",
-        "man on horse at the beach"],
-       ["two dogs play with a red ball in the grass", "a pair of dogs chase a ball",
-        "dogs playing in a field"],
-       ["a plate of food with broccoli and rice", "a dish of rice and vegetables",
-        "broccoli and rice on a white plate"]]
-RES = ["a man riding a horse on a beach", "two dogs playing with a ball",
-       "a plate with rice and broccoli"]
+GTS = [
+    [
+        "a man is riding a horse on the beach",
+        "a person rides a brown horse near the sea",
+        "man on horse at the beach",
+    ],
+    [
+        "two dogs play with a red ball in the grass",
+        "a pair of dogs chase a ball",
+        "dogs playing in a field",
+    ],
+    [
+        "a plate of food with broccoli and rice",
+        "a dish of rice and vegetables",
+        "broccoli and rice on a white plate",
+    ],
+]
+RES = [
+    "a man riding a horse on a beach",
+    "two dogs playing with a ball",
+    "a plate with rice and broccoli",
+]
 # pycocoevalcap 1.2 (Bleu(4), Cider(), Rouge()) on GTS / RES, recorded:
 REF_BLEU = [0.949999999905, 0.7475450015183496, 0.4305849848551764, 0.291874389577739]
 REF_CIDER = 2.0507425331118263
@@ -51,8 +75,10 @@ def test_caption_scores_equal_live_pycocoevalcap():
 
     sc = scenes(3, "eval", 40)
     refs = [[s.caption()] for s in sc]
-    hyps = [sc[(i + (i % 3 == 0)) % len(sc)].caption() if i % 4 else " ".join(
-        refs[i][0].split()[:5]) for i in range(len(sc))]
+    hyps = [
+        sc[(i + (i % 3 == 0)) % len(sc)].caption() if i % 4 else " ".join(refs[i][0].split()[:5])
+        for i in range(len(sc))
+    ]
     tw = ([tokenize(x) for x in hyps], [[tokenize(x) for x in rr] for rr in refs])
     for h, r in ((RES, GTS), tw):
         gts, res = dict(enumerate(r)), {i: [x] for i, x in enumerate(h)}
@@ -65,11 +91,19 @@ def test_caption_scores_equal_live_pycocoevalcap():
         assert rl == pytest.approx(r_ref, rel=1e-12) and np.allclose(rper, r_per, rtol=1e-12)
 
 
-TRICKY = ["A Dog's toy, on the MAT.", 'Two dogs -- playing; "happily" (outside)!',
-          "It's a man's world: isn't it?", "a well-known cat sits on a 3.5 m wall",
-          "the U.S. flag ... waves", "I can't and won't go", "a [red] {box}",
-          "it cost $5 & more", "e.g. a dog/cat", "the dogs' bowls",
-          "large red circle at the top left, small blue square in the center"]
+TRICKY = [
+    "A Dog's toy, on the MAT.",
+    'Two dogs -- playing; "happily" (outside)!',
+    "It's a man's world: isn't it?",
+    "a well-known cat sits on a 3.5 m wall",
+    "the U.S. flag ... waves",
+    "I can't and won't go",
+    "a [red] {box}",
+    "it cost $5 & more",
+    "e.g. a dog/cat",
+    "the dogs' bowls",
+    "large red circle at the top left, small blue square in the center",
+]
 
 
 def test_tokenize_equals_ptbtokenizer():
@@ -123,15 +157,19 @@ def test_coco_mini_human_captions_score_like_humans(coco_mini):
 
 def test_tokenize_and_exact_match():
     assert tokenize("A Dog's toy, on the MAT.") == "a dog 's toy on the mat"
-    assert tokenize("large red circle at the top left, small blue square in the center") == \
-        "large red circle at the top left small blue square in the center"
+    assert (
+        tokenize("large red circle at the top left, small blue square in the center")
+        == "large red circle at the top left small blue square in the center"
+    )
     assert exact_match("Large red circle.", ["large red circle"]) == 1.0
     assert exact_match("large red square", ["large red circle"]) == 0.0
 
 
 def test_caption_metrics_perfect_and_bootstrap():
-    refs = [[f"small red circle at the top left and {w} blue square"] for w in
-            ("large", "small", "tiny", "huge", "big", "little")]
+    refs = [
+        [f"small red circle at the top left and {w} blue square"]
+        for w in ("large", "small", "tiny", "huge", "big", "little")
+    ]
     preds = [r[0] for r in refs]
     m, per = caption_metrics(preds, refs)
     assert m["exact_match"]["value"] == 100.0 and m["exact_match"]["ci95"] == [100.0, 100.0]
@@ -155,9 +193,13 @@ def test_vqa_normalisation_and_accuracy():
     assert vqa_accuracy("red", ["blue"]) == 0.0
     # 10 human answers: official leave-one-out average of min(1, matches/3)
     assert vqa_accuracy("red", ["red"] * 2 + ["blue"] * 8) == pytest.approx(
-        (2 * min(1, 1 / 3) + 8 * min(1, 2 / 3)) / 10)
-    m, per = vqa_metrics(["red", "2", "no", "left"], [["red"], ["two"], ["yes"], ["left"]],
-                         types=["colour", "count", "exists", "position"])
+        (2 * min(1, 1 / 3) + 8 * min(1, 2 / 3)) / 10
+    )
+    m, per = vqa_metrics(
+        ["red", "2", "no", "left"],
+        [["red"], ["two"], ["yes"], ["left"]],
+        types=["colour", "count", "exists", "position"],
+    )
     assert m["accuracy"]["value"] == 75.0 and per == [100.0, 100.0, 0.0, 100.0]
     assert m["accuracy/exists"]["value"] == 0.0
 

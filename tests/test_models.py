@@ -11,12 +11,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tiny_models import SIZES, save_tiny_blip, save_tiny_llava  # noqa: E402
+
 from semcom.config.model import ModelRef  # noqa: E402
 from semcom.errors import ModelLoadError  # noqa: E402
 
-from tiny_models import SIZES, save_tiny_blip, save_tiny_llava  # noqa: E402
-QUESTIONS = ["what colour is the circle?", "how many objects are there?",
-             "is there a red square?"]
+QUESTIONS = ["what colour is the circle?", "how many objects are there?", "is there a red square?"]
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,7 @@ def llava(llava_dir):
 
 # ---------------------------------------------------------------------------- BLIP
 
+
 def test_blip_geometry_and_id(blip, blip_dir):
     assert (blip.family, blip.image_size, blip.patch_size, blip.grid) == ("blip", 96, 8, 12)
     assert blip.num_patches == 144 and blip.has_cls and blip.token_dim == 32
@@ -63,7 +64,7 @@ def test_blip_geometry_and_id(blip, blip_dir):
 
 
 def test_blip_preprocess_equals_training_normalisation(blip, images):
-    from semcom.train.tinyworld import normalize_images
+    from semcom.train.tinyworld.data import normalize_images
 
     pv = blip.preprocess(images)
     assert pv.shape == (3, 3, 96, 96) and pv.dtype == torch.float32
@@ -80,24 +81,37 @@ def test_blip_caption_token_path_equals_pixel_path(blip, images):
         ref = [t.strip() for t in blip.cap_tok.batch_decode(ref, skip_special_tokens=True)]
         assert blip.caption(out.tokens, None, beams=beams, max_new_tokens=6) == ref
     # the text differs when the image does (the decoder reads the tokens)
-    logits_a = blip.cap.text_decoder(input_ids=torch.tensor([[5]] * 3),
-                                     encoder_hidden_states=out.tokens).logits
-    logits_b = blip.cap.text_decoder(input_ids=torch.tensor([[5]] * 3),
-                                     encoder_hidden_states=torch.zeros_like(out.tokens)).logits
+    logits_a = blip.cap.text_decoder(
+        input_ids=torch.tensor([[5]] * 3), encoder_hidden_states=out.tokens
+    ).logits
+    logits_b = blip.cap.text_decoder(
+        input_ids=torch.tensor([[5]] * 3), encoder_hidden_states=torch.zeros_like(out.tokens)
+    ).logits
     assert not torch.allclose(logits_a, logits_b)
 
 
 def test_blip_retrieval_token_path_equals_pixel_path(blip, images):
     pv = blip.preprocess(images)
     tokens = blip.vision_tokens(pv).tokens
-    texts = ["large red circle at the top", "small blue square on the left",
-             "large green triangle in the center"]
+    texts = [
+        "large red circle at the top",
+        "small blue square on the left",
+        "large green triangle in the center",
+    ]
     enc = blip.ret_tok(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
-        itm = blip.ret(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                       pixel_values=pv, use_itm_head=True).itm_score[:, 1]
-        itc = blip.ret(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                       pixel_values=pv, use_itm_head=False).itm_score
+        itm = blip.ret(
+            input_ids=enc["input_ids"],
+            attention_mask=enc["attention_mask"],
+            pixel_values=pv,
+            use_itm_head=True,
+        ).itm_score[:, 1]
+        itc = blip.ret(
+            input_ids=enc["input_ids"],
+            attention_mask=enc["attention_mask"],
+            pixel_values=pv,
+            use_itm_head=False,
+        ).itm_score
     assert torch.allclose(blip.itm_scores(tokens, None, texts), itm, atol=1e-5)
     sim = blip.image_embed(tokens, None) @ blip.text_embed(texts).T
     assert torch.allclose(sim, itc, atol=1e-5)
@@ -116,11 +130,12 @@ def test_blip_mask_equals_removing_tokens(blip, images):
     keep[1, 60:65] = True
     keep[2, 1:145:3] = True
     masked = blip.caption(tokens, keep, max_new_tokens=6)
-    alone = [blip.caption(tokens[i:i + 1, keep[i]], None, max_new_tokens=6)[0] for i in range(3)]
+    alone = [blip.caption(tokens[i : i + 1, keep[i]], None, max_new_tokens=6)[0] for i in range(3)]
     assert masked == alone
     s_masked = blip.itm_scores(tokens, keep, ["a", "b", "c"])
-    s_alone = torch.cat([blip.itm_scores(tokens[i:i + 1, keep[i]], None, ["abc"[i]])
-                         for i in range(3)])
+    s_alone = torch.cat(
+        [blip.itm_scores(tokens[i : i + 1, keep[i]], None, ["abc"[i]]) for i in range(3)]
+    )
     assert torch.allclose(s_masked, s_alone, atol=1e-5)
     # what is masked out has no influence at all (transformers 5.x BLIP drops the image
     # mask unless semcom.models.blip.enforce_cross_attention_mask hooks it back in)
@@ -129,16 +144,19 @@ def test_blip_mask_equals_removing_tokens(blip, images):
     assert blip.caption(noisy, keep, max_new_tokens=6) == masked
     with torch.no_grad():
         ids = torch.tensor([[5]] * 3)
-        lm_a = blip.cap.text_decoder(input_ids=ids, encoder_hidden_states=tokens,
-                                     encoder_attention_mask=keep.long()).logits
-        lm_b = blip.cap.text_decoder(input_ids=ids, encoder_hidden_states=noisy,
-                                     encoder_attention_mask=keep.long()).logits
+        lm_a = blip.cap.text_decoder(
+            input_ids=ids, encoder_hidden_states=tokens, encoder_attention_mask=keep.long()
+        ).logits
+        lm_b = blip.cap.text_decoder(
+            input_ids=ids, encoder_hidden_states=noisy, encoder_attention_mask=keep.long()
+        ).logits
     assert torch.allclose(lm_a, lm_b, atol=1e-6)
     # without CLS the image embedding is the mean of what arrived
     keep[:, 0] = False
     emb = blip.image_embed(tokens, keep)
     ref = torch.nn.functional.normalize(
-        blip.ret.vision_proj(torch.stack([tokens[i, keep[i]].mean(0) for i in range(3)])), dim=-1)
+        blip.ret.vision_proj(torch.stack([tokens[i, keep[i]].mean(0) for i in range(3)])), dim=-1
+    )
     assert torch.allclose(emb, ref, atol=1e-5)
 
 
@@ -157,8 +175,9 @@ def test_blip_attention_keys_hidden_are_real(blip, images):
     assert torch.allclose(out.keys[1], k, atol=1e-5)
     again = blip.vision_tokens_from_layer(out.hidden[0], 0)
     assert torch.allclose(again, out.tokens, atol=1e-5)
-    assert torch.allclose(blip.vision_tokens_from_layer(ref.hidden_states[2], 2), out.tokens,
-                          atol=1e-5)
+    assert torch.allclose(
+        blip.vision_tokens_from_layer(ref.hidden_states[2], 2), out.tokens, atol=1e-5
+    )
     with pytest.raises(ValueError):
         blip.vision_tokens(pv, attn_layers=(7,))
     with pytest.raises(NotImplementedError):
@@ -174,8 +193,9 @@ def test_blip_caption_only_directory(tmp_path, images):
     b = load_backend(ModelRef("blip", str(tmp_path / "caption")))
     assert b.tasks == {"caption"}
     pv = b.preprocess(images)
-    ref = b.cap_tok.batch_decode(b.cap.generate(pixel_values=pv, max_new_tokens=5),
-                                 skip_special_tokens=True)
+    ref = b.cap_tok.batch_decode(
+        b.cap.generate(pixel_values=pv, max_new_tokens=5), skip_special_tokens=True
+    )
     assert b.caption(b.vision_tokens(pv).tokens, None, max_new_tokens=5) == [t.strip() for t in ref]
     with pytest.raises(NotImplementedError, match="retrieval"):
         b.text_features(["x"])
@@ -202,6 +222,7 @@ def test_model_id_changes_with_weights(blip_dir, tmp_path):
 
 # --------------------------------------------------------------------------- LLaVA
 
+
 def test_llava_answer_token_path_equals_pixel_path(llava, llava_dir, images):
     from transformers import AutoProcessor
 
@@ -216,8 +237,12 @@ def test_llava_answer_token_path_equals_pixel_path(llava, llava_dir, images):
     assert torch.allclose(enc["pixel_values"], pv, atol=1e-5)
     with torch.no_grad():
         gen = llava.model.generate(**enc, max_new_tokens=5, do_sample=False)
-    ref = [t.strip() for t in proc.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:],
-                                                            skip_special_tokens=True)]
+    ref = [
+        t.strip()
+        for t in proc.tokenizer.batch_decode(
+            gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True
+        )
+    ]
     assert llava.answer(out.tokens, None, QUESTIONS, max_new_tokens=5) == ref
     # same logits at the first answer position
     emb, att = llava.build_inputs(out.tokens, None, QUESTIONS)
@@ -232,22 +257,34 @@ def test_llava_placeholders_follow_received_tokens(llava, images):
     keep = torch.zeros(3, 145, dtype=torch.bool)
     keep[0, 1:20] = True
     keep[1, 5:145:2] = True
-    keep[2, [0, 7, 70]] = True                        # CLS is not projected (strategy default)
+    keep[2, [0, 7, 70]] = True  # CLS is not projected (strategy default)
     emb, att = llava.build_inputs(tokens, keep, QUESTIONS)
     n_text = att.sum(1) - torch.tensor([19, 70, 2])
-    assert len(set(n_text.tolist())) <= 3            # same text part per question length
+    assert len(set(n_text.tolist())) <= 3  # same text part per question length
     masked = llava.answer(tokens, keep, QUESTIONS, max_new_tokens=4)
-    alone = [llava.answer(tokens[i:i + 1, keep[i]], None if i < 2 else
-                          torch.tensor([[True, True, True]]), [QUESTIONS[i]], max_new_tokens=4)[0]
-             for i in range(3)]
+    alone = [
+        llava.answer(
+            tokens[i : i + 1, keep[i]],
+            None if i < 2 else torch.tensor([[True, True, True]]),
+            [QUESTIONS[i]],
+            max_new_tokens=4,
+        )[0]
+        for i in range(3)
+    ]
     # sample 2's tokens include CLS at position 0, sample 0/1 start with patches: give
     # them a dummy CLS slot so the layout (CLS first) is respected
-    alone[0] = llava.answer(torch.cat([tokens[:1, :1], tokens[0:1, keep[0]]], 1),
-                            torch.tensor([[False] + [True] * 19]), [QUESTIONS[0]],
-                            max_new_tokens=4)[0]
-    alone[1] = llava.answer(torch.cat([tokens[1:2, :1], tokens[1:2, keep[1]]], 1),
-                            torch.tensor([[False] + [True] * 70]), [QUESTIONS[1]],
-                            max_new_tokens=4)[0]
+    alone[0] = llava.answer(
+        torch.cat([tokens[:1, :1], tokens[0:1, keep[0]]], 1),
+        torch.tensor([[False] + [True] * 19]),
+        [QUESTIONS[0]],
+        max_new_tokens=4,
+    )[0]
+    alone[1] = llava.answer(
+        torch.cat([tokens[1:2, :1], tokens[1:2, keep[1]]], 1),
+        torch.tensor([[False] + [True] * 70]),
+        [QUESTIONS[1]],
+        max_new_tokens=4,
+    )[0]
     assert masked == alone
 
 
@@ -257,8 +294,8 @@ def test_llava_projected_embeddings_skip_the_projector(llava, images):
     keep = torch.ones(3, 145, dtype=torch.bool)
     keep[1, 30:100] = False
     with torch.no_grad():
-        feats = llava.model.model.multi_modal_projector(tokens)        # [3, 145, H]
-    used = llava.used_mask(keep)                                        # CLS not projected
+        feats = llava.model.model.multi_modal_projector(tokens)  # [3, 145, H]
+    used = llava.used_mask(keep)  # CLS not projected
     emb_a, att_a = llava.build_inputs(tokens, keep, QUESTIONS)
     emb_b, att_b = llava.build_inputs(feats, used, QUESTIONS, projected=True)
     assert torch.equal(att_a, att_b) and torch.allclose(emb_a, emb_b, atol=1e-6)
@@ -322,11 +359,11 @@ def test_llava_without_clip_has_no_text_features(llava_dir, tmp_path, images):
     b = load_backend(ModelRef("llava", str(d)))
     with pytest.raises(NotImplementedError, match="CLIPModel"):
         b.text_features(["x"])
-    assert b.answer(b.vision_tokens(b.preprocess(images[:1])).tokens, None, ["q"],
-                    max_new_tokens=2)
+    assert b.answer(b.vision_tokens(b.preprocess(images[:1])).tokens, None, ["q"], max_new_tokens=2)
 
 
 # ---------------------------------------------------------------------------- errors
+
 
 def test_bad_paths_give_clear_errors(tmp_path, blip_dir, llava_dir):
     from semcom.models import load_backend
@@ -348,15 +385,26 @@ def test_bad_paths_give_clear_errors(tmp_path, blip_dir, llava_dir):
 
 
 def test_cli_error_for_bad_model_path(tmp_path, capsys):
-    from semcom.cli import main
+    from semcom.commands.cli import main
 
-    rc = main(["train", "tinyworld", "--model", "blip", "--eval-only", "--out",
-               str(tmp_path / "nowhere"), "-q"])
+    rc = main(
+        [
+            "train",
+            "tinyworld",
+            "--model",
+            "blip",
+            "--eval-only",
+            "--out",
+            str(tmp_path / "nowhere"),
+            "-q",
+        ]
+    )
     assert rc == 2
     assert "config.json" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------- embedded models
+
 
 @pytest.mark.parametrize("name", ["blip", "llava"])
 def test_embedded_tiny_model_loads_and_looks_at_the_image(name):
@@ -365,9 +413,8 @@ def test_embedded_tiny_model_loads_and_looks_at_the_image(name):
     are measured by ``semcom train tinyworld --eval-only`` on 1,000 scenes, not here.)"""
     from semcom.config.model import model_dir
     from semcom.metrics import caption_metrics, vqa_metrics
-    from semcom.world import question_for, scenes
-
     from semcom.models import load_backend
+    from semcom.world import question_for, scenes
 
     if not (model_dir(ModelRef(name)) / "semcom.json").is_file():
         pytest.skip(f"tiny {name} weights not trained yet")
@@ -380,13 +427,120 @@ def test_embedded_tiny_model_loads_and_looks_at_the_image(name):
         full, _ = caption_metrics(b.caption(tokens, None), refs)
         zero_caps = b.caption(zeros, None)
         zero, _ = caption_metrics(zero_caps, refs)
-        assert len(set(zero_caps)) == 1                   # no image, one caption for all
+        assert len(set(zero_caps)) == 1  # no image, one caption for all
         assert full["cider_d"]["value"] > zero["cider_d"]["value"] + 1.0
         sim = b.image_embed(tokens, None) @ b.text_embed([r[0] for r in refs]).T
-        assert (sim.argmax(1) == torch.arange(len(sc))).float().mean() > 0.2   # chance 1/24
+        assert (sim.argmax(1) == torch.arange(len(sc))).float().mean() > 0.2  # chance 1/24
     else:
         qs = [question_for(0, s) for s in sc]
         answers = [[q["answer"]] for q in qs]
         full, _ = vqa_metrics(b.answer(tokens, None, [q["question"] for q in qs]), answers)
         zero, _ = vqa_metrics(b.answer(zeros, None, [q["question"] for q in qs]), answers)
         assert full["accuracy"]["value"] > zero["accuracy"]["value"] + 15.0
+
+
+# ------------------------------------------------------------------------- prompts
+
+
+def test_prompts_come_from_the_task_and_the_model_directory(
+    llava, llava_dir, blip_dir, images, tmp_path
+):
+    """LLaVA wraps the task's prompt in its chat template; a prompt recorded in
+    semcom.json is what the tasks use for that model."""
+    import shutil
+
+    from semcom.models import load_backend
+    from semcom.tasks import make_task
+
+    assert (
+        json.loads((llava_dir / "semcom.json").read_text())["caption_prompt"]
+        == "describe the image."
+    )
+    assert llava.prompts == {"caption": "describe the image."}
+    assert make_task("caption", llava).template == llava.caption_prompt == "describe the image."
+    tokens = llava.vision_tokens(llava.preprocess(images)).tokens
+    ref = llava.answer(tokens, None, ["describe the image."] * 3, max_new_tokens=4)
+    assert llava.caption(tokens, None, max_new_tokens=4) == ref
+    assert llava.caption(tokens, None, prompt="describe the image.", max_new_tokens=4) == ref
+    copy = tmp_path / "blip"
+    shutil.copytree(blip_dir, copy)
+    manifest = json.loads((copy / "semcom.json").read_text())
+    assert make_task("caption", load_backend(ModelRef("blip", str(blip_dir)))).template == ""
+    (copy / "semcom.json").write_text(json.dumps({**manifest, "prompts": {"caption": "large"}}))
+    recorded = load_backend(ModelRef("blip", str(copy)))
+    assert make_task("caption", recorded).template == "large"
+    caps = recorded.caption(
+        recorded.vision_tokens(recorded.preprocess(images)).tokens, None, max_new_tokens=4
+    )
+    assert caps == recorded.caption(
+        recorded.vision_tokens(recorded.preprocess(images)).tokens,
+        None,
+        prompt="large",
+        max_new_tokens=4,
+    )
+
+
+# ---------------------------------------------------------------------- the fake backend
+
+
+def test_fake_backend_imports_no_torch_and_is_deterministic():
+    import subprocess
+    import sys
+
+    code = "import sys, semcom.models.fake, semcom.testing; print('torch' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "False"
+    from semcom.models.base import VLMBackend
+    from semcom.models.fake import FakeBackend
+
+    a, b = FakeBackend(encoder="colour", seed=3), FakeBackend(encoder="colour", seed=3)
+    assert isinstance(a, VLMBackend) and a.model_id == b.model_id
+    assert FakeBackend(encoder="colour", seed=4).model_id != a.model_id
+    assert FakeBackend(delay_s=1.0).model_id == FakeBackend().model_id  # time is not a result
+    with pytest.raises(ValueError, match="3-d"):
+        FakeBackend(token_dim=8)
+
+
+@pytest.mark.parametrize(
+    "encoder,shape", [("means", (2, 5, 3)), ("colour", (2, 145, 32)), ("vit", (2, 145, 32))]
+)
+def test_fake_backend_encoders(encoder, shape, images):
+    from semcom.models.fake import FakeBackend
+
+    be = FakeBackend(encoder=encoder)
+    out = be.vision_tokens(
+        be.preprocess(images[:2]), attn_layers=(-1,), key_layers=(0,), hidden_layers=(1,)
+    )
+    n = shape[1]
+    assert tuple(out.tokens.shape) == shape and be.num_patches == n - 1
+    assert tuple(out.attentions[-1].shape) == (2, be.heads, n, n)
+    assert torch.allclose(out.attentions[-1].sum(-1), torch.ones(2, be.heads, n), atol=1e-5)
+    assert tuple(out.keys[0].shape) == shape and tuple(out.hidden[1].shape) == shape
+    again = be.vision_tokens(be.preprocess(images[:2])).tokens
+    assert torch.equal(out.tokens, again)
+    # entering at layer 1 with layer 1's hidden state gives the same tokens
+    assert torch.allclose(be.vision_tokens_from_layer(out.hidden[1], 1), out.tokens, atol=1e-5)
+    with pytest.raises(ValueError, match="does not run"):
+        be.vision_from_layer(out.hidden[1], 1, attn_layers=(0,))
+    caps = be.caption(out.tokens, None)
+    assert caps == be.caption(again, None) and caps[0].split()[0] in ("bright", "dark")
+    assert be.answer(out.tokens, None, ["q", "qq"]) != be.answer(out.tokens, None, ["q", "q"])
+
+
+def test_fake_backend_retrieval_matches_colours():
+    """Default mode: a plain red image retrieves the text naming red, not blue."""
+    from semcom.models.fake import COLORS, FakeBackend
+
+    be = FakeBackend()
+    imgs = [np.full((24, 24, 3), COLORS[c], np.uint8) for c in ("red", "blue")]
+    tokens = be.vision_tokens(be.preprocess(imgs)).tokens
+    sim = be.image_embed(tokens, None) @ be.text_embed(["a red square", "a blue square"]).T
+    assert sim[0, 0] > sim[0, 1] and sim[1, 1] > sim[1, 0]
+    itm = be.itm_scores(tokens, None, ["red", "red"])
+    assert itm[0] > itm[1]
+    # a mask changes what the cloud reads: only the top-left quadrant received
+    mask = torch.zeros(2, 5, dtype=torch.bool)
+    mask[:, 1] = True
+    assert be.caption(tokens, mask)[0].split()[1] == "0"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from sweep_fakes import synthetic_run
 
 from semcom import plotting
-from semcom.sweep import load_sweep, run_sweep, synthetic_run
+from semcom.commands.sweep.run import run_sweep
+from semcom.commands.sweep.spec import load_sweep
 
 SWEEP = {
     "data": {"num_images": 40},
@@ -16,10 +18,20 @@ SWEEP = {
     "sweep": {
         "channel.snr_db": [4, 7, 12],
         "method": [
-            *({"edge.method": "tokens", "edge.select.budget": b, "edge.quant.type": "codebook",
-               "edge.mdc.descriptions": 4, "run.label": "ours"} for b in (8, 16, 32, 64)),
-            *({"edge.method": "jpeg", "edge.image.quality": q, "run.label": "JPEG"}
-              for q in (5, 20, 50, 90)),
+            *(
+                {
+                    "edge.method": "tokens",
+                    "edge.select.budget": b,
+                    "edge.quant.type": "codebook",
+                    "edge.mdc.descriptions": 4,
+                    "run.label": "ours",
+                }
+                for b in (8, 16, 32, 64)
+            ),
+            *(
+                {"edge.method": "jpeg", "edge.image.quality": q, "run.label": "JPEG"}
+                for q in (5, 20, 50, 90)
+            ),
             {"edge.method": "tokens", "run.label": "Full tokens"},
         ],
     },
@@ -30,8 +42,9 @@ SWEEP = {
 def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("plot")
     data = dict(SWEEP, run={"out_dir": str(root / "runs")}, plot={"anchor": "JPEG"})
-    report = run_sweep(load_sweep(None, data=data, name="small"), run_fn=synthetic_run,
-                       progress=False)
+    report = run_sweep(
+        load_sweep(None, data=data, name="small"), run_fn=synthetic_run, progress=False
+    )
     assert report.ok
     return root, report.files["json"]
 
@@ -45,8 +58,13 @@ def figures(results):
 def test_every_figure_is_written_with_a_sidecar(figures, results):
     res, out = figures
     names = {f.name for f in res.figures}
-    assert names == {"vqa-accuracy_vs_bpp_wire", "vqa-accuracy_vs_bpp_wire_by_snr",
-                     "vqa-accuracy_vs_snr", "bler_vs_snr", "latency"}
+    assert names == {
+        "vqa-accuracy_vs_bpp_wire",
+        "vqa-accuracy_vs_bpp_wire_by_snr",
+        "vqa-accuracy_vs_snr",
+        "bler_vs_snr",
+        "latency",
+    }
     from PIL import Image
 
     for name in names:
@@ -123,13 +141,24 @@ def test_log_x_only_beyond_a_decade():
 
 
 def test_conditions_and_upper_bound_detection():
-    rec = {"method": "tokens", "config": {"channel": {"link": "nr-table", "snr_db": 5.0,
-                                                      "snr_type": "esno", "code_rate": 0.5,
-                                                      "modulation": "qpsk"},
-                                          "edge": {"method": "tokens",
-                                                   "select": {"budget": None, "ratio": None},
-                                                   "quant": {"type": "none"}}},
-           "link": {"esno_db": 5.0}}
+    rec = {
+        "method": "tokens",
+        "config": {
+            "channel": {
+                "link": "nr-table",
+                "snr_db": 5.0,
+                "snr_type": "esno",
+                "code_rate": 0.5,
+                "modulation": "qpsk",
+            },
+            "edge": {
+                "method": "tokens",
+                "select": {"budget": None, "ratio": None},
+                "quant": {"type": "none"},
+            },
+        },
+        "link": {"esno_db": 5.0},
+    }
     assert plotting.is_upper_bound(rec) and not plotting.is_anchor(rec)
     c = plotting.condition_of(rec)
     assert c.snr_db == 5.0 and c.code_rate == 0.5
@@ -141,7 +170,7 @@ def test_conditions_and_upper_bound_detection():
 
 
 def test_cli_plot_from_run_folders_and_errors(results, tmp_path, capsys):
-    from semcom import cli
+    from semcom.commands import cli
 
     root, agg = results
     out = tmp_path / "figs"
@@ -149,8 +178,24 @@ def test_cli_plot_from_run_folders_and_errors(results, tmp_path, capsys):
     bad = root / "runs" / "badrun00000" / "record.json"
     bad.parent.mkdir(parents=True, exist_ok=True)
     bad.write_text(json.dumps({"run_id": "badrun00000", "status": "error"}))
-    code = cli.main(["plot", str(root / "runs"), "-o", str(out), "--only", "rate",
-                     "--format", "png", "--anchor", "JPEG", "--x", "cpp", "--dpi", "50"])
+    code = cli.main(
+        [
+            "plot",
+            str(root / "runs"),
+            "-o",
+            str(out),
+            "--only",
+            "rate",
+            "--format",
+            "png",
+            "--anchor",
+            "JPEG",
+            "--x",
+            "cpp",
+            "--dpi",
+            "50",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0 and "1 failed runs not plotted" in captured.err
     assert (out / "vqa-accuracy_vs_cpp.png").is_file() and not (out / "latency.png").exists()
@@ -167,23 +212,39 @@ def test_cli_plot_from_run_folders_and_errors(results, tmp_path, capsys):
 
 def test_full_tokens_on_the_ideal_link_is_the_ceiling_of_every_condition(tmp_path):
     """One ideal-link full-tokens run becomes the upper bound in each SNR's panel and curve."""
-    data = {"data": {"num_images": 20}, "channel": {"link": "nr-table"},
-            "cloud": {"tasks": ["vqa"]}, "run": {"out_dir": str(tmp_path / "runs")},
-            "sweep": {"channel.snr_db": [4, 12], "method": [
-                *({"edge.method": "jpeg", "edge.image.quality": q, "run.label": "JPEG"}
-                  for q in (5, 50)),
-                {"edge.method": "tokens", "channel.link": "ideal", "channel.snr_db": 0,
-                 "run.label": "Full tokens"}]}}
+    data = {
+        "data": {"num_images": 20},
+        "channel": {"link": "nr-table"},
+        "cloud": {"tasks": ["vqa"]},
+        "run": {"out_dir": str(tmp_path / "runs")},
+        "sweep": {
+            "channel.snr_db": [4, 12],
+            "method": [
+                *(
+                    {"edge.method": "jpeg", "edge.image.quality": q, "run.label": "JPEG"}
+                    for q in (5, 50)
+                ),
+                {
+                    "edge.method": "tokens",
+                    "channel.link": "ideal",
+                    "channel.snr_db": 0,
+                    "run.label": "Full tokens",
+                },
+            ],
+        },
+    }
     sweep = load_sweep(None, data=data, name="ideal")
     assert len(sweep.points) == 5 and sweep.duplicates == 1  # the ideal run is run once
     report = run_sweep(sweep, run_fn=synthetic_run, progress=False)
-    res = plotting.make_figures([report.files["json"]], tmp_path / "fig", formats=("png",),
-                                dpi=40, kinds=("rate", "snr"))
+    res = plotting.make_figures(
+        [report.files["json"]], tmp_path / "fig", formats=("png",), dpi=40, kinds=("rate", "snr")
+    )
     side = json.loads((tmp_path / "fig" / "vqa-accuracy_vs_bpp_wire_by_snr.json").read_text())
     upper = [s for s in side["series"] if s.get("upper_bound")]
     assert len(upper) == 2  # one per SNR panel, no "ideal link" panel of its own
-    assert {s["condition"] for s in upper} == {s["condition"] for s in side["series"]
-                                               if not s.get("upper_bound")}
+    assert {s["condition"] for s in upper} == {
+        s["condition"] for s in side["series"] if not s.get("upper_bound")
+    }
     assert len({s["run_ids"][0] for s in upper}) == 1 and upper[0]["y"] == upper[1]["y"]
     snr = json.loads((tmp_path / "fig" / "vqa-accuracy_vs_snr.json").read_text())
     full = [s for s in snr["series"] if s["label"] == "Full tokens"]

@@ -1,4 +1,4 @@
-"""Learned projectors (issue 9): TokenPacker / VisualPrism shapes for each s, the
+"""Learned projectors: TokenPacker / VisualPrism shapes for each s, the
 point-to-region locality, the Haar prior, the edge/cloud split equal to the unsplit
 module (also through the wire), wire round trips and errors, concealment of a lost
 description, a training step that lowers the loss, weight-file checks."""
@@ -10,11 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tiny_models import save_tiny_llava  # noqa: E402
+
 from semcom.errors import ConfigError, WireFormatError  # noqa: E402
 
-SIZES = dict(vision_dim=32, vision_layers=3, vision_heads=2, vision_mlp=2, text_dim=32,
-             text_layers=1, text_heads=2, text_mlp=2, lm_dim=32, lm_layers=1, lm_heads=2,
-             lm_mlp=2, embed_dim=16)
 TYPES = ("tokenpacker", "visualprism")
 LAYERS = (1, 2)
 
@@ -23,8 +22,9 @@ def small(type_, scale, *, dim=16, multi=48, lm=24, residual=True):
     from semcom.projectors.modules import LearnedProjector
 
     torch.manual_seed(0)
-    return LearnedProjector(type_, dim=dim, multi_dim=multi, lm_dim=lm, grid=12, scale=scale,
-                            heads=2, residual=residual).eval()
+    return LearnedProjector(
+        type_, dim=dim, multi_dim=multi, lm_dim=lm, grid=12, scale=scale, heads=2, residual=residual
+    ).eval()
 
 
 @pytest.mark.parametrize("type_", TYPES)
@@ -82,7 +82,7 @@ def test_regions_layout():
     r = regions(kv, 12, 2)  # [36, 4, 1]
     assert r.shape == (36, 4, 1)
     assert r[0, :, 0].tolist() == [0, 1, 12, 13]
-    assert r[7, :, 0].tolist() == [26, 27, 38, 39]   # cell (1, 1)
+    assert r[7, :, 0].tolist() == [26, 27, 38, 39]  # cell (1, 1)
 
 
 def test_haar_perfect_reconstruction():
@@ -114,15 +114,14 @@ def test_sinkhorn_regulariser():
 
 # ------------------------------------------------------------------- with a tiny LLaVA
 
+
 @pytest.fixture(scope="module")
 def llava(tmp_path_factory):
     from semcom.config.model import ModelRef
     from semcom.models import load_backend
-    from semcom.models.tiny import TinySizes, build_llava, save_llava
 
     d = tmp_path_factory.mktemp("llava9")
-    llava, clip, tok, ctok = build_llava(TinySizes(**SIZES), seed=3)
-    save_llava(d, llava, clip, tok, ctok)
+    save_tiny_llava(d, seed=3)
     return load_backend(ModelRef("llava", str(d)))
 
 
@@ -137,12 +136,28 @@ def weights(llava, tmp_path_factory):
     dim = llava.token_dim
     for t in TYPES:
         torch.manual_seed(1)
-        m = LearnedProjector(t, dim=dim, multi_dim=dim * len(LAYERS), lm_dim=lm_hidden_size(llava),
-                             grid=llava.grid, scale=3, heads=2).eval()
-        meta = {"type": t, "scale": 3, "grid": llava.grid, "dim": dim,
-                "multi_dim": dim * len(LAYERS), "lm_dim": lm_hidden_size(llava), "heads": 2,
-                "residual": True, "layers": list(LAYERS), "feature_index": llava.feature_index,
-                "model_id": llava.model_id}
+        m = LearnedProjector(
+            t,
+            dim=dim,
+            multi_dim=dim * len(LAYERS),
+            lm_dim=lm_hidden_size(llava),
+            grid=llava.grid,
+            scale=3,
+            heads=2,
+        ).eval()
+        meta = {
+            "type": t,
+            "scale": 3,
+            "grid": llava.grid,
+            "dim": dim,
+            "multi_dim": dim * len(LAYERS),
+            "lm_dim": lm_hidden_size(llava),
+            "heads": 2,
+            "residual": True,
+            "layers": list(LAYERS),
+            "feature_index": llava.feature_index,
+            "model_id": llava.model_id,
+        }
         stats = {"lo": -np.full(dim, 3.0), "hi": np.full(dim, 3.0), "mean": np.zeros(dim)}
         save_projector(weights_path(type=t, scale=3, directory=d), m, meta, stats)
     return d
@@ -159,10 +174,18 @@ def samples():
 def cfg_for(weights, type_="tokenpacker", *extra):
     from semcom.config import load_config
 
-    return load_config(None, ["edge.method=projector", "edge.model.name=llava",
-                              "cloud.model.name=llava", f"edge.projector.type={type_}",
-                              "edge.projector.scale=3", f"edge.projector.weights={weights}",
-                              *extra])
+    return load_config(
+        None,
+        [
+            "edge.method=projector",
+            "edge.model.name=llava",
+            "cloud.model.name=llava",
+            f"edge.projector.type={type_}",
+            "edge.projector.scale=3",
+            f"edge.projector.weights={weights}",
+            *extra,
+        ],
+    )
 
 
 def items_of(results, samples, lose=()):
@@ -232,10 +255,15 @@ def test_answers_from_projected_embeddings(llava, weights, samples):
 def test_wire_scalar_mdc_round_trip_and_errors(llava, weights, samples):
     from cloud.methods.projector import ProjectorCloud
     from edge.methods.projector import ProjectorEdge
-    from semcom.projectors.wire import decode
+    from semcom.projectors.wire import ProjectorWire
 
-    cfg = cfg_for(weights, "visualprism", "edge.quant.type=scalar", "edge.quant.bits=6",
-                  "edge.mdc.descriptions=2")
+    cfg = cfg_for(
+        weights,
+        "visualprism",
+        "edge.quant.type=scalar",
+        "edge.quant.bits=6",
+        "edge.mdc.descriptions=2",
+    )
     edge, cloud = ProjectorEdge(cfg, llava), ProjectorCloud(cfg, llava)
     z = edge.compress(samples[:1])[0]
     er = edge.encode_tokens(samples[0], z)
@@ -251,16 +279,22 @@ def test_wire_scalar_mdc_round_trip_and_errors(llava, weights, samples):
         assert d.ledger.by_category().get("side_info", 0) > 0
     data = er.descriptions[0].data
     with pytest.raises(WireFormatError, match="model mismatch"):
-        decode(data, dim=llava.token_dim, grid=12, model=cloud.model32 ^ 1)
+        ProjectorWire(llava.token_dim, grid=12, model=cloud.model32 ^ 1).decode(data)
     with pytest.raises(WireFormatError, match="tokenpacker s=3"):
-        decode(data, dim=llava.token_dim, grid=12, expect=("tokenpacker", 3))
+        ProjectorWire(llava.token_dim, grid=12, expect=("tokenpacker", 3)).decode(data)
     with pytest.raises(WireFormatError):
-        decode(data[:len(data) // 2], dim=llava.token_dim, grid=12)
+        ProjectorWire(llava.token_dim, grid=12).decode(data[: len(data) // 2])
     with pytest.raises(WireFormatError, match="trailing"):
-        decode(data + b"\0" * 4, dim=llava.token_dim, grid=12)
+        ProjectorWire(llava.token_dim, grid=12).decode(data + b"\0" * 4)
     # a lost description: interp conceals its tokens on the 4x4 grid
-    cfg2 = cfg_for(weights, "visualprism", "edge.quant.type=scalar", "edge.quant.bits=6",
-                   "edge.mdc.descriptions=2", "cloud.conceal.mode=interp")
+    cfg2 = cfg_for(
+        weights,
+        "visualprism",
+        "edge.quant.type=scalar",
+        "edge.quant.bits=6",
+        "edge.mdc.descriptions=2",
+        "cloud.conceal.mode=interp",
+    )
     mi = ProjectorCloud(cfg2, llava).decode(items_of([er], samples[:1], lose={1}))
     info = mi.info[0]
     assert info["tokens_to_model"] == 16 and info["tokens_concealed"] == len(got[1].slots)
@@ -279,10 +313,15 @@ def test_load_errors(llava, weights, tmp_path):
     import shutil
 
     from semcom.projectors.io import read_projector, save_projector
+
     lp = read_projector(weights / "tokenpacker-s3.safetensors")
     other = tmp_path / "o"
-    save_projector(other / "tokenpacker-s3.safetensors", lp.module,
-                   {**lp.meta, "model_id": "llava-000000000000"}, lp.stats)
+    save_projector(
+        other / "tokenpacker-s3.safetensors",
+        lp.module,
+        {**lp.meta, "model_id": "llava-000000000000"},
+        lp.stats,
+    )
     with pytest.raises(ConfigError, match="trained with model"):
         ProjectorEdge(cfg_for(other), llava)
     shutil.rmtree(other)
@@ -300,11 +339,19 @@ def test_training_step_lowers_the_loss(llava, samples):
         p.requires_grad_(False)
     dim = llava.token_dim
     torch.manual_seed(0)
-    m = LearnedProjector("visualprism", dim=dim, multi_dim=dim * 2, lm_dim=lm_hidden_size(llava),
-                         grid=12, scale=4, heads=2).train()
+    m = LearnedProjector(
+        "visualprism",
+        dim=dim,
+        multi_dim=dim * 2,
+        lm_dim=lm_hidden_size(llava),
+        grid=12,
+        scale=4,
+        heads=2,
+    ).train()
     x, xm = features(llava, llava.preprocess([s.image for s in samples]), LAYERS)
-    ids, labels, att = lm_batch(llava, m.num_tokens, [s.question for s in samples],
-                                [s.answers[0] for s in samples])
+    ids, labels, att = lm_batch(
+        llava, m.num_tokens, [s.question for s in samples], [s.answers[0] for s in samples]
+    )
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
 
     def loss():
@@ -327,13 +374,33 @@ def test_train_cli_writes_a_loadable_file(llava, tmp_path):
     that model, the record says what ran."""
     import json
 
+    from semcom.commands.train.projector import main
     from semcom.config.projector import ProjectorConfig
     from semcom.projectors.io import load_projector
-    from semcom.train.projector import main
 
-    rc = main(["--type", "tokenpacker", "--scale", "4", "--model-path", str(llava.path),
-               "--out", str(tmp_path), "--steps", "3", "--train-images", "64",
-               "--calib-images", "32", "--layers", "1,2", "--heads", "2", "-q"])
+    rc = main(
+        [
+            "--type",
+            "tokenpacker",
+            "--scale",
+            "4",
+            "--model-path",
+            str(llava.path),
+            "--out",
+            str(tmp_path),
+            "--steps",
+            "3",
+            "--train-images",
+            "64",
+            "--calib-images",
+            "32",
+            "--layers",
+            "1,2",
+            "--heads",
+            "2",
+            "-q",
+        ]
+    )
     assert rc == 0
     rec = json.loads((tmp_path / "tokenpacker-s4.json").read_text())
     assert rec["steps"] == 3 and rec["meta"]["model_id"] == llava.model_id

@@ -9,10 +9,22 @@ def test_two_image_example_by_hand():
     #          coded 2544 bits -> 1272 QPSK channel uses.
     # Image B: 32x32 = 1024 px; 500 payload bits, 100 side info, 60 header bits,
     #          coded 1320 bits -> 660 channel uses.
-    a = SampleRate(pixels=64 * 48, payload_bits=1000, side_info_bits=200, header_bits=72,
-                   coded_bits=2544, channel_uses=1272)
-    b = SampleRate(pixels=32 * 32, payload_bits=500, side_info_bits=100, header_bits=60,
-                   coded_bits=1320, channel_uses=660)
+    a = SampleRate(
+        pixels=64 * 48,
+        payload_bits=1000,
+        side_info_bits=200,
+        header_bits=72,
+        coded_bits=2544,
+        channel_uses=1272,
+    )
+    b = SampleRate(
+        pixels=32 * 32,
+        payload_bits=500,
+        side_info_bits=100,
+        header_bits=60,
+        coded_bits=1320,
+        channel_uses=660,
+    )
     assert a.bpp_wire == pytest.approx(1272 / 3072)
     agg = aggregate([a, b])
     # pooled: sums over sums

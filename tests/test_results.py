@@ -40,13 +40,17 @@ def test_run_paths_done_requires_a_complete_matching_record(tmp_path):
     paths.dir.mkdir()
     paths.record.write_text('{"schema": "semcom.record/1", "run_id": "abc')  # torn
     assert not paths.done()
-    atomic_write_json(paths.record, {"schema": "semcom.record/1", "run_id": "other", "status": "ok"})
+    atomic_write_json(
+        paths.record, {"schema": "semcom.record/1", "run_id": "other", "status": "ok"}
+    )
     assert not paths.done()
-    atomic_write_json(paths.record, {"schema": "semcom.record/1", "run_id": "abc123",
-                                     "status": "error"})
+    atomic_write_json(
+        paths.record, {"schema": "semcom.record/1", "run_id": "abc123", "status": "error"}
+    )
     assert not paths.done()  # failed runs are redone
-    atomic_write_json(paths.record, {"schema": "semcom.record/1", "run_id": "abc123",
-                                     "status": "ok"})
+    atomic_write_json(
+        paths.record, {"schema": "semcom.record/1", "run_id": "abc123", "status": "ok"}
+    )
     assert paths.done()
 
 

@@ -1,60 +1,23 @@
 """The runner's mechanics with fakes: records, rates from real bytes, resume, failures."""
 
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
 
-from semcom import runner
+from semcom.commands import runner
 from semcom.config import load_config
+from semcom.tasks import Task, TaskSpec
+from semcom.testing import FakeLink
 from semcom.types import Sample
 
 
-class FakeBackend:
-    model_id = "fake0001"
-    num_patches = 4
+def FakeBackend():
+    """The shared fake: 1 + 4 tokens of dim 3, the mean colour of each image quadrant
+    (CLS = whole image); its captions start with "bright" / "dark" (CLS mean > 0.5)."""
+    from semcom.models.fake import FakeBackend as Fake
 
-    def preprocess(self, images):
-        import torch
-
-        return torch.tensor(np.stack([im.astype(np.float32) / 255 for im in images]))
-
-    def vision_tokens(self, pixels, **kw):
-        # 1 + 4 tokens of dim 3: the mean colour of each image quadrant (CLS = whole image).
-        b, h, w, _ = pixels.shape
-        q = [pixels[:, :h // 2, :w // 2], pixels[:, :h // 2, w // 2:],
-             pixels[:, h // 2:, :w // 2], pixels[:, h // 2:, w // 2:]]
-        toks = [pixels.mean((1, 2))] + [x.mean((1, 2)) for x in q]
-        import torch
-
-        return types.SimpleNamespace(tokens=torch.stack(toks, 1))
-
-
-class BrightnessTask:
-    """'Captions' an image by its brightness; scores by exact match."""
-
-    def run_batch(self, tokens, mask, samples, projected=False):
-        return [{"caption": "bright" if float(t[0].mean()) > 0.5 else "dark"} for t in tokens]
-
-
-class FakeLink:
-    def __init__(self, drop_every=0):
-        self.drop_every, self.n = drop_every, 0
-
-    def transmit(self, descriptions, rng):
-        from semcom.types import erase
-
-        out, stats = [], []
-        for d in descriptions:
-            self.n += 1
-            lost = self.drop_every and self.n % self.drop_every == 0
-            out.append(erase(d) if lost else d)
-            stats.append(types.SimpleNamespace(coded_bits=2 * d.bits, channel_uses=d.bits,
-                                               airtime_s=1e-3, blocks=1,
-                                               block_errors=int(bool(lost)), rounds=1))
-        return types.SimpleNamespace(received=out, stats=stats)
+    return Fake(encoder="means", grid=2, tasks=("caption",), model_id="fake0001")
 
 
 def _samples(n=6):
@@ -74,25 +37,33 @@ def fakes(monkeypatch):
     monkeypatch.setattr(runner, "load_samples", lambda cfg, task: _samples())
 
     def score(task, samples, outputs, seed=0):
-        per = [{"exact_match": float(o == s.captions[0])} for s, o in zip(samples, outputs)]
+        # the fake's caption is "<bright|dark> <quadrant> <mean>": score its first word
+        per = [
+            {"exact_match": float(o.split()[0] == s.captions[0])} for s, o in zip(samples, outputs)
+        ]
         acc = sum(p["exact_match"] for p in per) / len(per)
         return per, {"exact_match": {"value": acc, "ci95": [acc, acc]}}
 
     monkeypatch.setattr(runner, "score_task", score)
-    mod = types.ModuleType("cloud.tasks")
-    mod.make_task = lambda task, backend, **kw: BrightnessTask()
-    monkeypatch.setitem(sys.modules, "cloud.tasks", mod)
     return link
 
 
 def _cfg(tmp_path, *extra):
-    return load_config(None, [f"run.out_dir={tmp_path}", "edge.method=jpeg",
-                              "edge.image.quality=80", "run.batch_size=4",
-                              "run.progress=false", *extra])
+    return load_config(
+        None,
+        [
+            f"run.out_dir={tmp_path}",
+            "edge.method=jpeg",
+            "edge.image.quality=80",
+            "run.batch_size=4",
+            "run.progress=false",
+            *extra,
+        ],
+    )
 
 
 def test_run_writes_record_and_samples_with_rates_from_real_bytes(tmp_path, fakes):
-    res = runner.run(_cfg(tmp_path))
+    res = runner.run(_cfg(tmp_path, "edge.image.headers=file"))
     assert res.ok and not res.skipped, res.record.get("error")
     rec = json.loads(res.record_path.read_text())
     assert rec["status"] == "ok" and rec["num_samples"] == 6 and rec["label"] == "JPEG"
@@ -109,6 +80,28 @@ def test_run_writes_record_and_samples_with_rates_from_real_bytes(tmp_path, fake
     assert rec["rate"]["cpp"] == pytest.approx(rec["rate"]["bpp_wire"])  # fake: 1 use/bit
     assert rec["provenance"]["git"].keys() >= {"commit", "dirty"}
     assert rec["config"]["edge"]["method"] == "jpeg"
+    assert rec["rate"]["bits_setup"] == 0  # standalone files: nothing agreed
+
+
+def test_shared_headers_count_the_setup_once_and_every_image_byte(tmp_path, fakes):
+    """bpp_wire = (every description byte + the stream setup, once) / pixels."""
+    from semcom.stages.image import PillowCodec, jpeg_template
+
+    res = runner.run(_cfg(tmp_path))  # edge.image.headers: shared (the default)
+    assert res.ok, res.record.get("error")
+    rec = res.record
+    rows = [json.loads(line) for line in (res.record_path.parent / "samples.jsonl").open()]
+    codec = PillowCodec("jpeg", 80, headers="shared", template=jpeg_template(80))
+    body = [len(codec.encode(s.image, hw=s.hw).data) for s in _samples()]
+    # lean envelope: 1 size bit; the table flag bit; the scan: whole bytes after them
+    assert [r["rate"]["wire_bits"] for r in rows] == [8 * b + 0 for b in body]
+    setup = rec["rate"]["bits_setup"]
+    assert setup > 8 * len(jpeg_template(80))  # the tables are in the setup, sent once
+    total = sum(r["rate"]["wire_bits"] for r in rows) + setup
+    assert rec["rate"]["bpp_wire"] == pytest.approx(total / (6 * 768))
+    assert rec["rate"]["bpp_setup"] == pytest.approx(setup / (6 * 768))
+    file_bits = 8 * len(PillowCodec("jpeg", 80).encode(_samples()[0].image).data)
+    assert rows[0]["rate"]["wire_bits"] < file_bits
 
 
 def test_rerun_skips_and_overwrite_redoes(tmp_path, fakes):
@@ -143,3 +136,32 @@ def test_failure_is_recorded_and_redone(tmp_path, monkeypatch, fakes):
     monkeypatch.setattr(runner, "load_samples", lambda cfg, task: _samples())
     res2 = runner.run(cfg)  # an error record does not count as done
     assert res2.ok and not res2.skipped
+
+
+class BrightnessTask(Task):
+    """A user's task: the first word of the backend's caption, under its own output key."""
+
+    spec = TaskSpec(
+        name="brightness",
+        output="word",
+        metrics=("exact_match",),
+        main_metric="exact_match",
+        references=("captions",),
+        capability="caption",
+    )
+
+    def run_batch(self, tokens, mask, samples, *, projected=False):
+        caps = self.backend.caption(tokens, mask, prompt=self.template)
+        return [{"sample_id": s.sample_id, "word": c.split()[0]} for s, c in zip(samples, caps)]
+
+    def finalize(self, rows):
+        return {}
+
+
+def test_a_users_task_named_in_the_config_runs_through_the_cloud_session(tmp_path, fakes):
+    """cloud.tasks names a task by import path; the session runs it like a built-in one."""
+    res = runner.run(_cfg(tmp_path, "cloud.tasks=[tests.test_runner:BrightnessTask]"))
+    assert res.ok, res.record.get("error")
+    assert res.record["metrics"]["tests.test_runner:BrightnessTask"]["exact_match"]["value"] == 1.0
+    rows = [json.loads(line) for line in (res.record_path.parent / "samples.jsonl").open()]
+    assert {r["outputs"]["tests.test_runner:BrightnessTask"] for r in rows} == {"bright", "dark"}

@@ -21,8 +21,10 @@ def test_caption_scores_exact_match_and_cider_per_sample():
 
 
 def test_vqa_scores_by_type_with_answer_normalisation():
-    samples = [_s(0, question="what colour?", answers=["red"], meta={"qtype": "colour"}),
-               _s(1, question="how many?", answers=["2"], meta={"qtype": "count"})]
+    samples = [
+        _s(0, question="what colour?", answers=["red"], meta={"qtype": "colour"}),
+        _s(1, question="how many?", answers=["2"], meta={"qtype": "count"}),
+    ]
     per, metrics = score_task("vqa", samples, ["Red.", "three"])
     assert [p["accuracy"] for p in per] == [100.0, 0.0]
     assert metrics["accuracy"]["value"] == 50.0

@@ -1,8 +1,8 @@
 """Sweeps: loading, resume, failure isolation, executors, aggregation, CLI.
 
 The run functions here are fakes in the documented record schema (no models), so the
-machinery is tested on its own; ``semcom.sweep.synthetic_run`` is the importable one
-(Ray workers and spawned processes need to import it).
+machinery is tested on its own; ``sweep_fakes.synthetic_run`` (tests/sweep_fakes.py) is the
+importable one (Ray workers and spawned processes need to import it).
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from sweep_fakes import RUN_FN, env_with_fakes, synthetic_run
 
-from semcom.config import ConfigError, load_config, resolve, run_id, to_dict
+from semcom.commands.sweep.aggregate import compare_runs, measured
+from semcom.commands.sweep.executors import run_point, threads_per_worker
+from semcom.commands.sweep.run import run_sweep
+from semcom.commands.sweep.spec import load_sweep
+from semcom.config import ConfigError, load_config, resolve, to_dict
+from semcom.fingerprint import run_id
 from semcom.results import RECORD_SCHEMA, RunPaths, atomic_write_json, read_record
-from semcom.sweep import (
-    Sweep, compare_runs, load_sweep, measured, run_point, run_sweep, synthetic_run,
-    threads_per_worker,
-)
 
 SWEEP_YAML = """\
 name: tiny
@@ -47,16 +49,29 @@ def sweep_file(tmp_path):
 
 # ----------------------------------------------------------------------------- fakes
 
+
 def _fake_record(config: dict, settings: dict, **extra) -> dict:
     cfg = resolve(config)
     rid = run_id(cfg)
     value = (cfg.channel.snr_db + cfg.edge.image.quality) / 100.0
-    return {"schema": RECORD_SCHEMA, "run_id": rid, "status": "ok", "error": None,
-            "label": cfg.run.label, "method": cfg.edge.method, "tasks": ["vqa"],
-            "config": to_dict(cfg), "settings": settings, "num_samples": 3,
-            "metrics": {"vqa": {"accuracy": {"value": value, "ci95": [value - .1, value + .1]}}},
-            "rate": {"bpp_wire": 0.1 + cfg.edge.image.quality / 100}, "link": {"bler": 0.0},
-            "latency": {}, "wall_s": 0.0, **extra}
+    return {
+        "schema": RECORD_SCHEMA,
+        "run_id": rid,
+        "status": "ok",
+        "error": None,
+        "label": cfg.run.label,
+        "method": cfg.edge.method,
+        "tasks": ["vqa"],
+        "config": to_dict(cfg),
+        "settings": settings,
+        "num_samples": 3,
+        "metrics": {"vqa": {"accuracy": {"value": value, "ci95": [value - 0.1, value + 0.1]}}},
+        "rate": {"bpp_wire": 0.1 + cfg.edge.image.quality / 100},
+        "link": {"bler": 0.0},
+        "latency": {},
+        "wall_s": 0.0,
+        **extra,
+    }
 
 
 def _write(config: dict, record: dict) -> dict:
@@ -101,14 +116,17 @@ def fake_records_error(config, overwrite=False, settings=None):
     _log_call(config)
     rec = _fake_record(config, settings or {})
     if config["edge"]["method"] == "tokens":
-        rec.update(status="error", error={"type": "ImportError", "message": "no link yet",
-                                          "traceback": "..."})
+        rec.update(
+            status="error",
+            error={"type": "ImportError", "message": "no link yet", "traceback": "..."},
+        )
     return _write(config, rec)
 
 
 def fake_threads(config, overwrite=False, settings=None):
-    rec = _fake_record(config, settings or {}, threads=os.environ.get("OMP_NUM_THREADS"),
-                       pid=os.getpid())
+    rec = _fake_record(
+        config, settings or {}, threads=os.environ.get("OMP_NUM_THREADS"), pid=os.getpid()
+    )
     return _write(config, rec)
 
 
@@ -116,8 +134,11 @@ def fake_crash_once(config, overwrite=False, settings=None):
     """Kills its worker process the first time it sees the 8 dB JPEG point."""
     out = Path(config["run"]["out_dir"])
     marker = out / "crashed"
-    if config["channel"]["snr_db"] == 8 and config["edge"]["method"] == "jpeg" \
-            and not marker.exists():
+    if (
+        config["channel"]["snr_db"] == 8
+        and config["edge"]["method"] == "jpeg"
+        and not marker.exists()
+    ):
         out.mkdir(parents=True, exist_ok=True)
         marker.write_text("1")
         os._exit(3)
@@ -132,25 +153,30 @@ def fake_always_crash_at_8(config, overwrite=False, settings=None):
 
 # ----------------------------------------------------------------------------- loading
 
+
 def test_load_sweep_expands_grid_and_zip_and_reads_meta(sweep_file):
     sweep = load_sweep(sweep_file)
     assert sweep.name == "tiny" and sweep.description == "a test sweep"
     assert sweep.plot == {"anchor": "JPEG"}
     assert len(sweep.points) == 4
-    combos = {(p.config.channel.snr_db, p.config.edge.method, p.config.run.label)
-              for p in sweep.points}
-    assert combos == {(s, m, lab) for s in (2.0, 8.0) for m, lab in (("jpeg", "JPEG"),
-                                                                    ("tokens", "ours"))}
+    combos = {
+        (p.config.channel.snr_db, p.config.edge.method, p.config.run.label) for p in sweep.points
+    }
+    assert combos == {
+        (s, m, lab) for s in (2.0, 8.0) for m, lab in (("jpeg", "JPEG"), ("tokens", "ours"))
+    }
     tok = [p for p in sweep.points if p.config.edge.method == "tokens"]
-    assert all(p.config.edge.select.budget == 16 and p.config.edge.mdc.descriptions == 2
-               for p in tok)
+    assert all(
+        p.config.edge.select.budget == 16 and p.config.edge.mdc.descriptions == 2 for p in tok
+    )
     assert all(p.settings["channel.snr_db"] in (2, 8) for p in sweep.points)
     assert sweep.results_dir == sweep.out_dir / "sweeps" / "tiny"
 
 
 def test_load_sweep_overrides_name_and_duplicates(sweep_file):
-    sweep = load_sweep(sweep_file, ["sweep.channel.snr_db=[0,4,6]", "data.num_images=5"],
-                       name="other")
+    sweep = load_sweep(
+        sweep_file, ["sweep.channel.snr_db=[0,4,6]", "data.num_images=5"], name="other"
+    )
     assert sweep.name == "other" and len(sweep.points) == 6
     assert all(p.config.data.num_images == 5 for p in sweep.points)
     # an axis over a field that does not change results yields the same run twice
@@ -167,6 +193,7 @@ def test_load_sweep_rejects_bad_meta_and_keys(sweep_file, tmp_path):
 
 
 # ----------------------------------------------------------------------------- resume
+
 
 def test_interrupted_sweep_resumes_only_missing_runs(sweep_file):
     sweep = load_sweep(sweep_file)
@@ -192,6 +219,7 @@ def test_interrupted_sweep_resumes_only_missing_runs(sweep_file):
 
 
 # ----------------------------------------------------------------------------- failures
+
 
 def test_a_failing_run_is_recorded_and_the_sweep_goes_on(sweep_file):
     sweep = load_sweep(sweep_file)
@@ -237,6 +265,7 @@ def test_a_crashed_worker_costs_only_its_runs(sweep_file):
 
 # ----------------------------------------------------------------------------- executors
 
+
 def test_process_pool_gives_the_same_records_as_serial(sweep_file, tmp_path):
     serial = load_sweep(sweep_file, [f"run.out_dir={tmp_path / 'a'}"])
     pooled = load_sweep(sweep_file, [f"run.out_dir={tmp_path / 'b'}"])
@@ -271,8 +300,9 @@ def test_missing_ray_is_a_clear_error(sweep_file, monkeypatch):
 
 
 @pytest.mark.slow  # starting a local Ray takes ~9 s on 2 cores
-def test_ray_executor_gives_the_same_records_as_serial(sweep_file, tmp_path):
+def test_ray_executor_gives_the_same_records_as_serial(sweep_file, tmp_path, monkeypatch):
     pytest.importorskip("ray")
+    monkeypatch.setenv("PYTHONPATH", env_with_fakes()["PYTHONPATH"])  # Ray workers import it
     serial = load_sweep(sweep_file, [f"run.out_dir={tmp_path / 'a'}"])
     on_ray = load_sweep(sweep_file, [f"run.out_dir={tmp_path / 'r'}"])
     ra = run_sweep(serial, run_fn=synthetic_run, progress=False)
@@ -285,8 +315,9 @@ def test_ray_executor_gives_the_same_records_as_serial(sweep_file, tmp_path):
 
 # ----------------------------------------------------------------------------- default run fn
 
+
 def test_run_point_resolves_the_plain_config_and_calls_the_runner(monkeypatch):
-    import semcom.runner as runner
+    import semcom.commands.runner as runner
 
     seen = {}
 
@@ -305,8 +336,14 @@ def test_run_point_resolves_the_plain_config_and_calls_the_runner(monkeypatch):
 
 
 def test_measured_ignores_provenance_and_timing():
-    rec = {"run_id": "x", "status": "ok", "metrics": {"a": 1}, "wall_s": 3.0,
-           "provenance": {"utc": "now"}, "latency": {"edge_s_mean": 1.0}}
+    rec = {
+        "run_id": "x",
+        "status": "ok",
+        "metrics": {"a": 1},
+        "wall_s": 3.0,
+        "provenance": {"utc": "now"},
+        "latency": {"edge_s_mean": 1.0},
+    }
     other = dict(rec, wall_s=9.0, provenance={"utc": "later"}, latency={"edge_s_mean": 2.0})
     assert measured(rec) == measured(other)
     assert measured(rec) != measured(dict(rec, metrics={"a": 2}))
@@ -314,29 +351,45 @@ def test_measured_ignores_provenance_and_timing():
 
 # ----------------------------------------------------------------------------- aggregate + CLI
 
+
 def test_aggregate_lists_settings_status_metrics_and_rates(sweep_file):
     sweep = load_sweep(sweep_file)
     report = run_sweep(sweep, run_fn=synthetic_run, progress=False)
     doc = json.loads(report.files["json"].read_text())
     assert doc["schema"] == "semcom.sweep/1" and doc["name"] == "tiny"
     assert doc["plot"] == {"anchor": "JPEG"} and len(doc["records"]) == 4
-    for col in ("run_id", "status", "label", "set:channel.snr_db", "set:edge.method",
-                "vqa.accuracy", "vqa.accuracy.ci_lo", "bpp_wire", "bpp_payload", "cpp", "bler",
-                "snr_db", "edge_s_mean", "airtime_s_mean", "cloud_s_mean"):
+    for col in (
+        "run_id",
+        "status",
+        "label",
+        "set:channel.snr_db",
+        "set:edge.method",
+        "vqa.accuracy",
+        "vqa.accuracy.ci_lo",
+        "bpp_wire",
+        "bpp_payload",
+        "cpp",
+        "bler",
+        "snr_db",
+        "edge_s_mean",
+        "airtime_s_mean",
+        "cloud_s_mean",
+    ):
         assert col in doc["columns"], col
     rows = {r["run_id"]: r for r in csv.DictReader(open(report.files["csv"]))}
     for rec in doc["records"]:
         row = rows[rec["run_id"]]
         assert float(row["vqa.accuracy"]) == pytest.approx(
-            rec["metrics"]["vqa"]["accuracy"]["value"])
+            rec["metrics"]["vqa"]["accuracy"]["value"]
+        )
         assert float(row["bpp_wire"]) == pytest.approx(rec["rate"]["bpp_wire"])
         assert row["label"] == rec["label"]
 
 
 def test_cli_sweep_runs_resumes_and_dry_runs(sweep_file, capsys):
-    from semcom import cli
+    from semcom.commands import cli
 
-    args = ["sweep", str(sweep_file), "--run-fn", "semcom.sweep:synthetic_run", "-q"]
+    args = ["sweep", str(sweep_file), "--run-fn", RUN_FN, "-q"]
     assert cli.main(args + ["--dry-run"]) == 0
     dry = json.loads(capsys.readouterr().out)
     assert dry["runs"] == 4 and dry["done"] == 0
@@ -351,7 +404,7 @@ def test_cli_sweep_runs_resumes_and_dry_runs(sweep_file, capsys):
 
 
 def test_cli_sweep_exit_codes(sweep_file, capsys):
-    from semcom import cli
+    from semcom.commands import cli
 
     base = ["sweep", str(sweep_file), "-q"]
     assert cli.main(base + ["--run-fn", f"{__name__}:fake_fails_at_snr_8"]) == 1
@@ -361,9 +414,8 @@ def test_cli_sweep_exit_codes(sweep_file, capsys):
     assert cli.main(base + ["--ray-address", "auto"]) == 2
 
 
-def test_ray_task_returns_the_run_files_for_drivers_without_a_shared_disk(sweep_file,
-                                                                          monkeypatch):
-    from semcom.sweep import _THREAD_VARS, Task, _ray_task, _restore_files
+def test_ray_task_returns_the_run_files_for_drivers_without_a_shared_disk(sweep_file, monkeypatch):
+    from semcom.commands.sweep.executors import _THREAD_VARS, Task, _ray_task, _restore_files
 
     for var in _THREAD_VARS:  # _ray_task sets them; restore them afterwards
         monkeypatch.setenv(var, os.environ.get(var, ""))
@@ -397,6 +449,9 @@ def test_shipped_sweep_configs_expand_and_the_demo_has_the_promised_shape():
         per_snr = [p for p in linked if p.config.run.label == label]
         assert 4 <= len(per_snr) // len(snrs) <= 5 and len(per_snr) % len(snrs) == 0
     tok = next(p.config.edge for p in linked if p.config.edge.method == "tokens")
-    assert (tok.select.scorer, tok.quant.type, tok.mdc.descriptions > 1) == ("text-sim",
-                                                                            "codebook", True)
+    assert (tok.select.scorer, tok.quant.type, tok.mdc.descriptions > 1) == (
+        "text-sim",
+        "codebook",
+        True,
+    )
     assert demo.plot.get("anchor") == "JPEG"

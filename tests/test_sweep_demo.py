@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from semcom import cli
+from sweep_fakes import RUN_FN, env_with_fakes
+
+from semcom.commands import cli
 
 CONFIG = """\
 name: demo
@@ -32,8 +34,20 @@ def test_demo_writes_results_figures_and_summary_and_resumes(tmp_path, capsys):
     cfg = tmp_path / "demo.yaml"
     cfg.write_text(CONFIG)
     out = tmp_path / "demo"
-    args = ["demo", "--config", str(cfg), "--out", str(out), "--dpi", "40", "--format", "png", "-q",
-            "--run-fn", "semcom.sweep:synthetic_run"]
+    args = [
+        "demo",
+        "--config",
+        str(cfg),
+        "--out",
+        str(out),
+        "--dpi",
+        "40",
+        "--format",
+        "png",
+        "-q",
+        "--run-fn",
+        RUN_FN,
+    ]
     assert cli.main(args) == 0
     err = capsys.readouterr().err
     assert "18 ok, 0 failed" in err and "ran 18 now" in err
@@ -60,7 +74,6 @@ def test_demo_writes_results_figures_and_summary_and_resumes(tmp_path, capsys):
 
 def test_demo_killed_half_way_finishes_only_the_missing_runs(tmp_path, capsys):
     """A real kill: SIGTERM to a running `semcom demo`, then the same command again."""
-    import os
     import signal
     import subprocess
     import sys
@@ -69,11 +82,28 @@ def test_demo_killed_half_way_finishes_only_the_missing_runs(tmp_path, capsys):
     cfg = tmp_path / "demo.yaml"
     cfg.write_text(CONFIG)
     out = tmp_path / "demo"
-    args = ["demo", "--config", str(cfg), "--out", str(out), "--dpi", "40", "--format", "png",
-            "-q", "--run-fn", "semcom.sweep:synthetic_run"]
-    env = dict(os.environ, SEMCOM_SYNTHETIC_WORK_MS="150", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "semcom", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = [
+        "demo",
+        "--config",
+        str(cfg),
+        "--out",
+        str(out),
+        "--dpi",
+        "40",
+        "--format",
+        "png",
+        "-q",
+        "--run-fn",
+        RUN_FN,
+    ]
+    env = env_with_fakes(SEMCOM_SYNTHETIC_WORK_MS="150", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "semcom", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     runs = out / "runs"
     deadline = time.monotonic() + 60
     try:
@@ -100,10 +130,15 @@ def test_demo_killed_half_way_finishes_only_the_missing_runs(tmp_path, capsys):
 
 def test_demo_names_every_missing_asset_before_running(tmp_path, capsys):
     cfg = tmp_path / "demo.yaml"
-    cfg.write_text(CONFIG.replace("cloud: {tasks: [vqa]}", f"""cloud: {{tasks: [vqa]}}
+    cfg.write_text(
+        CONFIG.replace(
+            "cloud: {tasks: [vqa]}",
+            f"""cloud: {{tasks: [vqa]}}
 edge:
-  model: {{name: llava, path: {tmp_path / 'no-model'}}}
-  quant: {{codebook: {tmp_path / 'no-codebook.npz'}}}"""))
+  model: {{name: llava, path: {tmp_path / "no-model"}}}
+  quant: {{codebook: {tmp_path / "no-codebook.npz"}}}""",
+        )
+    )
     out = tmp_path / "demo"
     assert cli.main(["demo", "--config", str(cfg), "--out", str(out), "-q"]) == 2
     err = capsys.readouterr().err

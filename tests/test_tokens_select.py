@@ -25,8 +25,16 @@ def ctx_for(image, question="what is red?", sample_id="s0", backend=BACKEND):
     pe = b.patch_embeddings(tok)[:, 1:]
     tf = b.text_features([question])
     sims = torch.einsum("bpe,be->bp", pe, tf).numpy()[0]
-    return TokenContext(tok.numpy()[0], (b.grid, b.grid), True, out.attentions[-1].numpy()[0],
-                        out.keys[-1].numpy()[0], sims, rng(0, "select", sample_id), sample_id)
+    return TokenContext(
+        tok.numpy()[0],
+        (b.grid, b.grid),
+        True,
+        out.attentions[-1].numpy()[0],
+        out.keys[-1].numpy()[0],
+        sims,
+        rng(0, "select", sample_id),
+        sample_id,
+    )
 
 
 def select(**kw):
@@ -44,7 +52,7 @@ def test_every_scorer_ranks_tokens_non_trivially(name):
     sa, sb = score(name, a, cfg), score(name, b, cfg)
     assert sa.shape == (144,) and np.all(np.isfinite(sa))
     assert sa.std() > 1e-6 * max(1.0, np.abs(sa).mean())  # not constant
-    assert len(np.unique(np.round(sa, 9))) >= 20           # a real ranking, not a few ties
+    assert len(np.unique(np.round(sa, 9))) >= 20  # a real ranking, not a few ties
     top_a, top_b = set(np.argsort(-sa)[:16]), set(np.argsort(-sb)[:16])
     assert top_a != set(range(16)) and top_a != set(range(128, 144))  # not raster order
     if name != "grid":  # content (or sample) dependent; grid is content-blind by design
@@ -74,7 +82,7 @@ def test_full_width_cls_head_equals_direct_computation():
     q, k = r.normal(size=(N, H * d)), r.normal(size=(N, H * d))
     per_head = []
     for h in range(H):
-        lg = q[:, h * d:(h + 1) * d] @ k[:, h * d:(h + 1) * d].T / np.sqrt(d)
+        lg = q[:, h * d : (h + 1) * d] @ k[:, h * d : (h + 1) * d].T / np.sqrt(d)
         e = np.exp(lg - lg.max(1, keepdims=True))
         per_head.append(e / e.sum(1, keepdims=True))
     direct = q[0] @ k.T / np.sqrt(H * d)
@@ -94,8 +102,7 @@ def test_random_scorer_depends_on_sample_id_only():
 @pytest.mark.parametrize("k", [1, 2, 8, 16, 64, 144])
 def test_reducers_meet_fixed_budgets_and_keep_order(reducer, k):
     c = ctx_for(IMG_B)
-    red = reduce_tokens(c, select(reducer=reducer, scorer="cls-attn", budget=k),
-                        Budget(k))
+    red = reduce_tokens(c, select(reducer=reducer, scorer="cls-attn", budget=k), Budget(k))
     assert red.count == k
     assert np.all(np.diff(red.positions) > 0)  # raster order, distinct
     assert red.tokens.shape == (len(red.positions), 32) and len(red.importance) == red.count
@@ -132,7 +139,7 @@ def test_visionzip_dominant_tokens_are_unchanged():
     c = ctx_for(IMG_B)
     cfg = select(reducer="visionzip", scorer="cls-attn", budget=16)
     red = reduce_tokens(c, cfg, Budget(16))
-    dom = np.argsort(-score("cls-attn", c, cfg))[:red.info["dominant"]]
+    dom = np.argsort(-score("cls-attn", c, cfg))[: red.info["dominant"]]
     for p in dom:
         row = int(np.flatnonzero(red.positions == p)[0])
         assert np.array_equal(red.tokens[row], c.patches[p])
@@ -156,8 +163,7 @@ def test_adaptive_budgets():
     c = ctx_for(IMG_A)
     red = reduce_tokens(c, select(scorer="cls-attn", adaptive="true"), Budget(None, True))
     assert red.count == iqr_count(score("cls-attn", c))
-    capped = reduce_tokens(c, select(scorer="cls-attn", adaptive="true", budget=2),
-                           Budget(2, True))
+    capped = reduce_tokens(c, select(scorer="cls-attn", adaptive="true", budget=2), Budget(2, True))
     assert capped.count <= 2
     rc = reduce_tokens(c, select(reducer="recoverable", adaptive="true"), Budget(None, True))
     assert 1 <= rc.count < 144
@@ -199,8 +205,10 @@ def test_quant_codebook_path_defaults():
     q = lambda *kv: load_config(None, [f"edge.quant.{x}" for x in kv]).edge.quant  # noqa: E731
     assert quant_codebook_path(q("type=none"), "blip") is None
     assert quant_codebook_path(q("type=scalar", "bits=4"), "blip") is None
-    assert quant_codebook_path(q("type=codebook", "bits=12"), "llava") == \
-        default_path("llava", 12, "l2")
-    assert quant_codebook_path(q("type=scalar", "bits=4", "scalar_range=calibrated"), "llava") \
-        == default_path("llava", CALIBRATION_BITS, "l2")
+    assert quant_codebook_path(q("type=codebook", "bits=12"), "llava") == default_path(
+        "llava", 12, "l2"
+    )
+    assert quant_codebook_path(
+        q("type=scalar", "bits=4", "scalar_range=calibrated"), "llava"
+    ) == default_path("llava", CALIBRATION_BITS, "l2")
     assert str(quant_codebook_path(q("type=none", "codebook=/x/c.npz"), "blip")) == "/x/c.npz"

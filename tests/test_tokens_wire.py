@@ -12,12 +12,18 @@ from semcom.errors import WireFormatError
 from semcom.stages import entropy as ec
 from semcom.stages.bits import BitReader, BitWriter
 from semcom.stages.codebook import Codebook, CodebookError, kmeans, nearest, running_mean
-from semcom.stages.envelope import Envelope
+from semcom.stages.envelope import ENVELOPE, Envelope
 from semcom.stages.positions import (
-    decode_subset, encode_subset, rank_bits, subset_bits, subset_rank, subset_unrank,
+    POSITIONS,
+    rank_bits,
+    subset_bits,
+    subset_rank,
+    subset_unrank,
 )
+from semcom.stages.prior import PositionModel, TokenPrior
 from semcom.stages.quant import Fp16Quantizer, ScalarQuantizer, VQQuantizer
-from semcom.stages.tokens import TokenHeader, decode_description, encode_description, id32
+from semcom.stages.setup import StreamSetup
+from semcom.stages.tokens import TokenDescription, TokenStream, TokenWire, short_hash
 
 
 # -- bits -------------------------------------------------------------------------------
@@ -25,14 +31,14 @@ def test_bitwriter_roundtrip_and_ledger_counts_every_bit():
     w = BitWriter()
     w.write(5, 3, "a", "header")
     w.write_array([0, 7, 3, 1], 3, "b", "payload")
-    w.write(2 ** 100 + 3, 101, "c", "side_info")
+    w.write(2**100 + 3, 101, "c", "side_info")
     data = w.to_bytes()
     assert w.ledger.total() == 8 * len(data)
     assert w.ledger.by_category()["header"] == 3 + (8 - (3 + 12 + 101) % 8) % 8
     r = BitReader(data)
     assert r.read(3) == 5
     assert r.read_array(4, 3).tolist() == [0, 7, 3, 1]
-    assert r.read(101) == 2 ** 100 + 3
+    assert r.read(101) == 2**100 + 3
     with pytest.raises(WireFormatError, match="truncated"):
         r.read(16, "more")
 
@@ -42,6 +48,37 @@ def test_bitwriter_rejects_values_that_do_not_fit():
         BitWriter().write(8, 3, "a", "header")
     with pytest.raises(ValueError):
         BitWriter().write_array([1, 16], 4, "a", "payload")
+
+
+# -- the stage contract ---------------------------------------------------------------------
+def test_stages_compose_in_one_writer_and_book_their_own_bits():
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    env = Envelope("tokens", 1, 2, 96, 96)
+    q = ScalarQuantizer(5)
+    w = BitWriter()
+    bits = [ENVELOPE.write(w, env), POSITIONS.write(w, [4, 9, 70], n=144), q.write(w, x)]
+    assert sum(bits) == w.nbits
+    data = w.to_bytes()
+    assert w.ledger.total() == 8 * len(data)
+    by_stage = w.ledger.by_stage()
+    assert [by_stage["envelope"], by_stage["positions"], by_stage["quant"]] == bits
+    r = BitReader(data)
+    assert ENVELOPE.read(r) == env
+    assert POSITIONS.read(r, n=144).tolist() == [4, 9, 70]
+    assert np.abs(q.read(r, n=3, dim=4) - x).max() <= q.max_error(x).max() + 1e-6
+    r.end()
+
+
+def test_stage_decode_rejects_what_is_left_over():
+    p = ScalarQuantizer(3).encode(np.ones((1, 3), np.float32))  # 96 range + 9 value bits
+    assert len(p.data) == 14 and p.ledger.total("header") == 7  # padding
+    assert ScalarQuantizer(3).decode(p.data, n=1, dim=3).shape == (1, 3)
+    with pytest.raises(WireFormatError, match="1 trailing bytes"):
+        ScalarQuantizer(3).decode(p.data + b"\x00", n=1, dim=3)
+    with pytest.raises(WireFormatError, match="non-zero padding"):
+        ScalarQuantizer(3).decode(p.data[:-1] + bytes([p.data[-1] | 1]), n=1, dim=3)
+    with pytest.raises(WireFormatError, match="truncated"):
+        ScalarQuantizer(3).decode(p.data[:5], n=1, dim=3)
 
 
 # -- positions side info ------------------------------------------------------------------
@@ -62,11 +99,11 @@ def test_subset_coding_exact_and_picks_the_shorter(k):
     r = np.random.default_rng(k)
     idx = np.sort(r.choice(n, k, replace=False))
     w = BitWriter()
-    nbits = encode_subset(w, idx, n, "positions", "side_info")
+    nbits = POSITIONS.write(w, idx, n=n)
     assert nbits == min(1 + n, 1 + 8 + rank_bits(n, k))
     assert w.nbits == nbits
     data = w.to_bytes()
-    assert decode_subset(BitReader(data), n).tolist() == idx.tolist()
+    assert POSITIONS.read(BitReader(data), n=n).tolist() == idx.tolist()
     assert subset_bits(k, n)[1] == ("bitmap" if 1 + n <= 9 + rank_bits(n, k) else "combinatorial")
 
 
@@ -81,7 +118,7 @@ def test_subset_bad_rank_raises():
     w.write(2, 3, "p", "side_info")  # k = 2 of n = 4: C = 6, rank in 3 bits
     w.write(7, rank_bits(4, 2), "p", "side_info")
     with pytest.raises(WireFormatError, match="out of range"):
-        decode_subset(BitReader(w.to_bytes()), 4)
+        POSITIONS.read(BitReader(w.to_bytes()), n=4)
 
 
 # -- entropy coding ------------------------------------------------------------------------
@@ -116,8 +153,8 @@ def test_scalar_quantizer_error_bound(bits):
     x = np.random.default_rng(bits).normal(0, 2, (17, 24)).astype(np.float32)
     q = ScalarQuantizer(bits)
     w = BitWriter()
-    q.encode(w, x)
-    y = q.decode(BitReader(w.to_bytes()), 17, 24)
+    q.write(w, x)
+    y = q.read(BitReader(w.to_bytes()), n=17, dim=24)
     bound = q.max_error(x)
     assert np.all(np.abs(x - y) <= bound[None, :] * (1 + 1e-5) + 1e-7)
     assert w.ledger.total("side_info") == 2 * 16 * 24
@@ -129,9 +166,9 @@ def test_scalar_quantizer_calibrated_range_sends_no_side_info_and_clips():
     q = ScalarQuantizer(6, lo, hi)
     x = np.array([[0.3, -0.9, 0.0, 5.0]], np.float32)
     w = BitWriter()
-    q.encode(w, x)
+    q.write(w, x)
     assert w.ledger.total("side_info") == 0
-    y = q.decode(BitReader(w.to_bytes()), 1, 4)
+    y = q.read(BitReader(w.to_bytes()), n=1, dim=4)
     assert np.all(np.abs(x[0, :3] - y[0, :3]) <= (2 / 63) / 2 + 1e-6)
     assert y[0, 3] == pytest.approx(1.0)  # clipped to the range
 
@@ -140,10 +177,10 @@ def test_scalar_entropy_coding_is_lossless_over_fixed_width():
     x = np.random.default_rng(3).normal(0, 1, (10, 16)).astype(np.float32)
     plain, coded = ScalarQuantizer(8), ScalarQuantizer(8, entropy=True)
     w1, w2 = BitWriter(), BitWriter()
-    plain.encode(w1, x)
-    coded.encode(w2, x)
-    y1 = plain.decode(BitReader(w1.to_bytes()), 10, 16)
-    y2 = coded.decode(BitReader(w2.to_bytes()), 10, 16)
+    plain.write(w1, x)
+    coded.write(w2, x)
+    y1 = plain.read(BitReader(w1.to_bytes()), n=10, dim=16)
+    y2 = coded.read(BitReader(w2.to_bytes()), n=10, dim=16)
     assert np.array_equal(y1, y2)
     assert w2.ledger.total("payload") < w1.ledger.total("payload")
 
@@ -151,8 +188,8 @@ def test_scalar_entropy_coding_is_lossless_over_fixed_width():
 def test_fp16_roundtrip_exact_to_half_precision():
     x = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
     w = BitWriter()
-    Fp16Quantizer().encode(w, x)
-    y = Fp16Quantizer().decode(BitReader(w.to_bytes()), 5, 8)
+    Fp16Quantizer().write(w, x)
+    y = Fp16Quantizer().read(BitReader(w.to_bytes()), n=5, dim=8)
     assert np.array_equal(y, x.astype(np.float16).astype(np.float32))
 
 
@@ -210,8 +247,8 @@ def test_vq_quantizer_fixed_and_entropy_coded():
     for entropy in (False, True):
         q = VQQuantizer(cb, entropy=entropy)
         w = BitWriter()
-        q.encode(w, x)
-        y = q.decode(BitReader(w.to_bytes()), 40, 8)
+        q.write(w, x)
+        y = q.read(BitReader(w.to_bytes()), n=40, dim=8)
         assert np.allclose(y, x - 1e-3, atol=1e-6)
         if entropy:
             assert w.ledger.total("payload") < 40 * 8 * 0.7
@@ -219,83 +256,210 @@ def test_vq_quantizer_fixed_and_entropy_coded():
             assert w.ledger.total("payload") == 40 * 8
 
 
-# -- whole descriptions ----------------------------------------------------------------------
-def _desc(quant=None, *, union=True, count=1, index=0, cls=True, extras=1, model="m", cb=None):
+# -- residual codebooks, priors and the position model -------------------------------------
+def test_residual_codebook_quantizes_around_the_base_and_saves(tmp_path):
     r = np.random.default_rng(0)
-    quant = quant or ScalarQuantizer(6)
-    kept = np.array([3, 17, 40, 41, 100])
-    universe = np.r_[kept, 144 + np.arange(extras)]
-    slots = universe[index::count]
-    toks = r.normal(size=(len(slots), 16)).astype(np.float32)
-    clsv = r.normal(size=16).astype(np.float32) if cls else None
-    kind = {"Fp16Quantizer": 0, "ScalarQuantizer": 1, "VQQuantizer": 2}[type(quant).__name__]
-    h = TokenHeader(quant=kind, entropy=getattr(quant, "entropy", False), cls=cls, union=union,
-                    grid=(12, 12), model=id32(model), extras=extras,
-                    qbits=getattr(quant, "bits", 0) if kind == 1 else (cb.bits if cb else 0),
-                    metric=cb.metric if cb else "l2", codebook=cb.id32 if cb else 0)
-    env = Envelope("tokens", index, count, 96, 96)
-    data, led = encode_description(env, h, quant, kept=kept, slots=slots, tokens=toks, cls=clsv)
-    return data, led, slots, toks, clsv
+    books = np.stack([r.normal(0, 1, (16, 4)), r.normal(0, 0.1, (16, 4))])
+    cb = Codebook(books, meta={"metric": "l2", "residual": "position"})
+    base = r.normal(0, 5, (30, 4)).astype(np.float32)
+    x = base + books[0][r.integers(0, 16, 30)] + books[1][r.integers(0, 16, 30)]
+    idx = cb.quantize(x, base)
+    assert idx.shape == (30, 2) and cb.stages == 2 and cb.bits == 4
+    err = np.abs(cb.reconstruct(idx, base) - x).max()
+    one = np.abs(
+        Codebook(books[:1], meta={"residual": "position"}).reconstruct(idx[:, :1], base) - x
+    )
+    assert err < 0.05 < one.max()  # the second stage removes what the first left
+    with pytest.raises(CodebookError, match="base"):
+        cb.quantize(x)
+    cb2 = Codebook.load(cb.save(tmp_path / "rv.npz"))
+    assert cb2.hash == cb.hash and cb2.stages == 2 and cb2.residual == "position"
 
 
-@pytest.mark.parametrize("union,count,index", [(True, 1, 0), (True, 3, 1), (False, 2, 1)])
-def test_description_roundtrip_and_ledger_equals_bytes(union, count, index):
-    data, led, slots, toks, clsv = _desc(union=union, count=count, index=index)
+def _prior(grid=(4, 4), dim=3, has_cls=False, seed=0):
+    r = np.random.default_rng(seed)
+    P = grid[0] * grid[1]
+    tokens = r.normal(size=(40, P + has_cls, dim)).astype(np.float32)
+    sel = np.zeros((40, P), bool)
+    sel[:, [5, 6, 9, 10]] = True
+    return TokenPrior.fit(
+        tokens, {4: sel, 8: sel}, grid=grid, has_cls=has_cls, meta={"model_id": "m"}
+    )
+
+
+def test_prior_roundtrip_base_and_position_model_choice(tmp_path):
+    pr = _prior(has_cls=True)
+    p2 = TokenPrior.load(pr.save(tmp_path / "p.npz"))
+    assert p2.hash == pr.hash and p2.grid == (4, 4) and p2.has_cls
+    base = pr.base(np.array([0, 15, 16]), cls=True)  # CLS, two patches, one extra
+    assert np.allclose(base[0], pr.cls_mean()) and np.allclose(base[1], pr.patch_means()[0])
+    assert np.allclose(base[3], pr.mean)
+    assert pr.position_model(3) is pr.position_model(4) and pr.position_model(9) is not None
+
+
+def test_position_model_codes_learned_maps_short_and_any_map_exactly():
+    pm = _prior().position_model(4)
+    for positions in ([5, 6, 9, 10], [0, 15], [], list(range(16)), [3]):
+        enc = ec.ArithmeticEncoder()
+        pm.write(enc, positions, n=len(positions))
+        code = enc.finish()
+        got = pm.read(ec.ArithmeticDecoder(code), n=len(positions))
+        assert got.tolist() == list(positions)
+        if positions == [5, 6, 9, 10]:
+            assert len(code) <= 4  # the learned map is nearly free
+    with pytest.raises(ValueError):
+        pm.write(ec.ArithmeticEncoder(), [3, 2], n=2)
+
+
+def test_position_model_fit_counts_contexts():
+    sel = np.zeros((100, 4), bool)
+    sel[:, 0] = True
+    pm = PositionModel.fit(sel, (2, 2))
+    assert pm.freqs[0, 0] > 4000 and pm.freqs[1, 1] < 100  # cell 1 follows a kept left cell
+
+
+# -- whole descriptions ----------------------------------------------------------------------
+D16 = 16
+
+
+def _stream(
+    quant="scalar",
+    *,
+    count=1,
+    positions="own",
+    cls="every",
+    extras=1,
+    prior=None,
+    cb=None,
+    bits=6,
+    entropy=False,
+    budget=5,
+    assignment="interleave",
+    redundancy=0,
+):
+    return TokenStream(
+        model="m",
+        grid=(12, 12),
+        dim=D16,
+        cls=cls,
+        descriptions=count,
+        positions=positions,
+        budget=budget,
+        extras=extras,
+        quant=quant,
+        bits=bits,
+        entropy=entropy,
+        codebook=short_hash(cb.hash) if cb is not None else None,
+        prior=short_hash(prior.hash) if prior is not None else None,
+        hw=(96, 96),
+        assignment=assignment,
+        redundancy=redundancy,
+    )
+
+
+def _desc(stream, *, index=0, cb=None, prior=None, hw=(96, 96), kept=(3, 17, 40, 41, 100)):
+    r = np.random.default_rng(0)
+    kept = np.asarray(kept)
+    E = stream.extras if stream.extras is not None else 2
+    universe = np.r_[kept, 144 + np.arange(E)]
+    slots = universe[index :: stream.descriptions]
+    toks = r.normal(size=(len(slots), D16)).astype(np.float32)
+    clsv = r.normal(size=D16).astype(np.float32) if stream.carries_cls(index) else None
+    x = TokenDescription(index, slots, toks, clsv, kept if stream.union else None, E, hw)
+    p = TokenWire(stream, codebook=cb, prior=prior).encode(x)
+    return p.data, p.ledger, slots, toks, clsv
+
+
+@pytest.mark.parametrize(
+    "positions,count,index", [("own", 1, 0), ("union", 3, 1), ("own", 2, 1), ("union", 2, 0)]
+)
+def test_description_roundtrip_and_ledger_equals_bytes(positions, count, index):
+    st = _stream(count=count, positions=positions)
+    data, led, slots, toks, clsv = _desc(st, index=index)
     assert led.total() == 8 * len(data)
     assert set(led.by_category()) >= {"payload", "side_info", "header"}
-    d = decode_description(data, dim=16, model=id32("m"), grid=(12, 12))
-    assert d.slots.tolist() == slots.tolist()
+    wire = TokenWire(TokenStream.from_setup(StreamSetup.from_bytes(st.setup().to_bytes())))
+    d = wire.decode(data)
+    assert d.slots.tolist() == slots.tolist() and d.index == index and d.hw == (96, 96)
     assert np.abs(d.tokens - toks).max() < 0.2 and np.abs(d.cls - clsv).max() < 0.2
-    if union:
+    if st.union:
         assert d.kept.tolist() == [3, 17, 40, 41, 100]
 
 
-def test_description_codebook_roundtrip_and_mismatch(tmp_path):
+def test_header_is_a_few_bits_under_a_setup():
+    st = _stream(extras=0, cls="none")
+    data, led, *_ = _desc(st)
+    # envelope: 0 index bits + 1 size bit; token header: 1 count bit (5 = the budget)
+    assert led.to_dict()["envelope"]["header"] == 1 and led.to_dict()["tokens"]["header"] == 1
+    other = _desc(st, hw=(64, 80))[1]  # another size: the size follows as varints
+    assert other.to_dict()["envelope"]["header"] == 17
+    off_budget = _desc(st, kept=(1, 2, 3))[1]  # another count: the count follows
+    assert off_budget.to_dict()["tokens"]["header"] == 1 + 8
+
+
+@pytest.mark.parametrize("stages,entropy", [(1, False), (1, True), (3, True)])
+def test_description_residual_codebook_with_prior_roundtrip(stages, entropy):
     r = np.random.default_rng(0)
-    cb = Codebook(r.normal(size=(64, 16)), meta={"metric": "l2"})
-    data, led, slots, toks, _ = _desc(VQQuantizer(cb, entropy=True), cb=cb)
+    pr = TokenPrior.fit(
+        r.normal(size=(30, 145, D16)).astype(np.float32),
+        {4: r.random((30, 144)) < 0.05},
+        grid=(12, 12),
+        has_cls=True,
+        meta={"model_id": "m"},
+    )
+    cb = Codebook(
+        r.normal(size=(stages, 64, D16)),
+        counts=r.integers(1, 50, (stages, 64)),
+        meta={"metric": "l2", "residual": "position", "prior": pr.hash[:16]},
+    )
+    st = _stream("codebook", cb=cb, prior=pr, entropy=entropy, extras=0, cls="every")
+    data, led, slots, toks, clsv = _desc(st, cb=cb, prior=pr)
     assert led.total() == 8 * len(data)
-    d = decode_description(data, dim=16, model=id32("m"), codebook=cb)
-    assert np.array_equal(d.tokens, cb.lookup(cb.search(toks)))
-    other = Codebook(r.normal(size=(64, 16)), meta={"metric": "l2"})
+    d = TokenWire(st, codebook=cb, prior=pr).decode(data)
+    base = pr.base(slots, cls=True)
+    want = cb.reconstruct(cb.quantize(np.concatenate([clsv[None], toks]), base), base)
+    assert d.slots.tolist() == slots.tolist()
+    assert np.allclose(d.cls, want[0]) and np.allclose(d.tokens, want[1:])
+    assert led.to_dict()["positions"]["side_info"] > 0  # the positions are in the code
+    other = Codebook(r.normal(size=(stages, 64, D16)), meta={"metric": "l2"})
     with pytest.raises(WireFormatError, match="codebook"):
-        decode_description(data, dim=16, codebook=other)
-    with pytest.raises(WireFormatError, match="codebook"):
-        decode_description(data, dim=16, codebook=None)
+        TokenWire(st, codebook=other, prior=pr)
+    with pytest.raises(WireFormatError, match="prior"):
+        TokenWire(st, codebook=cb, prior=_prior())
 
 
-def test_description_model_mismatch_and_malformed_bytes():
-    data, *_ = _desc()
-    with pytest.raises(WireFormatError, match="model"):
-        decode_description(data, dim=16, model=id32("other"))
-    with pytest.raises(WireFormatError, match="grid"):
-        decode_description(data, dim=16, grid=(14, 14))
-    for cut in (2, 6, 12, len(data) - 3):
-        with pytest.raises(WireFormatError):
-            decode_description(data[:cut], dim=16)
-    with pytest.raises(WireFormatError, match="trailing"):
-        decode_description(data + b"\x00\x00", dim=16)
-    bad = bytearray(data)
-    bad[4] = (bad[4] & 0x0F) | 0x70  # token header version 7
+def test_stream_setup_checks_and_malformed_descriptions():
+    st = _stream()
+    data, *_ = _desc(st)
+    setup = st.setup()
+    assert TokenStream.from_setup(setup) == st and len(setup.to_bytes()) < 200
+    with pytest.raises(WireFormatError, match="unknown fields"):
+        TokenStream.from_setup(StreamSetup("tokens", {**setup.fields, "colour": 1}))
     with pytest.raises(WireFormatError, match="version"):
-        decode_description(bytes(bad), dim=16)
-    jpeg = Envelope("jpeg", 0, 1, 96, 96).pack() + data[4:]
-    with pytest.raises(WireFormatError, match="method"):
-        decode_description(jpeg, dim=16)
+        TokenStream.from_setup(StreamSetup("tokens", {**setup.fields, "v": 1}))
+    with pytest.raises(WireFormatError, match="not valid JSON"):
+        StreamSetup.from_bytes(b"\xff{")
+    for cut in (1, 3, len(data) - 3):
+        with pytest.raises(WireFormatError):
+            TokenWire(st).decode(data[:cut])
+    with pytest.raises(WireFormatError, match="trailing"):
+        TokenWire(st).decode(data + b"\x00\x00")
 
 
-def test_header_fields_shared_by_descriptions():
-    a = TokenHeader(1, False, True, True, (12, 12), 5, 1, 6)
-    b = TokenHeader(1, False, False, True, (12, 12), 5, 1, 6)
-    c = TokenHeader(1, False, True, True, (12, 12), 5, 2, 6)
-    e = TokenHeader(1, True, True, True, (12, 12), 5, 1, 6)  # coded vs fixed-width payload
-    assert a.same_image(b) and a.same_image(e) and not a.same_image(c)
+def test_interleaved_union_shares_are_implied_and_balanced_ones_sent():
+    led_i = _desc(_stream(count=2, positions="union"), index=1)[1]
+    led_b = _desc(_stream(count=2, positions="union", assignment="balanced"), index=1)[1]
+    assert led_b.total("side_info") > led_i.total("side_info")
 
 
-@pytest.mark.parametrize("module", [
-    "semcom.stages.bits", "semcom.stages.positions", "semcom.stages.entropy",
-    "semcom.stages.codebook", "semcom.stages.quant", "semcom.stages.mdc",
-    "cloud.conceal", "edge.selection.scorers", "edge.selection.budgets"])
+@pytest.mark.parametrize(
+    "module",
+    [  # semcom.stages.*: tests/test_doctests.py
+        "cloud.conceal",
+        "edge.selection.scorers",
+        "edge.selection.budgets",
+    ],
+)
 def test_docstring_examples(module):
     import doctest
     import importlib

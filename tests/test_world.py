@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from semcom.errors import DataError
 from semcom.world import make_scene, patch_labels, question_for, scenes, words
 from semcom.world import vocab as V
 from semcom.world.scene import IMAGE_SIZE, shape_mask
@@ -18,8 +19,10 @@ def test_scenes_are_deterministic_and_prefix_stable():
     img_a, lab_a = a[7].render()
     img_b, lab_b = b[7].render()
     assert np.array_equal(img_a, img_b) and np.array_equal(lab_a, lab_b)
-    assert scenes(1, "eval", 5)[0].caption() != a[0].caption() or \
-        scenes(1, "eval", 5)[1].caption() != a[1].caption()
+    assert (
+        scenes(1, "eval", 5)[0].caption() != a[0].caption()
+        or scenes(1, "eval", 5)[1].caption() != a[1].caption()
+    )
 
 
 def test_train_and_eval_splits_differ():
@@ -69,9 +72,9 @@ def test_rendering_matches_scene_and_most_patches_are_background():
 
 def test_patch_labels_majority_and_threshold():
     lab = np.full((16, 16), -1, np.int8)
-    lab[0:8, 0:3] = 0          # 24 px of object 0 in patch 0
-    lab[0:8, 3:8] = 1          # 40 px of object 1 in patch 0
-    lab[8, 8] = 0              # 1 px in patch 3
+    lab[0:8, 0:3] = 0  # 24 px of object 0 in patch 0
+    lab[0:8, 3:8] = 1  # 40 px of object 1 in patch 0
+    lab[8, 8] = 0  # 1 px in patch 3
     assert patch_labels(lab, 8).tolist() == [1, -1, -1, 0]
     assert patch_labels(lab, 8, min_pixels=8).tolist() == [1, -1, -1, -1]
 
@@ -123,56 +126,20 @@ def test_load_samples_tinyworld_tasks():
     assert vqa[0].image_id == cap[0].image_id and vqa[0].question and vqa[0].answers
     assert vqa[0].meta["labels"].shape == (96, 96)
     # the run seed does not change the data
-    assert [s.captions for s in load_samples(cfg.data, "caption", seed=9)] == [s.captions for s in cap]
-    with pytest.raises(Exception):
+    assert [s.captions for s in load_samples(cfg.data, "caption", seed=9)] == [
+        s.captions for s in cap
+    ]
+    with pytest.raises(DataError, match="detection"):
         load_samples(cfg.data, "detection", seed=0)
-
-
-def test_folder_dataset(tmp_path):
-    import json
-
-    from PIL import Image
-
-    from semcom.config import load_config
-    from semcom.data import load_samples
-    from semcom.errors import DataError
-
-    for i, s in enumerate(scenes(0, "eval", 3)):
-        Image.fromarray(s.render()[0]).save(tmp_path / f"im{i}.png")
-    (tmp_path / "captions.json").write_text(json.dumps({"im0.png": ["a cap"], "im1.png": ["b"]}))
-    (tmp_path / "questions.json").write_text(json.dumps(
-        [{"file": "im1.png", "question": "what?", "answer": "x"},
-         {"file": "im2.png", "question": "how?", "answers": ["y", "z"]}]))
-    cfg = load_config(None, ["data.dataset=folder", f"data.path={tmp_path}"])
-    cap = load_samples(cfg.data, "caption", seed=0)
-    assert [s.image_id for s in cap] == ["im0", "im1", "im2"] and cap[0].captions == ["a cap"]
-    assert cap[0].image.shape == (96, 96, 3)
-    vqa = load_samples(cfg.data, "vqa", seed=0)
-    assert [(s.question, s.answers) for s in vqa] == [("what?", ["x"]), ("how?", ["y", "z"])]
-    (tmp_path / "questions.json").unlink()
-    with pytest.raises(DataError, match="questions.json"):
-        load_samples(cfg.data, "vqa", seed=0)
-    cfg = load_config(None, ["data.dataset=folder", f"data.path={tmp_path / 'nope'}"])
-    with pytest.raises(DataError, match="not found"):
-        load_samples(cfg.data, "caption", seed=0)
-
-
-@pytest.mark.coco
-def test_coco_mini(coco_mini):
-    from semcom.config import load_config
-    from semcom.data import load_samples
-
-    cfg = load_config(None, ["data.dataset=coco-mini", "data.num_images=3",
-                             f"data.path={coco_mini}"])
-    s = load_samples(cfg.data, "caption", seed=0)
-    assert len(s) == 3 and len(s[0].captions) == 5 and s[0].image.ndim == 3
 
 
 def test_importing_data_and_world_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, semcom.data, semcom.world, semcom.models, semcom.metrics; " \
-           "print('torch' in sys.modules, 'transformers' in sys.modules)"
+    code = (
+        "import sys, semcom.data, semcom.world, semcom.models, semcom.metrics; "
+        "print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

@@ -3,9 +3,21 @@ loaded back through ``load_backend`` like real weights)."""
 
 from __future__ import annotations
 
-SIZES = dict(vision_dim=32, vision_layers=3, vision_heads=2, vision_mlp=2, text_dim=32,
-             text_layers=1, text_heads=2, text_mlp=2, lm_dim=32, lm_layers=1, lm_heads=2,
-             lm_mlp=2, embed_dim=16)
+SIZES = dict(
+    vision_dim=32,
+    vision_layers=3,
+    vision_heads=2,
+    vision_mlp=2,
+    text_dim=32,
+    text_layers=1,
+    text_heads=2,
+    text_mlp=2,
+    lm_dim=32,
+    lm_layers=1,
+    lm_heads=2,
+    lm_mlp=2,
+    embed_dim=16,
+)
 
 
 def save_tiny_blip(path, seed: int = 1):

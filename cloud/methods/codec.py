@@ -15,7 +15,8 @@ import numpy as np
 
 from cloud.pipeline import CloudItem, ModelInput
 from semcom.errors import WireFormatError
-from semcom.stages.envelope import Envelope
+from semcom.stages.bits import BitReader
+from semcom.stages.envelope import ENVELOPE
 from semcom.types import Description
 
 CONCEAL_VALUE = 128
@@ -25,7 +26,7 @@ class CodecCloud:
     method = "codec"
 
     def __init__(self, cfg, backend):
-        from semcom.stages.codec import load_codec
+        from semcom.stages.codec.weights import load_codec
 
         im = cfg.edge.image
         variant, family = self.variant(cfg, backend)
@@ -36,15 +37,19 @@ class CodecCloud:
     def variant(cfg, backend) -> tuple[str, str | None]:
         return "base", None
 
-    def _body(self, item: CloudItem) -> tuple[bytes, tuple[int, int]] | None:
+    def _body(self, item: CloudItem) -> tuple[BitReader, tuple[int, int]] | None:
+        """A reader past the envelope (its method checked) and the image size; None when
+        the description was lost."""
         got = [r for r in item.received if isinstance(r, Description)]
         if not got:
             return None
-        env, pos = Envelope.unpack(got[0].data)
+        r = BitReader(got[0].data, what=self.codec.what)
+        env = ENVELOPE.read(r)
         if env.method != self.method:
-            raise WireFormatError(f"description carries method '{env.method}', this cloud "
-                                  f"decodes '{self.method}'")
-        return got[0].data[pos:], (env.height, env.width)
+            raise WireFormatError(
+                f"description carries method '{env.method}', this cloud decodes '{self.method}'"
+            )
+        return r, (env.height, env.width)
 
     def _pixel_tokens(self, images: list[np.ndarray]):
         import torch
@@ -59,12 +64,13 @@ class CodecCloud:
         for item in items:
             body = self._body(item)
             if body is not None:
-                images.append(self.codec.decode(*body))
+                r, hw = body
+                images.append(self.codec.read(r, hw=hw))
+                r.end()
             else:
                 h, w = item.original_hw
                 images.append(np.full((h, w, 3), CONCEAL_VALUE, np.uint8))
-            info.append({"tokens_to_model": self.backend.num_patches,
-                         "concealed": body is None})
+            info.append({"tokens_to_model": self.backend.num_patches, "concealed": body is None})
         tokens = self._pixel_tokens(images)
         return ModelInput(tokens, torch.ones(tokens.shape[:2], dtype=torch.bool), info)
 
@@ -78,8 +84,9 @@ class NeckCloud(CodecCloud):
 
         im = cfg.edge.image
         self.layer = im.neck_layer
-        self.neck, self.spec = load_neck(backend.family, im.neck_setting, im.neck_layer,
-                                         im.codec, im.weights)
+        self.neck, self.spec = load_neck(
+            backend.family, im.neck_setting, im.neck_layer, im.codec, im.weights
+        )
         check_backend(self.spec, backend)
 
     @staticmethod
@@ -100,9 +107,10 @@ class NeckCloud(CodecCloud):
             if body is None:
                 lost.append(i)
             else:
-                latents[i] = self.codec.decode_latent(*body)
-            info.append({"tokens_to_model": self.backend.num_patches,
-                         "concealed": body is None})
+                r, hw = body
+                latents[i] = self.codec.read_latent(r, hw=hw)
+                r.end()
+            info.append({"tokens_to_model": self.backend.num_patches, "concealed": body is None})
         parts: dict[int, object] = {}
         by_shape: dict[tuple, list[int]] = {}
         for i, lat in latents.items():

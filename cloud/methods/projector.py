@@ -17,24 +17,25 @@ All descriptions lost: one token, the projector's mean compressed token
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from cloud.conceal import conceal_tokens
 from cloud.pipeline import CloudItem, ModelInput, check_envelope
 from semcom.errors import ConfigError, WireFormatError
 from semcom.projectors.io import load_projector
-from semcom.projectors.wire import ProjectorDescription, decode, wire_model_id
-from semcom.stages.mdc import combine
+from semcom.projectors.wire import ProjectorDescription, ProjectorWire, wire_model_id
+from semcom.stages.mdc import MDC
 from semcom.types import Description
 
 
 class ProjectorCloud:
     def __init__(self, cfg, backend):
         if getattr(backend, "family", None) != "llava":
-            raise ConfigError("cloud.model.name", "edge.method 'projector' needs a llava "
-                              f"model, got {getattr(backend, 'family', None)!r}")
+            raise ConfigError(
+                "cloud.model.name",
+                "edge.method 'projector' needs a llava "
+                f"model, got {getattr(backend, 'family', None)!r}",
+            )
         self.cfg, self.backend = cfg, backend
         self.pcfg = cfg.edge.projector
         self.conceal = cfg.cloud.conceal
@@ -44,18 +45,29 @@ class ProjectorCloud:
         self.grid = backend.grid
         self.G = self.module.out_grid
         self.dim = backend.token_dim
+        self.wire = ProjectorWire(
+            self.dim,
+            grid=self.grid,
+            model=self.model32,
+            expect=(self.pcfg.type, self.pcfg.scale),
+            stats=self.proj.stats,
+        )
 
     def parse(self, desc: Description) -> ProjectorDescription:
-        return decode(desc.data, dim=self.dim, grid=self.grid, model=self.model32,
-                      expect=(self.pcfg.type, self.pcfg.scale), stats=self.proj.stats)
+        return self.wire.decode(desc.data)
 
     def decode_item(self, item: CloudItem) -> tuple[np.ndarray, dict]:
         """One sample -> ``(compressed tokens float32 [n, C], info)`` (before the MLP)."""
         got = [r for r in item.received if isinstance(r, Description)]
         parsed = [self.parse(d) for d in got]
         Q = self.G * self.G
-        info = {"descriptions_received": len(parsed), "tokens_received": 0,
-                "tokens_concealed": 0, "tokens_lost": 0, "cls_received": False}
+        info = {
+            "descriptions_received": len(parsed),
+            "tokens_received": 0,
+            "tokens_concealed": 0,
+            "tokens_lost": 0,
+            "cls_received": False,
+        }
         if not parsed:
             fill = self.proj.stats["mean"] if self.conceal.empty == "mean" else None
             token = np.zeros(self.dim, np.float32) if fill is None else fill.astype(np.float32)
@@ -64,17 +76,28 @@ class ProjectorCloud:
         for p, d in zip(parsed, got):
             check_envelope(item, d, p.envelope)
             if vars(p.header) != vars(parsed[0].header):
-                raise WireFormatError(f"sample {item.sample_id}: descriptions disagree on "
-                                      "their projector headers")
-        slots, tokens = combine([(p.slots, p.tokens) for p in parsed])
+                raise WireFormatError(
+                    f"sample {item.sample_id}: descriptions disagree on their projector headers"
+                )
+        slots, tokens = MDC.combine([(p.slots, p.tokens) for p in parsed])
         received = len(slots)
         kept = np.arange(Q, dtype=np.int64)
         slots, tokens, concealed = conceal_tokens(
-            kept, slots, tokens, grid=(self.G, self.G), mode=self.conceal.mode,
-            mean=self.proj.stats["mean"], neighbours=self.conceal.neighbours)
-        info.update(tokens_to_model=int(len(slots)), tokens_received=int(received),
-                    tokens_concealed=int(concealed), tokens_lost=int(Q - received),
-                    all_lost=False)
+            kept,
+            slots,
+            tokens,
+            grid=(self.G, self.G),
+            mode=self.conceal.mode,
+            mean=self.proj.stats["mean"],
+            neighbours=self.conceal.neighbours,
+        )
+        info.update(
+            tokens_to_model=int(len(slots)),
+            tokens_received=int(received),
+            tokens_concealed=int(concealed),
+            tokens_lost=int(Q - received),
+            all_lost=False,
+        )
         return np.asarray(tokens, np.float32), info
 
     def compressed(self, items: list[CloudItem]):
@@ -88,8 +111,8 @@ class ProjectorCloud:
         tokens = np.zeros((len(seqs), n, self.dim), np.float32)
         mask = np.zeros((len(seqs), n), bool)
         for i, s in enumerate(seqs):
-            tokens[i, :len(s)] = s
-            mask[i, :len(s)] = True
+            tokens[i, : len(s)] = s
+            mask[i, : len(s)] = True
         return tokens, mask, infos
 
     def decode(self, items: list[CloudItem]) -> ModelInput:
@@ -103,8 +126,4 @@ class ProjectorCloud:
         for info in infos:
             info["projected"] = True
         m = torch.from_numpy(mask).to(device)
-        if any(f.name == "projected" for f in dataclasses.fields(ModelInput)):
-            return ModelInput(emb, m, infos, projected=True)
-        out = ModelInput(emb, m, infos)
-        out.projected = True  # until ModelInput has the field (see docs/notes/issue-9.md)
-        return out
+        return ModelInput(emb, m, infos, projected=True)

@@ -1,23 +1,29 @@
 """The token path on the cloud: descriptions -> dequantised, placed, concealed tokens.
 
-For each sample: parse every received description (:func:`semcom.stages.tokens.
-decode_description`; the model and codebook hashes in its header must match this
-cloud's), check that they describe the same transmission, take the union of their tokens
-by slot (redundant copies collapse), conceal what was lost (``cloud.conceal``), and
-hand the model ``[CLS] + patches in raster order + extras``.
+The stream starts with the edge's setup (:meth:`TokenCloud.open`: the agreed settings,
+checked against this cloud's model, codebook and token prior; a mismatch is a
+:class:`~semcom.errors.WireFormatError` naming it). Then for each sample: parse every
+received description (:class:`~semcom.stages.tokens.TokenWire`), check that they
+describe the same transmission, take the union of their tokens by slot (redundant
+copies collapse), conceal what was lost where the side info says where
+(``cloud.conceal.mode``, union positions), fill every patch position still empty with the
+prior's mean token of that position (``cloud.conceal.fill: prior``), and hand the model
+``[CLS] + patches in raster order + extras``.
 
 - CLS: from any description that carries it. A model with a CLS always gets a CLS slot
   first; when no CLS arrived (or the edge does not send it, e.g. LLaVA, whose projector
-  drops it) the slot holds the mean of the received tokens with ``mask`` False, so the
-  model treats it as absent (BLIP's ITC then pools the received tokens).
-- All descriptions lost: the model gets two real tokens, the CLS slot and one patch
-  slot, both the token mean of the codebook file (``conceal.empty: mean``; a zero vector
-  when no file is configured) or zero vectors (``empty: zero``); ``tokens_to_model`` is
-  0 and ``all_lost`` True. (Two, so that a model that drops the CLS slot still sees one.)
-- ``info[i]``: ``tokens_to_model`` (patch-derived tokens given to the model, concealed ones
-  included, CLS excluded), ``tokens_received``, ``tokens_concealed``, ``tokens_lost``
-  (known lost; 0 when the descriptions carry only their own positions), ``cls_to_model``,
-  ``cls_concealed``.
+  drops it) the slot holds the prior's CLS mean (else the mean of the received tokens)
+  with ``mask`` False, so the model treats it as absent.
+- With ``fill: prior`` the model always sees every patch position, so a lost description
+  (or everything lost) leaves the prior's picture of an image rather than nothing.
+- All descriptions lost and no prior to fill from: the model gets two real tokens, the
+  CLS slot and one patch slot, both the token mean (``conceal.empty: mean``; a zero
+  vector when no file is configured) or zero vectors (``empty: zero``);
+  ``tokens_to_model`` is 0 and ``all_lost`` True.
+- ``info[i]``: ``tokens_to_model`` (patch-derived tokens given to the model, concealed
+  and filled ones included, CLS excluded), ``tokens_received``, ``tokens_concealed``,
+  ``tokens_filled``, ``tokens_lost`` (known lost; 0 when the descriptions carry only their
+  own positions), ``cls_received``, ``all_lost``.
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ import numpy as np
 
 from cloud.conceal import conceal_tokens
 from cloud.pipeline import CloudItem, ModelInput, check_envelope
-from semcom.errors import WireFormatError
-from semcom.stages.codebook import Codebook, CodebookError, load_cached, quant_codebook_path
-from semcom.stages.mdc import combine
-from semcom.stages.tokens import TokenDescription, decode_description, id32
+from semcom.errors import ConfigError, WireFormatError
+from semcom.stages.assets import load_token_assets
+from semcom.stages.codebook import CodebookError, load_cached
+from semcom.stages.mdc import MDC
+from semcom.stages.setup import StreamSetup
+from semcom.stages.tokens import TokenDescription, TokenStream, TokenWire
 from semcom.types import Description
 
 
@@ -38,38 +46,68 @@ class TokenCloud:
         self.cfg = cfg
         self.backend = backend
         self.conceal = cfg.cloud.conceal
-        self.model32 = id32(backend.model_id)
         g = backend.grid
         self.grid = (g, g) if isinstance(g, int) else tuple(g)
         self.dim = backend.token_dim
-        self._codebook: Codebook | None | bool = False  # False: not looked up yet
+        self._assets = None
+        self._assets_error = ""
         self._stats: np.ndarray | None | bool = False
-        self._codebook_error = ""
+        self.stream: TokenStream | None = None
+        self.wire: TokenWire | None = None
 
-    # -- assets ---------------------------------------------------------------------------
-    def codebook(self) -> Codebook | None:
-        """The configured codebook (``edge.quant``), or None when not configured/found."""
-        if self._codebook is False:
-            path = quant_codebook_path(self.cfg.edge.quant, self.cfg.edge.model.name)
+    # -- assets and the stream ------------------------------------------------------------
+    def assets(self):
+        """The configured codebook and token prior (loaded once; None where absent)."""
+        if self._assets is None:
             try:
-                self._codebook = load_cached(path) if path is not None else None
-            except CodebookError as exc:
-                self._codebook_error = str(exc)
-                self._codebook = None
-        return self._codebook
+                self._assets = load_token_assets(self.cfg, self.backend)
+            except ConfigError as exc:
+                self._assets_error = str(exc)
+                from semcom.stages.assets import TokenAssets
+
+                self._assets = TokenAssets(None, None)
+        return self._assets
+
+    @property
+    def prior(self):
+        return self.assets().prior
+
+    def open(self, setup: bytes) -> None:
+        """Take the edge's stream setup; WireFormatError names any disagreement. ``b""``
+        (no stream yet, e.g. a warm-up of erasures only) leaves it unset."""
+        if not setup:
+            self.stream = self.wire = None
+            return
+        stream = TokenStream.from_setup(StreamSetup.from_bytes(setup, method="tokens"))
+        if stream.model != self.backend.model_id:
+            raise WireFormatError(
+                f"model mismatch: the stream's tokens come from {stream.model}, this cloud "
+                f"runs {self.backend.model_id}"
+            )
+        if tuple(stream.grid) != self.grid or stream.dim != self.dim:
+            raise WireFormatError(
+                f"the stream has a {stream.grid} grid of {stream.dim}-d tokens, this cloud's "
+                f"model {self.grid} and {self.dim}-d"
+            )
+        a = self.assets()
+        try:
+            self.wire = TokenWire(stream, codebook=a.codebook, prior=a.prior)
+        except WireFormatError as exc:
+            if self._assets_error:
+                raise WireFormatError(
+                    f"{exc}; this cloud's token files did not load: {self._assets_error}"
+                ) from None
+            raise
+        self.stream = stream
 
     def parse(self, desc: Description) -> TokenDescription:
-        try:
-            return decode_description(desc.data, dim=self.dim, model=self.model32,
-                                      grid=self.grid, codebook=self.codebook())
-        except WireFormatError as exc:
-            if self._codebook is None and self._codebook_error and "codebook" in str(exc):
-                raise WireFormatError(f"{exc}; the configured codebook did not load: "
-                                      f"{self._codebook_error}") from None
-            raise
+        if self.wire is None:
+            raise WireFormatError("no stream setup: the edge must send it before descriptions")
+        return self.wire.decode(desc.data)
 
     def token_mean(self) -> np.ndarray | None:
-        """Mean token for concealment: ``conceal.stats``, else the codebook's, else None."""
+        """Mean token for concealment: ``conceal.stats``, else the prior's, else the
+        codebook's, else None."""
         if self._stats is False:
             self._stats = None
             if self.conceal.stats:
@@ -77,11 +115,14 @@ class TokenCloud:
                     self._stats = load_cached(self.conceal.stats).mean
                 except CodebookError as exc:
                     raise WireFormatError(f"conceal.stats: {exc}") from None
-            elif self.codebook() is not None:
-                self._stats = self.codebook().mean
+            elif self.prior is not None:
+                self._stats = self.prior.mean
+            elif self.assets().codebook is not None:
+                self._stats = self.assets().codebook.mean
             if self._stats is not None and len(self._stats) != self.dim:
-                raise WireFormatError(f"token mean has {len(self._stats)} channels, the model "
-                                      f"{self.dim}")
+                raise WireFormatError(
+                    f"token mean has {len(self._stats)} channels, the model {self.dim}"
+                )
         return self._stats
 
     # -- decoding -------------------------------------------------------------------------
@@ -89,59 +130,97 @@ class TokenCloud:
         """One sample -> ``(tokens float32 [N, D], mask bool [N], info)``."""
         got = [r for r in item.received if isinstance(r, Description)]
         parsed = [self.parse(d) for d in got]
+        st = self.stream
         has_cls = bool(getattr(self.backend, "has_cls", True))
-        info = {"descriptions_received": len(parsed), "tokens_received": 0,
-                "tokens_concealed": 0, "tokens_lost": 0, "cls_received": False}
-        if not parsed:
+        P = self.grid[0] * self.grid[1]
+        info = {
+            "descriptions_received": len(parsed),
+            "tokens_received": 0,
+            "tokens_concealed": 0,
+            "tokens_filled": 0,
+            "tokens_lost": 0,
+            "cls_received": False,
+            "all_lost": not parsed,
+        }
+        prior = self.prior if self.conceal.fill == "prior" else None
+        if not parsed and prior is None:
             fill = self.token_mean() if self.conceal.empty == "mean" else None
             token = np.zeros(self.dim, np.float32) if fill is None else fill.astype(np.float32)
             n = 2 if has_cls else 1
-            info.update(tokens_to_model=0, tokens_concealed=1, all_lost=True)
+            info.update(tokens_to_model=0, tokens_concealed=1)
             return np.repeat(token[None, :], n, 0), np.ones(n, bool), info
-        self._check_same(item, parsed)
-        head = parsed[0].header
         for p, d in zip(parsed, got):
-            check_envelope(item, d, p.envelope)
-        slots, tokens = combine([(p.slots, p.tokens) for p in parsed])
+            check_envelope(item, d, p.envelope(st))
+        self._check_same(item, parsed)
+        slots, tokens = MDC.combine([(p.slots, p.tokens) for p in parsed])
         if tokens is None:
             tokens = np.zeros((0, self.dim), np.float32)
-        P = head.num_patches
         received = len(slots)
         concealed = lost = 0
-        if head.union:
-            kept = np.concatenate([parsed[0].kept, P + np.arange(head.extras)])
+        if st is not None and st.union and parsed:
+            E = parsed[0].extras
+            kept = np.concatenate([parsed[0].kept, P + np.arange(E)])
             lost = len(np.setdiff1d(kept, slots))
             slots, tokens, concealed = conceal_tokens(
-                kept, slots, tokens, grid=head.grid, mode=self.conceal.mode,
-                mean=self.token_mean(), neighbours=self.conceal.neighbours)
+                kept,
+                slots,
+                tokens,
+                grid=self.grid,
+                mode=self.conceal.mode,
+                mean=self.token_mean(),
+                neighbours=self.conceal.neighbours,
+            )
+        filled = 0
+        if prior is not None:
+            empty = np.setdiff1d(np.arange(P), slots[slots < P])
+            filled = len(empty)
+            if filled:
+                slots = np.concatenate([slots, empty])
+                tokens = np.concatenate([tokens, prior.patch_means()[empty]], 0)
+                order = np.argsort(slots, kind="stable")
+                slots, tokens = slots[order], tokens[order]
         cls = next((p.cls for p in parsed if p.cls is not None), None)
         seq, mask = [tokens], [np.ones(len(tokens), bool)]
         real = cls is not None
         if has_cls:
             if not real:
-                cls = tokens.mean(0) if len(tokens) else np.zeros(self.dim, np.float32)
+                if self.prior is not None:
+                    cls = self.prior.cls_mean()
+                else:
+                    cls = tokens.mean(0) if len(tokens) else np.zeros(self.dim, np.float32)
             seq.insert(0, np.asarray(cls, np.float32)[None, :])
             mask.insert(0, np.array([real]))
         out = np.concatenate(seq, 0).astype(np.float32)
         m = np.concatenate(mask)
         if not m.any():  # only a concealed CLS slot: let the model see it
             m[:] = True
-        info.update(tokens_to_model=int(len(slots)), tokens_received=int(received),
-                    tokens_concealed=int(concealed), tokens_lost=int(lost),
-                    cls_received=bool(has_cls and real),
-                    all_lost=False)
+        info.update(
+            tokens_to_model=int(len(slots)) if parsed else 0,
+            tokens_received=int(received),
+            tokens_concealed=int(concealed),
+            tokens_filled=int(filled),
+            tokens_lost=int(lost),
+            cls_received=bool(has_cls and real),
+        )
         return out, m, info
 
     @staticmethod
     def _check_same(item: CloudItem, parsed: list[TokenDescription]) -> None:
+        """Descriptions of one transmission agree on the image size, the extras and (union
+        mode) the kept positions."""
+        if not parsed:  # everything lost: nothing to compare (the prior fills the image)
+            return
         first = parsed[0]
         for p in parsed[1:]:
-            if not first.header.same_image(p.header):
-                raise WireFormatError(f"sample {item.sample_id}: descriptions disagree on their "
-                                      f"token headers")
-            if first.header.union and not np.array_equal(first.kept, p.kept):
-                raise WireFormatError(f"sample {item.sample_id}: descriptions disagree on the "
-                                      f"kept positions")
+            if p.hw != first.hw or p.extras != first.extras:
+                raise WireFormatError(
+                    f"sample {item.sample_id}: descriptions disagree on the image size or "
+                    "the extra tokens"
+                )
+            if first.kept is not None and not np.array_equal(first.kept, p.kept):
+                raise WireFormatError(
+                    f"sample {item.sample_id}: descriptions disagree on the kept positions"
+                )
 
     def decode(self, items: list[CloudItem]) -> ModelInput:
         """``ModelInput(tokens float32 [B, N, D], mask bool [B, N], info)``; N = longest."""
@@ -157,8 +236,9 @@ class TokenCloud:
         tokens = np.zeros((len(seqs), n, self.dim), np.float32)
         mask = np.zeros((len(seqs), n), bool)
         for i, (s, m) in enumerate(zip(seqs, masks)):
-            tokens[i, :len(s)] = s
-            mask[i, :len(s)] = m
+            tokens[i, : len(s)] = s
+            mask[i, : len(s)] = m
         device = getattr(self.backend, "device", "cpu")
-        return ModelInput(torch.from_numpy(tokens).to(device), torch.from_numpy(mask).to(device),
-                          infos)
+        return ModelInput(
+            torch.from_numpy(tokens).to(device), torch.from_numpy(mask).to(device), infos
+        )

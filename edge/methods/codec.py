@@ -4,14 +4,16 @@
 ``edge.method: neck``   the cloud entropy-decodes the latent and feeds it through the
                         transform-neck into the vision encoder at layer L (no pixels).
 
-Both send the same kind of bitstream (``semcom.stages.codec``); ``neck`` with setting
-d2/d3 uses the codec fine-tuned for the cloud model (``cloud.model.name``), whose
-encoder the edge must therefore run. Neither runs a VLM on the edge.
+Both send the same kind of bitstream (the envelope, then
+:class:`~semcom.stages.codec.stage.NeuralCodec`'s body); ``neck`` with setting d2/d3
+uses the codec fine-tuned for the cloud model (``cloud.model.name``), whose encoder the
+edge must therefore run. Neither runs a VLM on the edge.
 """
 
 from __future__ import annotations
 
-from semcom.stages.envelope import Envelope
+from semcom.stages.bits import BitWriter
+from semcom.stages.envelope import ENVELOPE, Envelope
 from semcom.types import Description, EdgeResult, Sample
 
 
@@ -22,7 +24,7 @@ class CodecEdge:
     method = "codec"
 
     def __init__(self, cfg, backend=None):
-        from semcom.stages.codec import load_codec
+        from semcom.stages.codec.weights import load_codec
 
         im = cfg.edge.image
         variant, family = self.variant(cfg)
@@ -35,12 +37,16 @@ class CodecEdge:
     def encode(self, samples: list[Sample], task: str) -> list[EdgeResult]:
         out = []
         for s in samples:
-            p = self.codec.encode(s.image)
             h, w = s.hw
-            data, ledger = Envelope(self.method, 0, 1, h, w).wrap(p.data, p.ledger)
-            desc = Description(s.image_id, 0, 1, data, (h, w), ledger)
-            out.append(EdgeResult(s.sample_id, [desc], {"tokens_sent": None,
-                                                        "est_bits": p.meta["est_bits"]}))
+            bw = BitWriter()
+            ENVELOPE.write(bw, Envelope(self.method, 0, 1, h, w))
+            self.codec.write(bw, s.image)
+            desc = Description(s.image_id, 0, 1, bw.to_bytes(), (h, w), bw.ledger)
+            out.append(
+                EdgeResult(
+                    s.sample_id, [desc], {"tokens_sent": None, "est_bits": bw.meta["est_bits"]}
+                )
+            )
         return out
 
 

@@ -21,9 +21,14 @@ import numpy as np
 
 from semcom.errors import ConfigError
 from semcom.projectors.io import features, load_projector
-from semcom.projectors.wire import ProjectorHeader, encode, wire_model_id
+from semcom.projectors.wire import (
+    ProjectorDescription,
+    ProjectorHeader,
+    ProjectorWire,
+    wire_model_id,
+)
 from semcom.stages.envelope import Envelope
-from semcom.stages.mdc import split
+from semcom.stages.mdc import MDC
 from semcom.stages.quant import Fp16Quantizer, ScalarQuantizer
 from semcom.types import Description, EdgeResult, Sample
 
@@ -33,25 +38,42 @@ def build_quantizer(cfg, stats: dict):
     q = cfg.edge.quant
     if q.type == "none":
         if q.entropy:
-            raise ConfigError("edge.quant.entropy", "float16 tokens (type none) are not "
-                              "entropy-coded; use scalar")
+            raise ConfigError(
+                "edge.quant.entropy", "float16 tokens (type none) are not entropy-coded; use scalar"
+            )
         return Fp16Quantizer(), {"quant": 0}
     if q.type == "scalar":
         cal = q.scalar_range == "calibrated"
-        quant = (ScalarQuantizer(q.bits, stats["lo"], stats["hi"], entropy=q.entropy) if cal
-                 else ScalarQuantizer(q.bits, entropy=q.entropy))
-        return quant, {"quant": 1, "qbits": q.bits, "calibrated": cal, "entropy": bool(q.entropy)}
-    raise ConfigError("edge.quant.type", "the projector path quantises compressed tokens with "
-                      "'none' (float16) or 'scalar'; codebooks are trained on raw vision "
-                      "tokens, not on a projector's output")
+        quant = (
+            ScalarQuantizer(
+                q.bits_for(cfg.edge.model.name), stats["lo"], stats["hi"], entropy=q.entropy_coded
+            )
+            if cal
+            else ScalarQuantizer(q.bits_for(cfg.edge.model.name), entropy=q.entropy_coded)
+        )
+        return quant, {
+            "quant": 1,
+            "qbits": q.bits_for(cfg.edge.model.name),
+            "calibrated": cal,
+            "entropy": q.entropy_coded,
+        }
+    raise ConfigError(
+        "edge.quant.type",
+        "the projector path quantises compressed tokens with "
+        "'none' (float16) or 'scalar'; codebooks are trained on raw vision "
+        "tokens, not on a projector's output",
+    )
 
 
 def check_backend(backend, key: str = "edge.model.name"):
     if backend is None:
         raise ConfigError("edge.method", "the projector path needs the LLaVA vision tower")
     if getattr(backend, "family", None) != "llava":
-        raise ConfigError(key, f"edge.method 'projector' needs a llava model, got "
-                          f"{getattr(backend, 'family', None)!r}")
+        raise ConfigError(
+            key,
+            f"edge.method 'projector' needs a llava model, got "
+            f"{getattr(backend, 'family', None)!r}",
+        )
 
 
 class ProjectorEdge:
@@ -68,6 +90,10 @@ class ProjectorEdge:
         self.quantizer, self.qfields = build_quantizer(cfg, self.proj.stats)
         self.model32 = wire_model_id(backend.model_id, self.proj.id)
         self.num_tokens = self.module.num_tokens
+        self.wire = ProjectorWire(backend.token_dim, grid=backend.grid, stats=self.proj.stats)
+        self.mdc = MDC(
+            cfg.edge.mdc.descriptions, cfg.edge.mdc.assignment, redundancy=cfg.edge.mdc.redundancy
+        )
 
     def compress(self, samples: list[Sample]):
         """Compressed tokens ``float32 [B, Q, C]`` (numpy) of the samples' images."""
@@ -85,26 +111,34 @@ class ProjectorEdge:
 
     def encode_tokens(self, sample: Sample, tokens: np.ndarray) -> EdgeResult:
         """Quantise and split one sample's compressed tokens ``float32 [Q, C]``."""
-        mdc = self.cfg.edge.mdc
-        D, Q = mdc.descriptions, self.num_tokens
+        D, Q = self.mdc.descriptions, self.num_tokens
         if D > Q:
-            raise ConfigError("edge.mdc.descriptions", f"{D} descriptions for {Q} compressed "
-                              "tokens")
-        importance = np.linalg.norm(tokens, axis=1)
-        shares = split(Q, D, mdc.assignment, importance=importance, redundancy=mdc.redundancy)
+            raise ConfigError(
+                "edge.mdc.descriptions", f"{D} descriptions for {Q} compressed tokens"
+            )
+        shares = self.mdc.split(Q, importance=np.linalg.norm(tokens, axis=1))
         h, w = sample.hw
-        header = ProjectorHeader(self.pcfg.type, self.pcfg.scale, model=self.model32,
-                                 **self.qfields)
+        header = ProjectorHeader(
+            self.pcfg.type, self.pcfg.scale, model=self.model32, **self.qfields
+        )
         descs, copies = [], 0
         for d, share in enumerate(shares):
             share = np.asarray(sorted(set(share)), np.int64)
-            env = Envelope("projector", d, D, h, w)
-            data, ledger = encode(env, header, self.quantizer, num_tokens=Q, slots=share,
-                                  tokens=tokens[share])
-            descs.append(Description(sample.image_id, d, D, data, (h, w), ledger,
-                                     {"tokens": len(share)}))
+            p = self.wire.encode(
+                ProjectorDescription(
+                    Envelope("projector", d, D, h, w), header, share, tokens[share]
+                )
+            )
+            descs.append(
+                Description(sample.image_id, d, D, p.data, (h, w), p.ledger, {"tokens": len(share)})
+            )
             copies += len(share)
-        info = {"tokens_sent": Q, "token_copies": copies, "cls_sent": 0,
-                "bits_per_token": self.quantizer.bits_per_token(tokens.shape[1]),
-                "projector": self.pcfg.type, "scale": self.pcfg.scale}
+        info = {
+            "tokens_sent": Q,
+            "token_copies": copies,
+            "cls_sent": 0,
+            "bits_per_token": self.quantizer.bits_per_token(tokens.shape[1]),
+            "projector": self.pcfg.type,
+            "scale": self.pcfg.scale,
+        }
         return EdgeResult(sample.sample_id, descs, info)

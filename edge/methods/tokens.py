@@ -18,8 +18,6 @@ Token accounting (``EdgeResult.info``):
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from edge.selection.budgets import budget_from_config
@@ -28,63 +26,53 @@ from edge.selection.reducers import reduce_tokens
 from edge.sources import make_source
 from semcom.errors import ConfigError
 from semcom.seeding import rng
-from semcom.stages.codebook import Codebook, CodebookError, load_cached, quant_codebook_path
-from semcom.stages.envelope import Envelope
-from semcom.stages.mdc import split
-from semcom.stages.quant import Fp16Quantizer, ScalarQuantizer, VQQuantizer
-from semcom.stages.tokens import MAX_EXTRAS, TokenHeader, encode_description, id32
+from semcom.stages.assets import codebook_path, load_codebook, load_token_assets
+from semcom.stages.mdc import MDC
+from semcom.stages.setup import usual_size
+from semcom.stages.tokens import MAX_EXTRAS, TokenDescription, TokenStream, TokenWire, short_hash
 from semcom.types import Description, EdgeResult, Sample
 
-QUANT_CODES = {"none": 0, "scalar": 1, "codebook": 2}
 ATTN_SCORERS = ("cls-attn", "attn-received")
+# reducers whose kept set has exactly ``budget`` positioned tokens and no extras
+FIXED_REDUCERS = ("topk", "visionzip", "tome")
+
+__all__ = ["TokenEdge", "codebook_path", "load_codebook", "token_stream"]
 
 
-def codebook_path(cfg):
-    """The codebook file of ``edge.quant`` (explicit path or the shipped default)."""
-    return quant_codebook_path(cfg.edge.quant, cfg.edge.model.name)
-
-
-def load_codebook(cfg, backend=None) -> Codebook:
-    """The configured codebook, checked against the model (dimension, model id)."""
-    path = codebook_path(cfg)
-    try:
-        cb = load_cached(path)
-    except CodebookError as exc:
-        raise ConfigError("edge.quant.codebook", str(exc)) from None
-    q = cfg.edge.quant
-    if q.type == "codebook" and (cb.bits != q.bits or cb.size != 2 ** q.bits):
-        raise ConfigError("edge.quant.bits", f"{path} has {cb.size} entries, not 2^{q.bits}")
-    if q.type == "codebook" and cb.metric != q.metric:
-        raise ConfigError("edge.quant.metric", f"{path} was trained for metric "
-                          f"'{cb.metric}', not '{q.metric}'")
-    if backend is not None:
-        if cb.dim != backend.token_dim:
-            raise ConfigError("edge.quant.codebook", f"{path} has {cb.dim}-d entries, the "
-                              f"model's tokens are {backend.token_dim}-d")
-        want = cb.meta.get("model_id")
-        if want and want != backend.model_id:
-            raise ConfigError("edge.quant.codebook", f"{path} was trained on model {want}, "
-                              f"the edge runs {backend.model_id}")
-    return cb
-
-
-def build_quantizer(cfg, backend=None, *, entropy: bool | None = None):
-    """(quantiser, codebook or None) for ``edge.quant`` (``entropy`` overrides
-    ``edge.quant.entropy``)."""
-    q = cfg.edge.quant
-    ent = q.entropy if entropy is None else entropy
-    if q.type == "none":
-        if ent:
-            raise ConfigError("edge.quant.entropy", "float16 tokens (type none) are not "
-                              "entropy-coded; use scalar or codebook")
-        return Fp16Quantizer(), None
-    if q.type == "scalar":
-        if q.scalar_range == "calibrated":
-            cb = load_codebook(cfg, backend)
-            return ScalarQuantizer(q.bits, cb.lo, cb.hi, entropy=ent), cb
-        return ScalarQuantizer(q.bits, entropy=ent), None
-    cb = load_codebook(cfg, backend)
-    return VQQuantizer(cb, entropy=ent), cb
+def token_stream(cfg, backend, assets, hw=None) -> TokenStream:
+    """The agreed settings of this edge's token stream (what its setup carries)."""
+    sel, q, mdc = cfg.edge.select, cfg.edge.quant, cfg.edge.mdc
+    g = backend.grid
+    grid = (g, g) if isinstance(g, int) else tuple(g)
+    send_cls = bool(sel.keep_cls and backend.has_cls and uses_cls(backend))
+    fixed = sel.reducer in FIXED_REDUCERS
+    everything = sel.budget is None and sel.ratio is None and not sel.adaptive
+    if everything:
+        budget = grid[0] * grid[1]
+    elif sel.adaptive or not fixed:
+        budget = None
+    else:
+        budget = budget_from_config(sel, grid[0] * grid[1]).cap
+    return TokenStream(
+        model=backend.model_id,
+        grid=grid,
+        dim=int(backend.token_dim),
+        cls=("every" if mdc.cls == "every" else "first") if send_cls else "none",
+        descriptions=mdc.descriptions,
+        assignment=mdc.assignment,
+        redundancy=mdc.redundancy,
+        positions=mdc.positions,
+        budget=budget,
+        extras=0 if (fixed or everything) else None,
+        quant=q.type,
+        bits=q.bits_for(cfg.edge.model.name) if q.type != "none" else 0,
+        entropy=q.entropy_coded,
+        metric=q.metric,
+        scalar_range=q.scalar_range,
+        codebook=short_hash(assets.codebook.hash) if assets.codebook is not None else None,
+        prior=short_hash(assets.prior.hash) if assets.prior is not None else None,
+        hw=hw,
+    )
 
 
 def resolve_layer(layer: int, backend) -> int:
@@ -120,27 +108,47 @@ class TokenEdge:
         self.cfg = cfg
         self.backend = backend
         self.select = cfg.edge.select
-        self.quantizer, self.codebook = build_quantizer(cfg, backend)
-        self.plain_quantizer = (build_quantizer(cfg, backend, entropy=False)[0]
-                                if cfg.edge.quant.entropy else self.quantizer)
-        self.model32 = id32(backend.model_id)
+        self.assets = load_token_assets(cfg, backend)
+        self.codebook = self.assets.codebook
+        self.stream = token_stream(cfg, backend, self.assets)
+        self.wire = TokenWire(self.stream, codebook=self.codebook, prior=self.assets.prior)
+        self.quantizer = self.wire.quantizer
+        self._encoded = False
+        mdc = cfg.edge.mdc
+        self.mdc = MDC(mdc.descriptions, mdc.assignment, redundancy=mdc.redundancy)
         self.source = make_source(cfg, backend)
         self.layer = resolve_layer(self.select.layer, backend)
         P = backend.num_patches
         self.budget = budget_from_config(self.select, P)
         if self.select.budget is not None and self.select.budget > P:
-            raise ConfigError("edge.select.budget", f"must be <= the model's {P} patch tokens, "
-                              f"got {self.select.budget}")
+            raise ConfigError(
+                "edge.select.budget",
+                f"must be <= the model's {P} patch tokens, got {self.select.budget}",
+            )
         s, r = self.select.scorer, self.select.reducer
         mdc = cfg.edge.mdc
         # scores are needed to reduce, and to rank tokens for balanced MDC / redundancy
         self.need_scores = not self.budget.everything or (
-            mdc.descriptions > 1 and (mdc.assignment == "balanced" or mdc.redundancy > 0))
+            mdc.descriptions > 1 and (mdc.assignment == "balanced" or mdc.redundancy > 0)
+        )
         reduces = self.need_scores
         self.need_attn = reduces and (s in ATTN_SCORERS or r in ("recoverable", "prumerge"))
         self.need_keys = reduces and r in ("recoverable", "visionzip", "tome", "prumerge")
         self.need_text = reduces and s == "text-sim"
-        self.send_cls = bool(self.select.keep_cls and backend.has_cls and uses_cls(backend))
+
+    def setup(self, samples=()) -> bytes:
+        """The stream setup (:class:`~semcom.stages.tokens.TokenStream`); the usual image
+        size is the most common one of ``samples``."""
+        hw = usual_size(samples)
+        if hw is not None and self.stream.hw != tuple(hw):
+            from dataclasses import replace
+
+            if self._encoded:
+                raise RuntimeError("the stream setup must be made before any description")
+
+            self.stream = replace(self.stream, hw=tuple(hw))
+            self.wire = TokenWire(self.stream, codebook=self.codebook, prior=self.assets.prior)
+        return self.stream.setup().to_bytes()
 
     def guidance(self, sample: Sample, task: str) -> str:
         """The text that guides selection: the question for VQA, else ``edge.prompt``."""
@@ -148,8 +156,9 @@ class TokenEdge:
             return sample.question
         return self.cfg.edge.prompt
 
-    def contexts(self, samples: list[Sample], task: str, *, full: bool = False
-                 ) -> list[TokenContext]:
+    def contexts(
+        self, samples: list[Sample], task: str, *, full: bool = False
+    ) -> list[TokenContext]:
         """Run the encoder on the batch and build one :class:`TokenContext` per sample.
 
         ``full``: collect attentions, keys and text similarities whatever the config needs
@@ -171,8 +180,9 @@ class TokenEdge:
             tokens = out.tokens
             prefix = tokens.shape[1] - b.num_patches
             if prefix not in (0, 1):
-                raise RuntimeError(f"backend returned {tokens.shape[1]} tokens for "
-                                   f"{b.num_patches} patches")
+                raise RuntimeError(
+                    f"backend returned {tokens.shape[1]} tokens for {b.num_patches} patches"
+                )
             sims = None
             if need_text:
                 texts = [self.guidance(s, task) for s in samples]
@@ -186,16 +196,23 @@ class TokenEdge:
         has_cls = bool(prefix == 1)
         ctxs = []
         for i, s in enumerate(samples):
-            ctxs.append(TokenContext(
-                tokens=tok[i], grid=tuple(b.grid) if not isinstance(b.grid, int)
-                else (b.grid, b.grid), has_cls=has_cls,
-                attn=None if attn is None else attn[i], keys=None if keys is None else keys[i],
-                text_sim=None if sims is None else sims[i],
-                rng=rng(self.cfg.run.seed, "select", s.sample_id), sample_id=s.sample_id,
-                source=source_info[i]))
+            ctxs.append(
+                TokenContext(
+                    tokens=tok[i],
+                    grid=tuple(b.grid) if not isinstance(b.grid, int) else (b.grid, b.grid),
+                    has_cls=has_cls,
+                    attn=None if attn is None else attn[i],
+                    keys=None if keys is None else keys[i],
+                    text_sim=None if sims is None else sims[i],
+                    rng=rng(self.cfg.run.seed, "select", s.sample_id),
+                    sample_id=s.sample_id,
+                    source=source_info[i],
+                )
+            )
         return ctxs
 
     def encode(self, samples: list[Sample], task: str) -> list[EdgeResult]:
+        self._encoded = True
         ctxs = self.contexts(samples, task)
         return [self.encode_context(s, ctx) for s, ctx in zip(samples, ctxs)]
 
@@ -204,48 +221,53 @@ class TokenEdge:
         red = reduce_tokens(ctx, self.select, self.budget, importance=self.need_scores)
         if len(red.extras) > MAX_EXTRAS:
             raise RuntimeError(f"{len(red.extras)} extra tokens exceed the wire limit")
-        send_cls = ctx.has_cls and self.send_cls
         mdc = self.cfg.edge.mdc
         D = mdc.descriptions
         P = ctx.num_patches
         slots = np.concatenate([red.positions, P + np.arange(len(red.extras))])
         vectors = np.concatenate([red.tokens, red.extras], 0).astype(np.float32)
-        shares = split(len(slots), D, mdc.assignment, importance=red.importance,
-                       redundancy=mdc.redundancy)
+        shares = self.mdc.split(len(slots), importance=red.importance)
         h, w = sample.hw
-        q = self.cfg.edge.quant
+        st = self.stream
+        if st.cls != "none" and not ctx.has_cls:
+            raise RuntimeError("the stream sends CLS but the encoder returned none")
         descs = []
-        copies = cls_copies = coded_plain = 0
+        copies = cls_copies = 0
         for d, share in enumerate(shares):
             share = np.asarray(sorted(share), np.int64)
-            with_cls = send_cls and (mdc.cls == "every" or d == 0)
-            header = TokenHeader(
-                quant=QUANT_CODES[q.type], entropy=bool(q.entropy and q.type != "none"),
-                cls=with_cls, union=mdc.positions == "union", grid=ctx.grid, model=self.model32,
-                extras=len(red.extras), qbits=q.bits if q.type != "none" else 0,
-                calibrated=q.type == "scalar" and q.scalar_range == "calibrated",
-                metric=q.metric, codebook=self.codebook.id32 if self.codebook else 0)
-            env = Envelope("tokens", d, D, h, w)
-            args = dict(kept=red.positions, slots=slots[share], tokens=vectors[share],
-                        cls=ctx.cls if with_cls else None)
-            data, ledger = encode_description(env, header, self.quantizer, **args)
-            if header.entropy:
-                # the arithmetic code can be longer than fixed width (selected tokens are
-                # rare under the codebook's usage counts): send the shorter, the header's
-                # per-description entropy bit says which
-                plain = replace(header, entropy=False)
-                data2, ledger2 = encode_description(env, plain, self.plain_quantizer, **args)
-                if len(data2) < len(data):
-                    data, ledger = data2, ledger2
-                    coded_plain += 1
-            descs.append(Description(sample.image_id, d, D, data, (h, w), ledger,
-                                     {"tokens": len(share), "cls": with_cls}))
+            with_cls = st.carries_cls(d)
+            x = TokenDescription(
+                d,
+                slots=slots[share],
+                tokens=vectors[share],
+                cls=ctx.cls if with_cls else None,
+                kept=red.positions if st.union else None,
+                extras=len(red.extras),
+                hw=(h, w),
+            )
+            p = self.wire.encode(x)
+            descs.append(
+                Description(
+                    sample.image_id,
+                    d,
+                    D,
+                    p.data,
+                    (h, w),
+                    p.ledger,
+                    {"tokens": len(share), "cls": with_cls},
+                )
+            )
             copies += len(share)
             cls_copies += int(with_cls)
-        info = {"tokens_sent": int(len(slots)), "cls_sent": int(cls_copies > 0),
-                "cls_copies": cls_copies, "token_copies": copies,
-                "tokens_positioned": int(len(red.positions)), "tokens_extra": int(len(red.extras)),
-                "bits_per_token": self.quantizer.bits_per_token(vectors.shape[1]),
-                "entropy_fallbacks": coded_plain,
-                "reduction": dict(red.info), **ctx.source}
+        info = {
+            "tokens_sent": int(len(slots)),
+            "cls_sent": int(cls_copies > 0),
+            "cls_copies": cls_copies,
+            "token_copies": copies,
+            "tokens_positioned": int(len(red.positions)),
+            "tokens_extra": int(len(red.extras)),
+            "bits_per_token": self.quantizer.bits_per_token(vectors.shape[1]),
+            "reduction": dict(red.info),
+            **ctx.source,
+        }
         return EdgeResult(sample.sample_id, descs, info)

@@ -12,18 +12,24 @@ method builds the contexts from the backend's outputs.
 
 from semcom.registry import declare
 
-declare("scorer", {
-    "cls-attn": "edge.selection.scorers:cls_attn",
-    "attn-received": "edge.selection.scorers:attn_received",
-    "l2-norm": "edge.selection.scorers:l2_norm",
-    "text-sim": "edge.selection.scorers:text_sim",
-    "random": "edge.selection.scorers:random_score",
-    "grid": "edge.selection.scorers:grid_score",
-})
-declare("reducer", {
-    "topk": "edge.selection.reducers:topk",
-    "recoverable": "edge.selection.reducers:recoverable",
-    "visionzip": "edge.selection.reducers:visionzip",
-    "tome": "edge.selection.reducers:tome",
-    "prumerge": "edge.selection.reducers:prumerge",
-})
+declare(
+    "scorer",
+    {
+        "cls-attn": "edge.selection.scorers:cls_attn",
+        "attn-received": "edge.selection.scorers:attn_received",
+        "l2-norm": "edge.selection.scorers:l2_norm",
+        "text-sim": "edge.selection.scorers:text_sim",
+        "random": "edge.selection.scorers:random_score",
+        "grid": "edge.selection.scorers:grid_score",
+    },
+)
+declare(
+    "reducer",
+    {
+        "topk": "edge.selection.reducers:topk",
+        "recoverable": "edge.selection.reducers:recoverable",
+        "visionzip": "edge.selection.reducers:visionzip",
+        "tome": "edge.selection.reducers:tome",
+        "prumerge": "edge.selection.reducers:prumerge",
+    },
+)

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,7 +75,3 @@ def resolve(budget: Budget, adaptive_count: int, total: int) -> int:
     if budget.adaptive and budget.cap is not None:
         n = min(n, budget.cap)
     return int(min(total, max(1, n if n is not None else total)))
-
-
-def ceil_half(k: int) -> int:
-    return int(math.ceil(k / 2))

@@ -25,7 +25,7 @@ class TokenContext:
     text_sim: np.ndarray | None = None
     rng: np.random.Generator | None = None
     sample_id: str = ""
-    source: dict = field(default_factory=dict)   # what edge.sources reported (neck: source_bits)
+    source: dict = field(default_factory=dict)  # what edge.sources reported (neck: source_bits)
     cache: dict = field(default_factory=dict)
 
     @property
@@ -39,7 +39,7 @@ class TokenContext:
     @property
     def patches(self) -> np.ndarray:
         """``float32 [P, D]``."""
-        return self.tokens[self.prefix:]
+        return self.tokens[self.prefix :]
 
     @property
     def cls(self) -> np.ndarray | None:
@@ -48,7 +48,7 @@ class TokenContext:
     def patch_keys(self) -> np.ndarray:
         """L2-normalised keys of the patches ``[P, Dk]`` (falls back to the tokens)."""
         if "nkeys" not in self.cache:
-            k = self.keys[self.prefix:] if self.keys is not None else self.patches
+            k = self.keys[self.prefix :] if self.keys is not None else self.patches
             self.cache["nkeys"] = k / np.maximum(np.linalg.norm(k, axis=1, keepdims=True), 1e-12)
         return self.cache["nkeys"]
 
@@ -78,7 +78,8 @@ class Reduction:
         if not np.all(order == np.arange(len(order))):
             self.positions = self.positions[order]
             self.tokens = self.tokens[order]
-            self.importance = np.concatenate([self.importance[:len(order)][order],
-                                              self.importance[len(order):]])
+            self.importance = np.concatenate(
+                [self.importance[: len(order)][order], self.importance[len(order) :]]
+            )
         if len(np.unique(self.positions)) != len(self.positions):
             raise ValueError("reducer returned duplicate positions")

@@ -52,8 +52,7 @@ def top(score: np.ndarray, n: int, candidates: np.ndarray | None = None) -> np.n
 
 def identity(ctx: TokenContext, score: np.ndarray) -> Reduction:
     P = ctx.num_patches
-    return Reduction(np.arange(P), ctx.patches.copy(), _no_extras(ctx), score.copy(),
-                     {"kept": P})
+    return Reduction(np.arange(P), ctx.patches.copy(), _no_extras(ctx), score.copy(), {"kept": P})
 
 
 def _no_extras(ctx: TokenContext) -> np.ndarray:
@@ -72,8 +71,9 @@ def merge_weights(ctx: TokenContext) -> np.ndarray:
     return a / a.sum()
 
 
-def merge(base: np.ndarray, base_w: float, vecs: np.ndarray, ws: np.ndarray, mode: str
-          ) -> np.ndarray:
+def merge(
+    base: np.ndarray, base_w: float, vecs: np.ndarray, ws: np.ndarray, mode: str
+) -> np.ndarray:
     """``mean``: ``(w0 x0 + sum w_j x_j) / (w0 + sum w_j)``; ``sum``: ``x0 + sum w_j x_j``.
 
     PruMerge and the recoverable KNN merge call it with ``w0 = 1`` and ``w_j`` the
@@ -138,8 +138,9 @@ def recoverable(ctx: TokenContext, score: np.ndarray, budget: Budget, cfg) -> Re
         s2[V] = t.min()
         r_t = lof_count(s2, k_lof) / P
         n_t = int(math.floor((P - n_v) * r_t))
-        rest = np.setdiff1d(np.arange(P), np.concatenate([V, top(s2, n_t, np.setdiff1d(
-            np.arange(P), V))]))
+        rest = np.setdiff1d(
+            np.arange(P), np.concatenate([V, top(s2, n_t, np.setdiff1d(np.arange(P), V))])
+        )
         m = lof_count(a[rest], 10) if len(rest) > 2 else 0
         n_e = extra if len(rest) > m else 0
         if budget.cap is not None and n_v + n_t + m + n_e > budget.cap:
@@ -162,14 +163,25 @@ def recoverable(ctx: TokenContext, score: np.ndarray, budget: Budget, cfg) -> Re
         else:
             merged[int(i)] = x[i].astype(np.float32)
     positions = np.union1d(S, C)
-    tokens = np.stack([merged.get(int(p), ctx.patches[p]) for p in positions]).astype(np.float32) \
-        if len(positions) else _no_extras(ctx)
-    extras = (_global(x[others], w[others], cfg.merge)[None, :] if n_e and len(others)
-              else _no_extras(ctx))
+    tokens = (
+        np.stack([merged.get(int(p), ctx.patches[p]) for p in positions]).astype(np.float32)
+        if len(positions)
+        else _no_extras(ctx)
+    )
+    extras = (
+        _global(x[others], w[others], cfg.merge)[None, :]
+        if n_e and len(others)
+        else _no_extras(ctx)
+    )
     imp = _minmax(a) + _minmax(t)
     importance = np.concatenate([imp[positions], [imp.max() + 1] * len(extras)])
-    return Reduction(positions, tokens, extras, importance,
-                     {"visual": len(V), "text": len(T), "centres": len(C), "extras": len(extras)})
+    return Reduction(
+        positions,
+        tokens,
+        extras,
+        importance,
+        {"visual": len(V), "text": len(T), "centres": len(C), "extras": len(extras)},
+    )
 
 
 def visionzip(ctx: TokenContext, score: np.ndarray, budget: Budget, cfg) -> Reduction:
@@ -199,8 +211,13 @@ def visionzip(ctx: TokenContext, score: np.ndarray, budget: Budget, cfg) -> Redu
             out[int(tgt)] = np.asarray(v, np.float32)
     positions = np.asarray(sorted(out), np.int64)
     tokens = np.stack([out[int(p)] for p in positions]).astype(np.float32)
-    return Reduction(positions, tokens, _no_extras(ctx), score[positions],
-                     {"dominant": len(dominant), "contextual": len(targets)})
+    return Reduction(
+        positions,
+        tokens,
+        _no_extras(ctx),
+        score[positions],
+        {"dominant": len(dominant), "contextual": len(targets)},
+    )
 
 
 def tome(ctx: TokenContext, score: np.ndarray, budget: Budget, cfg=None) -> Reduction:
@@ -236,9 +253,13 @@ def tome(ctx: TokenContext, score: np.ndarray, budget: Budget, cfg=None) -> Redu
         keys /= np.maximum(np.linalg.norm(keys, axis=1, keepdims=True), 1e-12)
         pos, imp = pos[keep], imp[keep]
         rounds += 1
-    return Reduction(pos.copy(), x.astype(np.float32), _no_extras(ctx), imp,
-                     {"rounds": rounds, "max_size": int(size.max()),
-                      "sizes": size.astype(np.int64).tolist()})
+    return Reduction(
+        pos.copy(),
+        x.astype(np.float32),
+        _no_extras(ctx),
+        imp,
+        {"rounds": rounds, "max_size": int(size.max()), "sizes": size.astype(np.int64).tolist()},
+    )
 
 
 def prumerge(ctx: TokenContext, score: np.ndarray, budget: Budget, cfg) -> Reduction:
@@ -262,16 +283,27 @@ def prumerge(ctx: TokenContext, score: np.ndarray, budget: Budget, cfg) -> Reduc
     n_e = extra if (len(pruned) and (budget.cap is None or budget.cap >= 2)) else 0
     extras = _global(x[pruned], w[pruned], cfg.merge)[None, :] if n_e else _no_extras(ctx)
     importance = np.concatenate([score[keep], [score.max()] * len(extras)])
-    return Reduction(keep, tokens.astype(np.float32), extras, importance,
-                     {"kept": len(keep), "extras": len(extras)})
+    return Reduction(
+        keep,
+        tokens.astype(np.float32),
+        extras,
+        importance,
+        {"kept": len(keep), "extras": len(extras)},
+    )
 
 
-REDUCERS = {"topk": topk, "recoverable": recoverable, "visionzip": visionzip, "tome": tome,
-            "prumerge": prumerge}
+REDUCERS = {
+    "topk": topk,
+    "recoverable": recoverable,
+    "visionzip": visionzip,
+    "tome": tome,
+    "prumerge": prumerge,
+}
 
 
-def reduce_tokens(ctx: TokenContext, select_cfg, budget: Budget, *,
-                  importance: bool = True) -> Reduction:
+def reduce_tokens(
+    ctx: TokenContext, select_cfg, budget: Budget, *, importance: bool = True
+) -> Reduction:
     """Score with ``select.scorer`` and reduce with ``select.reducer``.
 
     ``importance=False`` with no budget skips scoring (all tokens go, importance 0).
@@ -288,6 +320,7 @@ def reduce_tokens(ctx: TokenContext, select_cfg, budget: Budget, *,
         fn = registry.get("reducer", name)
     red = fn(ctx, s, budget, select_cfg)
     if budget.cap is not None and red.count > budget.cap:
-        raise RuntimeError(f"reducer {name} returned {red.count} tokens for a budget of "
-                           f"{budget.cap}")
+        raise RuntimeError(
+            f"reducer {name} returned {red.count} tokens for a budget of {budget.cap}"
+        )
     return red

@@ -36,15 +36,19 @@ from semcom.errors import ConfigError
 
 def _need(value, what: str, scorer: str):
     if value is None:
-        raise ConfigError("edge.select.scorer", f"'{scorer}' needs {what}, which the vision "
-                          f"backend did not return")
+        raise ConfigError(
+            "edge.select.scorer",
+            f"'{scorer}' needs {what}, which the vision backend did not return",
+        )
     return value
 
 
 def cls_attn(ctx: TokenContext, cfg=None) -> np.ndarray:
     if not ctx.has_cls:
-        raise ConfigError("edge.select.scorer", "'cls-attn' needs a model with a CLS token; "
-                          "use 'attn-received' for this model")
+        raise ConfigError(
+            "edge.select.scorer",
+            "'cls-attn' needs a model with a CLS token; use 'attn-received' for this model",
+        )
     a = _need(ctx.attn, "attention maps", "cls-attn")
     if getattr(cfg, "heads", "sum") == "full":
         return full_width_cls(a)[1:]
@@ -114,8 +118,12 @@ def farthest_point_scores(gh: int, gw: int) -> np.ndarray:
 
 
 SCORERS = {
-    "cls-attn": cls_attn, "attn-received": attn_received, "l2-norm": l2_norm,
-    "text-sim": text_sim, "random": random_score, "grid": grid_score,
+    "cls-attn": cls_attn,
+    "attn-received": attn_received,
+    "l2-norm": l2_norm,
+    "text-sim": text_sim,
+    "random": random_score,
+    "grid": grid_score,
 }
 
 
@@ -131,7 +139,8 @@ def score(name: str, ctx: TokenContext, cfg=None) -> np.ndarray:
             fn = registry.get("scorer", name)
         s = np.asarray(fn(ctx, cfg), np.float64)
         if s.shape != (ctx.num_patches,):
-            raise ValueError(f"scorer {name} returned shape {s.shape}, expected "
-                             f"({ctx.num_patches},)")
+            raise ValueError(
+                f"scorer {name} returned shape {s.shape}, expected ({ctx.num_patches},)"
+            )
         ctx.cache[key] = s
     return ctx.cache[key]

@@ -1,14 +1,21 @@
-"""P(yes) / P(no) of the embedded LLaVA on 300 "is there a <colour> <shape>?" questions
-(issue 4, session 4): the committed model gives P(yes) ~0.55 whatever the image and the
-question, on train and eval scenes alike.
+"""P(yes) / P(no) of a LLaVA on 300 "is there a <colour> <shape>?" questions: a LLaVA
+trained without the language-model options (README.md beside this file) gives P(yes)
+~0.55 whatever the image and the question, on train and eval scenes alike.
 
     python experiments/llava_lm/exists_probe.py [MODEL_DIR] [eval|train]
 """
-import sys, torch, numpy as np, collections
-from semcom.models import load_backend
+
+import collections
+import sys
+
+import numpy as np
+import torch
+
 from semcom.config.model import ModelRef
-from semcom.world import scenes, make_question
+from semcom.models import load_backend
 from semcom.seeding import rng
+from semcom.world import make_question, scenes
+
 path = sys.argv[1] if len(sys.argv) > 1 else "semcom/models/tiny/llava"
 split = sys.argv[2] if len(sys.argv) > 2 else "eval"
 torch.set_num_threads(1)
@@ -35,8 +42,10 @@ p = torch.softmax(lg, -1)
 py, pn = p[:, Y], p[:, N]
 ans = np.array([q["answer"] for q in qs])
 print("P(yes) over all 300: min", py.min().item(), "max", py.max().item(), "std", py.std().item())
-print("mean P(yes) | yes", py[ans == "yes"].mean().item(), "P(no)|yes", pn[ans=="yes"].mean().item())
-print("mean P(yes) | no", py[ans == "no"].mean().item(), "P(no)|no", pn[ans=="no"].mean().item())
+print(
+    "mean P(yes) | yes", py[ans == "yes"].mean().item(), "P(no)|yes", pn[ans == "yes"].mean().item()
+)
+print("mean P(yes) | no", py[ans == "no"].mean().item(), "P(no)|no", pn[ans == "no"].mean().item())
 top = lg.argmax(-1)
 print(collections.Counter(tok.convert_ids_to_tokens(top.tolist())))
 print("acc", np.mean([(("yes" if py[i] > pn[i] else "no") == ans[i]) for i in range(len(qs))]))

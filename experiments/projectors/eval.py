@@ -1,4 +1,4 @@
-"""Learned projectors vs training-free selectors at equal token counts (issue 9).
+"""Learned projectors vs training-free selectors at equal token counts.
 
 For each scale s the edge sends T = (12 / s)^2 tokens; the rows at that T:
 
@@ -35,8 +35,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-SELECTORS = [("text-sim", "topk"), ("text-sim", "recoverable"), ("cls-attn", "topk"),
-             ("cls-attn", "visionzip"), ("grid", "topk")]
+SELECTORS = [
+    ("text-sim", "topk"),
+    ("text-sim", "recoverable"),
+    ("cls-attn", "topk"),
+    ("cls-attn", "visionzip"),
+    ("grid", "topk"),
+]
 PRIMARY = {"vqa": "accuracy", "caption": "cider_d"}
 
 
@@ -47,8 +52,16 @@ def log(msg: str) -> None:
 class Evaluator:
     """Samples, the backend and cached encoder contexts; ``run`` = one token-path config."""
 
-    def __init__(self, task: str, images: int, *, seed: int = 0, batch: int = 50,
-                 model_path: str = "", contexts: bool = True):
+    def __init__(
+        self,
+        task: str,
+        images: int,
+        *,
+        seed: int = 0,
+        batch: int = 50,
+        model_path: str = "",
+        contexts: bool = True,
+    ):
         import torch
 
         from edge.methods.tokens import TokenEdge
@@ -59,8 +72,13 @@ class Evaluator:
 
         torch.set_num_threads(1)
         self.task, self.seed, self.batch = task, seed, batch
-        self.base = ["edge.model.name=llava", "cloud.model.name=llava", f"cloud.tasks=[{task}]",
-                     f"run.seed={seed}", f"data.num_images={images}"]
+        self.base = [
+            "edge.model.name=llava",
+            "cloud.model.name=llava",
+            f"cloud.tasks=[{task}]",
+            f"run.seed={seed}",
+            f"data.num_images={images}",
+        ]
         if model_path:
             self.base += [f"edge.model.path={model_path}", f"cloud.model.path={model_path}"]
         if task == "vqa":
@@ -73,9 +91,11 @@ class Evaluator:
         self.contexts = []
         if contexts:  # (the projector rows run their own encoder)
             for i in range(0, len(self.samples), batch):
-                self.contexts += edge.contexts(self.samples[i:i + batch], task, full=True)
-        log(f"{len(self.samples)} {task} samples, contexts in {time.perf_counter() - t0:.1f}s "
-            f"({self.backend.model_id})")
+                self.contexts += edge.contexts(self.samples[i : i + batch], task, full=True)
+        log(
+            f"{len(self.samples)} {task} samples, contexts in {time.perf_counter() - t0:.1f}s "
+            f"({self.backend.model_id})"
+        )
 
     def config(self, overrides):
         from semcom.config import load_config
@@ -83,27 +103,36 @@ class Evaluator:
         return load_config(None, self.base + list(overrides))
 
     def make_task(self, cfg, backend):
-        from cloud.tasks import CaptionTask, VQATask
+        from semcom.tasks import CaptionTask, VQATask
 
         if self.task == "vqa":
             return VQATask(backend, max_new_tokens=min(cfg.cloud.max_new_tokens, 8), seed=self.seed)
-        return CaptionTask(backend, beams=cfg.cloud.beams, max_new_tokens=cfg.cloud.max_new_tokens,
-                           seed=self.seed)
+        return CaptionTask(
+            backend, beams=cfg.cloud.beams, max_new_tokens=cfg.cloud.max_new_tokens, seed=self.seed
+        )
 
     def finish(self, label, rows, rates, sent, task, t0, **extra) -> dict:
         from semcom.rate import aggregate
 
         metrics = task.finalize(rows)
         agg = aggregate(rates)
-        out = {"label": label, "metrics": {k: v["value"] for k, v in metrics.items()},
-               "ci95": {k: v["ci95"] for k, v in metrics.items()},
-               "primary": metrics[PRIMARY[self.task]]["value"], "bpp_wire": agg["bpp_wire"],
-               "bits_per_tx": agg["wire_bits_per_tx"],
-               "payload_bits_per_tx": agg["payload_bits_per_tx"],
-               "tokens_sent": float(np.mean(sent)), "n": len(rows), **extra,
-               "wall_s": round(time.perf_counter() - t0, 1)}
-        log(f"  {label:40s} {PRIMARY[self.task]} {out['primary']:7.3f}  sent "
-            f"{out['tokens_sent']:6.1f}  bits/img {out['bits_per_tx']:.0f}  ({out['wall_s']:.0f}s)")
+        out = {
+            "label": label,
+            "metrics": {k: v["value"] for k, v in metrics.items()},
+            "ci95": {k: v["ci95"] for k, v in metrics.items()},
+            "primary": metrics[PRIMARY[self.task]]["value"],
+            "bpp_wire": agg["bpp_wire"],
+            "bits_per_tx": agg["wire_bits_per_tx"],
+            "payload_bits_per_tx": agg["payload_bits_per_tx"],
+            "tokens_sent": float(np.mean(sent)),
+            "n": len(rows),
+            **extra,
+            "wall_s": round(time.perf_counter() - t0, 1),
+        }
+        log(
+            f"  {label:40s} {PRIMARY[self.task]} {out['primary']:7.3f}  sent "
+            f"{out['tokens_sent']:6.1f}  bits/img {out['bits_per_tx']:.0f}  ({out['wall_s']:.0f}s)"
+        )
         return out
 
     def run(self, overrides, label: str) -> dict:
@@ -118,9 +147,9 @@ class Evaluator:
         task = self.make_task(cfg, self.backend)
         rows, rates, sent = [], [], []
         for i in range(0, len(self.samples), self.batch):
-            batch = self.samples[i:i + self.batch]
+            batch = self.samples[i : i + self.batch]
             items = []
-            for s, ctx in zip(batch, self.contexts[i:i + self.batch]):
+            for s, ctx in zip(batch, self.contexts[i : i + self.batch]):
                 items.append(cloud_item(s, edge.encode_context(s, ctx), rates, sent))
             mi = cloud.decode(items)
             with torch.no_grad():
@@ -154,13 +183,21 @@ class Projected:
     def answer(self, tokens, mask, questions, *, max_new_tokens=8, beams=1):
         from semcom.projectors import lm
 
-        return lm.answer(self.backend, tokens, mask, questions, max_new_tokens=max_new_tokens,
-                         beams=beams)
+        return lm.answer(
+            self.backend, tokens, mask, questions, max_new_tokens=max_new_tokens, beams=beams
+        )
 
-    def caption(self, tokens, mask=None, *, beams=1, max_new_tokens=24):
+    def caption(self, tokens, mask=None, *, prompt=None, beams=1, max_new_tokens=24):
         from semcom.projectors import lm
 
-        return lm.caption(self.backend, tokens, mask, max_new_tokens=max_new_tokens, beams=beams)
+        return lm.caption(
+            self.backend,
+            tokens,
+            mask,
+            prompt=prompt,
+            max_new_tokens=max_new_tokens,
+            beams=beams,
+        )
 
 
 def run_projector(ev, type_: str, scale: int, quant: list[str], weights: str = "") -> dict:
@@ -170,8 +207,12 @@ def run_projector(ev, type_: str, scale: int, quant: list[str], weights: str = "
     from edge.methods.projector import ProjectorEdge
 
     t0 = time.perf_counter()
-    ov = ["edge.method=projector", f"edge.projector.type={type_}",
-          f"edge.projector.scale={scale}", *quant]
+    ov = [
+        "edge.method=projector",
+        f"edge.projector.type={type_}",
+        f"edge.projector.scale={scale}",
+        *quant,
+    ]
     if weights:
         ov.append(f"edge.projector.weights={weights}")
     cfg = ev.config(ov)
@@ -179,30 +220,44 @@ def run_projector(ev, type_: str, scale: int, quant: list[str], weights: str = "
     task = ev.make_task(cfg, Projected(ev.backend))
     rows, rates, sent = [], [], []
     for i in range(0, len(ev.samples), ev.batch):
-        batch = ev.samples[i:i + ev.batch]
+        batch = ev.samples[i : i + ev.batch]
         items = []
         for s, er in zip(batch, edge.encode(batch, ev.task)):
             items.append(cloud_item(s, er, rates, sent))
         mi = cloud.decode(items)
         with torch.no_grad():
             rows += task.run_batch(mi.tokens, mi.mask, batch)
-    return ev.finish(f"{type_} s={scale}", rows, rates, sent, task, t0, method=type_,
-                     scale=scale, projector_file=str(edge.proj.path), projector_id=edge.proj.id,
-                     train=edge.proj.meta.get("train", {}))
+    return ev.finish(
+        f"{type_} s={scale}",
+        rows,
+        rates,
+        sent,
+        task,
+        t0,
+        method=type_,
+        scale=scale,
+        projector_file=str(edge.proj.path),
+        projector_id=edge.proj.id,
+        train=edge.proj.meta.get("train", {}),
+    )
 
 
 def table(doc: dict) -> str:
     task = doc["task"]
     key = PRIMARY[task]
     name = {"accuracy": "VQA accuracy %", "cider_d": "CIDEr-D"}[key]
-    lines = [f"| T = (12/s)^2 | method | tokens sent | {name} (95% CI) | bits / image "
-             "(payload) |", "|---|---|---|---|---|"]
+    lines = [
+        f"| T = (12/s)^2 | method | tokens sent | {name} (95% CI) | bits / image (payload) |",
+        "|---|---|---|---|---|",
+    ]
 
     def row(t, label, r):
         lo, hi = r["ci95"][key]
-        lines.append(f"| {t} | {label} | {r['tokens_sent']:.1f} | {r['primary']:.3f} "
-                     f"[{lo:.3f}, {hi:.3f}] | "
-                     f"{r['bits_per_tx']:.0f} ({r['payload_bits_per_tx']:.0f}) |")
+        lines.append(
+            f"| {t} | {label} | {r['tokens_sent']:.1f} | {r['primary']:.3f} "
+            f"[{lo:.3f}, {hi:.3f}] | "
+            f"{r['bits_per_tx']:.0f} ({r['payload_bits_per_tx']:.0f}) |"
+        )
 
     row(144, "all tokens, LLaVA MLP projector", doc["full"])
     for block in doc["scales"]:
@@ -221,32 +276,44 @@ def table(doc: dict) -> str:
 def summary(vqa: dict, cap: dict) -> str:
     """One table: per token count, the full-token MLP, each projector, the best selector
     (per task), VQA accuracy and CIDEr-D, bits per image."""
+
     def cell(r, key):
         lo, hi = r["ci95"][key]
-        return f"{r['primary']:.1f} [{lo:.1f}, {hi:.1f}]" if key == "accuracy" else \
-            f"{r['primary']:.2f} [{lo:.2f}, {hi:.2f}]"
+        return (
+            f"{r['primary']:.1f} [{lo:.1f}, {hi:.1f}]"
+            if key == "accuracy"
+            else f"{r['primary']:.2f} [{lo:.2f}, {hi:.2f}]"
+        )
 
-    lines = ["| tokens | method | VQA accuracy % | CIDEr-D | bits / image (payload) |",
-             "|---|---|---|---|---|"]
-    lines.append(f"| 144 | all tokens, LLaVA MLP | {cell(vqa['full'], 'accuracy')} | "
-                 f"{cell(cap['full'], 'cider_d')} | {vqa['full']['bits_per_tx']:.0f} "
-                 f"({vqa['full']['payload_bits_per_tx']:.0f}) |")
+    lines = [
+        "| tokens | method | VQA accuracy % | CIDEr-D | bits / image (payload) |",
+        "|---|---|---|---|---|",
+    ]
+    lines.append(
+        f"| 144 | all tokens, LLaVA MLP | {cell(vqa['full'], 'accuracy')} | "
+        f"{cell(cap['full'], 'cider_d')} | {vqa['full']['bits_per_tx']:.0f} "
+        f"({vqa['full']['payload_bits_per_tx']:.0f}) |"
+    )
     cblocks = {b["scale"]: b for b in cap["scales"]}
     for vb in vqa["scales"]:
         cb = cblocks.get(vb["scale"], {"projectors": [], "selectors": []})
         cp = {r["method"]: r for r in cb["projectors"]}
         for r in vb["projectors"]:
             c = cp.get(r["method"])
-            lines.append(f"| {vb['tokens']} | {r['method']} (s={vb['scale']}) | "
-                         f"{cell(r, 'accuracy')} | {cell(c, 'cider_d') if c else '-'} | "
-                         f"{r['bits_per_tx']:.0f} ({r['payload_bits_per_tx']:.0f}) |")
+            lines.append(
+                f"| {vb['tokens']} | {r['method']} (s={vb['scale']}) | "
+                f"{cell(r, 'accuracy')} | {cell(c, 'cider_d') if c else '-'} | "
+                f"{r['bits_per_tx']:.0f} ({r['payload_bits_per_tx']:.0f}) |"
+            )
         if vb["selectors"] and cb["selectors"]:
             bv = max(vb["selectors"], key=lambda r: r["primary"])
             bc = max(cb["selectors"], key=lambda r: r["primary"])
-            lines.append(f"| {vb['tokens']} | best selector: {bv['scorer']}/{bv['reducer']} "
-                         f"(VQA), {bc['scorer']}/{bc['reducer']} (caption) | "
-                         f"{cell(bv, 'accuracy')} | {cell(bc, 'cider_d')} | "
-                         f"{bv['bits_per_tx']:.0f} ({bv['payload_bits_per_tx']:.0f}) |")
+            lines.append(
+                f"| {vb['tokens']} | best selector: {bv['scorer']}/{bv['reducer']} "
+                f"(VQA), {bc['scorer']}/{bc['reducer']} (caption) | "
+                f"{cell(bv, 'accuracy')} | {cell(bc, 'cider_d')} | "
+                f"{bv['bits_per_tx']:.0f} ({bv['payload_bits_per_tx']:.0f}) |"
+            )
     return "\n".join(lines)
 
 
@@ -260,12 +327,20 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default="", help="projector directory (default: the assets)")
     p.add_argument("--model-path", default="")
     p.add_argument("--batch", type=int, default=50)
-    p.add_argument("--parts", choices=("all", "selectors", "projectors"), default="all",
-                   help="evaluate only the token-path rows or only the projector rows; a "
-                   "second call with the other part completes the same --out file")
+    p.add_argument(
+        "--parts",
+        choices=("all", "selectors", "projectors"),
+        default="all",
+        help="evaluate only the token-path rows or only the projector rows; a "
+        "second call with the other part completes the same --out file",
+    )
     p.add_argument("--out", help="JSON output")
-    p.add_argument("--summary", nargs=2, metavar=("VQA_JSON", "CAPTION_JSON"),
-                   help="print the combined table of two finished result files and exit")
+    p.add_argument(
+        "--summary",
+        nargs=2,
+        metavar=("VQA_JSON", "CAPTION_JSON"),
+        help="print the combined table of two finished result files and exit",
+    )
     args = p.parse_args(argv)
     if args.summary:
         print(summary(*(json.loads(Path(f).read_text()) for f in args.summary)))
@@ -282,11 +357,19 @@ def main(argv=None) -> int:
     scales = [int(x) for x in args.scales.split(",")]
     out = Path(args.out) if args.out else None
     doc = json.loads(out.read_text()) if (out and out.is_file() and args.parts != "all") else {}
-    if doc and (doc.get("task"), doc.get("images"), doc.get("quant")) != (args.task, args.images,
-                                                                             quant):
+    if doc and (doc.get("task"), doc.get("images"), doc.get("quant")) != (
+        args.task,
+        args.images,
+        quant,
+    ):
         raise SystemExit(f"{out} holds another task / size / quantiser; use another --out")
-    ev = Evaluator(args.task, args.images, batch=args.batch, model_path=args.model_path,
-                   contexts=args.parts != "projectors")
+    ev = Evaluator(
+        args.task,
+        args.images,
+        batch=args.batch,
+        model_path=args.model_path,
+        contexts=args.parts != "projectors",
+    )
     cmd = "experiments/projectors/eval.py " + " ".join(argv or sys.argv[1:])
     doc.update(task=args.task, images=args.images, quant=quant, model_id=ev.backend.model_id)
     doc.setdefault("commands", []).append(cmd)
@@ -307,8 +390,15 @@ def main(argv=None) -> int:
         if args.parts in ("all", "selectors"):
             block["selectors"] = []
             for scorer, reducer in SELECTORS:
-                r = ev.run([f"edge.select.scorer={scorer}", f"edge.select.reducer={reducer}",
-                            f"edge.select.budget={T}", *quant], label=f"{scorer}/{reducer} k={T}")
+                r = ev.run(
+                    [
+                        f"edge.select.scorer={scorer}",
+                        f"edge.select.reducer={reducer}",
+                        f"edge.select.budget={T}",
+                        *quant,
+                    ],
+                    label=f"{scorer}/{reducer} k={T}",
+                )
                 r.update(scorer=scorer, reducer=reducer, budget=T)
                 block["selectors"].append(r)
     doc["scales"] = [blocks[k] for k in sorted(blocks, reverse=True)]

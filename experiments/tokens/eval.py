@@ -11,7 +11,7 @@ then every configuration goes through the same classes as ``semcom run``:
 - the runner's cloud side: ``cloud.session.InProcessTransport(cfg, backend).open(tasks,
   samples)`` -> ``session.process(items, samples)`` (``CloudPipeline`` -> ``TokenCloud``
   -> ``cloud.tasks``) -> ``session.finalize()``; per-sample tasks scored with
-  ``semcom.runner.score_task`` as the runner does.
+  ``semcom.commands.runner.score_task`` as the runner does.
 
 So the numbers are those of ``semcom run`` with ``channel.link: ideal`` (checked for
 headline points: ``bash experiments/tokens/run_all.sh runner-check``), without
@@ -25,7 +25,12 @@ Experiments (``--exp``):
 - ``quant``:   one method at one budget, quantisers (float16, scalar, codebooks 2^6..2^12,
   with and without entropy coding), bits per token and bpp;
 - ``mdc``:     D descriptions; lossless, every single loss for D = 4, and random
-  description losses with probability p for D = 1, 2, 4, 8 (per-sample seeded).
+  description losses with probability p for D = 1, 2, 4, 8 (per-sample seeded);
+- ``quantisers``: the candidate quantisers of the default codebook path side by side
+  (plain and importance-weighted k-means, the first seed paper's running mean,
+  position-residual codebooks, residual stages; with and without the prior's fill) at
+  each of ``--budgets``, one description; the candidates' codebooks are trained by
+  ``run_all.sh candidates`` into ``experiments/scratch/codebooks/``.
 
 Results: ``experiments/tokens/results/<exp>-<model>.json`` and a markdown table next to
 it (``.md``). Example::
@@ -47,24 +52,34 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-METHODS = [("text-sim", "topk"), ("text-sim", "recoverable"), ("cls-attn", "topk"),
-           ("cls-attn", "visionzip"), ("cls-attn", "tome"), ("cls-attn", "prumerge"),
-           ("attn-received", "topk"), ("l2-norm", "topk"), ("random", "topk"),
-           ("grid", "topk")]
+METHODS = [
+    ("text-sim", "topk"),
+    ("text-sim", "recoverable"),
+    ("cls-attn", "topk"),
+    ("cls-attn", "visionzip"),
+    ("cls-attn", "tome"),
+    ("cls-attn", "prumerge"),
+    ("attn-received", "topk"),
+    ("l2-norm", "topk"),
+    ("random", "topk"),
+    ("grid", "topk"),
+]
 PRIMARY = {"vqa": "accuracy", "caption": "cider_d", "retrieval": "r_mean"}
 TASKS = {"llava": ["vqa"], "blip": ["caption", "retrieval"]}
-METHOD_NAMES = {("text-sim", "topk"): "language-guided top-k (text-sim)",
-                ("text-sim", "recoverable"): "recoverable (text recovery)",
-                ("cls-attn", "topk"): "CLS attention top-k",
-                ("cls-attn", "visionzip"): "VisionZip",
-                ("cls-attn", "tome"): "ToMe",
-                ("cls-attn", "prumerge"): "PruMerge",
-                ("text-sim", "prumerge"): "PruMerge, language-guided (text-sim)",
-                ("text-sim", "visionzip"): "VisionZip, language-guided (text-sim)",
-                ("attn-received", "topk"): "attention received top-k",
-                ("l2-norm", "topk"): "L2 norm top-k",
-                ("random", "topk"): "random",
-                ("grid", "topk"): "uniform grid"}
+METHOD_NAMES = {
+    ("text-sim", "topk"): "language-guided top-k (text-sim)",
+    ("text-sim", "recoverable"): "recoverable (text recovery)",
+    ("cls-attn", "topk"): "CLS attention top-k",
+    ("cls-attn", "visionzip"): "VisionZip",
+    ("cls-attn", "tome"): "ToMe",
+    ("cls-attn", "prumerge"): "PruMerge",
+    ("text-sim", "prumerge"): "PruMerge, language-guided (text-sim)",
+    ("text-sim", "visionzip"): "VisionZip, language-guided (text-sim)",
+    ("attn-received", "topk"): "attention received top-k",
+    ("l2-norm", "topk"): "L2 norm top-k",
+    ("random", "topk"): "random",
+    ("grid", "topk"): "uniform grid",
+}
 
 
 def log(msg: str) -> None:
@@ -74,22 +89,38 @@ def log(msg: str) -> None:
 class Evaluator:
     """Cached encoder outputs of one model's eval samples + the runner's cloud side."""
 
-    def __init__(self, model: str, images: int, seed: int = 0, batch: int = 32,
-                 model_path: str = "", questions: int | None = None, tasks=None):
+    def __init__(
+        self,
+        model: str,
+        images: int,
+        seed: int = 0,
+        batch: int = 32,
+        model_path: str = "",
+        questions: int | None = None,
+        tasks=None,
+        world_seed: int = 0,
+    ):
         import torch
 
         from edge.methods.tokens import TokenEdge
+        from semcom.commands.runner import load_samples
         from semcom.config import load_config
         from semcom.config.model import ModelRef
         from semcom.models import load_backend
-        from semcom.runner import load_samples
 
         torch.set_num_threads(1)
         self.tasks = list(tasks or TASKS[model])
         self.seed, self.batch, self.model = seed, batch, model
-        self.base = ["edge.method=tokens", f"edge.model.name={model}",
-                     f"cloud.model.name={model}", f"cloud.tasks=[{','.join(self.tasks)}]",
-                     f"run.seed={seed}", f"data.num_images={images}", "channel.link=ideal"]
+        self.base = [
+            "edge.method=tokens",
+            f"edge.model.name={model}",
+            f"cloud.model.name={model}",
+            f"cloud.tasks=[{','.join(self.tasks)}]",
+            f"run.seed={seed}",
+            f"data.num_images={images}",
+            f"data.world_seed={world_seed}",
+            "channel.link=ideal",
+        ]
         if model_path:
             self.base += [f"edge.model.path={model_path}", f"cloud.model.path={model_path}"]
         if questions:
@@ -101,9 +132,11 @@ class Evaluator:
         edge = TokenEdge(cfg, self.backend)
         self.contexts = []
         for i in range(0, len(self.samples), batch):
-            self.contexts += edge.contexts(self.samples[i:i + batch], self.tasks[0], full=True)
-        log(f"{len(self.samples)} samples ({'+'.join(self.tasks)}), contexts in "
-            f"{time.perf_counter() - t0:.1f}s ({self.backend.model_id})")
+            self.contexts += edge.contexts(self.samples[i : i + batch], self.tasks[0], full=True)
+        log(
+            f"{len(self.samples)} samples ({'+'.join(self.tasks)}), contexts in "
+            f"{time.perf_counter() - t0:.1f}s ({self.backend.model_id})"
+        )
 
     def config(self, overrides):
         from semcom.config import load_config
@@ -117,25 +150,28 @@ class Evaluator:
         from cloud.pipeline import CloudItem
         from cloud.session import InProcessTransport
         from edge.methods.tokens import TokenEdge
+        from semcom.commands.runner import score_task
         from semcom.rate import SampleRate, aggregate
-        from semcom.runner import score_task
         from semcom.types import Description, RateLedger, erase
 
         t0 = time.perf_counter()
         cfg = self.config(overrides)
         edge = TokenEdge(cfg, self.backend)
-        session = InProcessTransport(cfg, self.backend).open(self.tasks, self.samples)
+        setup = edge.setup(self.samples)
+        session = InProcessTransport(cfg, self.backend).open(self.tasks, self.samples, setup)
         outputs = {t: [] for t in self.tasks}
         rates, sent, to_model, recv, bpt, cls_sent = [], [], [], [], [], []
         for i in range(0, len(self.samples), self.batch):
-            batch = self.samples[i:i + self.batch]
+            batch = self.samples[i : i + self.batch]
             items = []
-            for s, ctx in zip(batch, self.contexts[i:i + self.batch]):
+            for s, ctx in zip(batch, self.contexts[i : i + self.batch]):
                 er = edge.encode_context(s, ctx)
                 for d in er.descriptions:
                     if d.ledger.total() != 8 * len(d.data):
-                        raise AssertionError(f"{s.sample_id}: ledger {d.ledger.total()} bits, "
-                                             f"description {8 * len(d.data)} bits")
+                        raise AssertionError(
+                            f"{s.sample_id}: ledger {d.ledger.total()} bits, "
+                            f"description {8 * len(d.data)} bits"
+                        )
                 D = len(er.descriptions)
                 lost = lose(s.sample_id, D) if lose else set()
                 got = [erase(d) if d.index in lost else d for d in er.descriptions]
@@ -162,27 +198,40 @@ class Evaluator:
                 if t in final:
                     outputs[t] = final[t]
                 metrics[t] = score_task(t, self.samples, outputs[t], seed=self.seed)[1]
-        agg = aggregate(rates)
-        out = {"label": label, "overrides": list(overrides),
-               "metrics": {t: {k: v["value"] for k, v in m.items()} for t, m in metrics.items()},
-               "ci95": {t: {k: v["ci95"] for k, v in m.items()} for t, m in metrics.items()},
-               "primary": {t: metrics[t][PRIMARY[t]]["value"] for t in self.tasks},
-               "bpp_wire": agg["bpp_wire"], "bpp_payload": agg["bpp_payload"],
-               "bits_per_token": float(np.mean(bpt)),
-               "tokens_sent": float(np.mean(sent)), "cls_sent": float(np.mean(cls_sent)),
-               "tokens_to_model": float(np.mean(to_model)),
-               "descriptions_received": float(np.mean(recv)), "n": len(self.samples),
-               "wall_s": time.perf_counter() - t0}
+        agg = aggregate(rates, 8 * len(setup))
+        out = {
+            "label": label,
+            "overrides": list(overrides),
+            "metrics": {t: {k: v["value"] for k, v in m.items()} for t, m in metrics.items()},
+            "ci95": {t: {k: v["ci95"] for k, v in m.items()} for t, m in metrics.items()},
+            "primary": {t: metrics[t][PRIMARY[t]]["value"] for t in self.tasks},
+            "bpp_wire": agg["bpp_wire"],
+            "bpp_payload": agg["bpp_payload"],
+            "bpp_setup": agg["bpp_setup"],
+            "overhead": 1 - agg["bpp_payload"] / agg["bpp_wire"],
+            "bits_per_token": float(np.mean(bpt)),
+            "tokens_sent": float(np.mean(sent)),
+            "cls_sent": float(np.mean(cls_sent)),
+            "tokens_to_model": float(np.mean(to_model)),
+            "descriptions_received": float(np.mean(recv)),
+            "n": len(self.samples),
+            "wall_s": time.perf_counter() - t0,
+        }
         prim = "  ".join(f"{t} {v:6.2f}" for t, v in out["primary"].items())
-        log(f"  {label:42s} {prim}  sent {out['tokens_sent']:5.1f}  to_model "
+        log(
+            f"  {label:42s} {prim}  sent {out['tokens_sent']:5.1f}  to_model "
             f"{out['tokens_to_model']:5.1f}  bpp_wire {out['bpp_wire']:.4f}  "
-            f"({out['wall_s']:.0f}s)")
+            f"({out['wall_s']:.0f}s)"
+        )
         return out
 
 
 def sel(scorer, reducer, budget):
-    return [f"edge.select.scorer={scorer}", f"edge.select.reducer={reducer}",
-            f"edge.select.budget={budget}"]
+    return [
+        f"edge.select.scorer={scorer}",
+        f"edge.select.reducer={reducer}",
+        f"edge.select.budget={budget}",
+    ]
 
 
 def exp_budgets(ev: Evaluator, budgets, methods) -> list[dict]:
@@ -190,38 +239,55 @@ def exp_budgets(ev: Evaluator, budgets, methods) -> list[dict]:
     res[-1].update(scorer="-", reducer="-", budget="all")
     for b in budgets:
         for scorer, reducer in methods:
-            r = ev.run(sel(scorer, reducer, b) + ["edge.quant.type=none"],
-                       label=f"{scorer}/{reducer} k={b}")
+            r = ev.run(
+                sel(scorer, reducer, b) + ["edge.quant.type=none"],
+                label=f"{scorer}/{reducer} k={b}",
+            )
             r.update(scorer=scorer, reducer=reducer, budget=b)
             res.append(r)
     return res
 
 
-def exp_quant(ev: Evaluator, budget: int, scorer: str, reducer: str, bits_list,
-              scalar_bits=(8, 6, 4)) -> list[dict]:
+def exp_quant(
+    ev: Evaluator, budget: int, scorer: str, reducer: str, bits_list, scalar_bits=(8, 6, 4)
+) -> list[dict]:
     s = sel(scorer, reducer, budget)
     res = []
     full = ev.run(["edge.quant.type=none"], label="all tokens fp16")
     full.update(quant="all tokens, float16", bits=16)
     res.append(full)
     for q, label in [(["edge.quant.type=none"], "float16")] + [
-            (["edge.quant.type=scalar", f"edge.quant.bits={b}"], f"scalar {b}-bit")
-            for b in scalar_bits]:
+        (["edge.quant.type=scalar", f"edge.quant.bits={b}"], f"scalar {b}-bit") for b in scalar_bits
+    ]:
         r = ev.run(s + q, label=label)
         r.update(quant=label, bits=int(q[-1].split("=")[1]) if "scalar" in label else 16)
         res.append(r)
     for b in (4, 2):
         label = f"scalar {b}-bit calibrated"
-        r = ev.run(s + ["edge.quant.type=scalar", f"edge.quant.bits={b}",
-                        "edge.quant.scalar_range=calibrated"], label=label)
+        r = ev.run(
+            s
+            + [
+                "edge.quant.type=scalar",
+                f"edge.quant.bits={b}",
+                "edge.quant.scalar_range=calibrated",
+            ],
+            label=label,
+        )
         r.update(quant=label, bits=b)
         res.append(r)
     for b in bits_list:
         for ent in (False, True):
             label = f"codebook 2^{b}" + (" + AC" if ent else "")
             try:
-                r = ev.run(s + ["edge.quant.type=codebook", f"edge.quant.bits={b}",
-                                f"edge.quant.entropy={str(ent).lower()}"], label=label)
+                r = ev.run(
+                    s
+                    + [
+                        "edge.quant.type=codebook",
+                        f"edge.quant.bits={b}",
+                        f"edge.quant.entropy={str(ent).lower()}",
+                    ],
+                    label=label,
+                )
             except Exception as exc:  # a missing codebook file: report and go on
                 log(f"  {label}: skipped ({type(exc).__name__}: {exc})")
                 continue
@@ -230,8 +296,93 @@ def exp_quant(ev: Evaluator, budget: int, scorer: str, reducer: str, bits_list,
     return res
 
 
-def exp_mdc(ev: Evaluator, budget: int, scorer: str, reducer: str, quant, probs,
-            extra=(), Ds=(1, 2, 4, 8), variants=None) -> list[dict]:
+CANDIDATES = REPO / "experiments" / "scratch" / "codebooks"
+
+
+def quantiser_candidates(model: str) -> list[tuple[str, list[str]]]:
+    """(label, overrides) of the candidates of :func:`exp_quantisers`."""
+    c = CANDIDATES / model
+    nofill = ["cloud.conceal.fill=none"]
+
+    def cb(variant, bits, name=None):
+        name = name or f"{model}-k{bits}-l2"
+        return [
+            "edge.quant.type=codebook",
+            f"edge.quant.bits={bits}",
+            f"edge.quant.codebook={c / variant / name}.npz",
+            f"edge.quant.prior={c / variant / model}-prior.npz",
+        ]
+
+    fp16 = ["edge.quant.type=none"]
+    if model == "blip":
+        return [
+            ("float16, no fill", fp16 + nofill),
+            ("float16", fp16),
+            (
+                "plain k-means, all tokens, 2^8, no fill",
+                cb("plain-all", 8, f"{model}-k8-l2-plain") + nofill,
+            ),
+            ("plain k-means, all tokens, 2^10", cb("plain-all", 10, f"{model}-k10-l2-plain")),
+            ("position-residual, selected, 2^8", cb("residual-1", 8)),
+            ("position-residual, selected, 4 x 2^8", cb("residual-4", 8)),
+            (
+                "position-residual, selected, 6 x 2^8 (default)",
+                ["edge.quant.type=codebook", "edge.quant.bits=8"],
+            ),
+            (
+                "position-residual, selected, 6 x 2^8, no fill",
+                ["edge.quant.type=codebook", "edge.quant.bits=8"] + nofill,
+            ),
+        ]
+    return [
+        ("float16, no fill", fp16 + nofill),
+        ("float16", fp16),
+        (
+            "plain k-means, all tokens, 2^8, no fill",
+            cb("plain-all", 8, f"{model}-k8-l2-plain") + nofill,
+        ),
+        ("plain k-means, all tokens, 2^8", cb("plain-all", 8, f"{model}-k8-l2-plain")),
+        ("plain k-means, selected tokens, 2^8", cb("plain-selected", 8, f"{model}-k8-l2-plain")),
+        (
+            "running mean (first seed paper), CLS-attention weights, 2^8",
+            cb("running-mean", 8, f"{model}-k8-l2-plain-running-mean"),
+        ),
+        ("position-residual, all tokens, 2^8", cb("residual-all", 8)),
+        ("position-residual, selected, 2^6 (default)", ["edge.quant.type=codebook"]),
+        ("position-residual, selected, 2^8", ["edge.quant.type=codebook", "edge.quant.bits=8"]),
+        (
+            "position-residual, selected, 2^8, fixed width",
+            ["edge.quant.type=codebook", "edge.quant.bits=8", "edge.quant.entropy=false"],
+        ),
+        ("position-residual, selected, 2^10", ["edge.quant.type=codebook", "edge.quant.bits=10"]),
+        ("position-residual, selected, 2 x 2^6", cb("residual-2x6", 6)),
+    ]
+
+
+def exp_quantisers(ev: Evaluator, budgets, scorer: str, reducer: str) -> list[dict]:
+    res = []
+    full = ev.run(["edge.quant.type=none"], label="all tokens, float16")
+    full.update(quant="all tokens, float16", budget="all")
+    res.append(full)
+    for b in budgets:
+        for label, over in quantiser_candidates(ev.model):
+            r = ev.run(sel(scorer, reducer, b) + over, label=f"{label} k={b}")
+            r.update(quant=label, budget=b)
+            res.append(r)
+    return res
+
+
+def exp_mdc(
+    ev: Evaluator,
+    budget: int,
+    scorer: str,
+    reducer: str,
+    quant,
+    probs,
+    extra=(),
+    Ds=(1, 2, 4, 8),
+    variants=None,
+) -> list[dict]:
     from semcom.seeding import rng
 
     s = sel(scorer, reducer, budget) + list(quant) + list(extra)
@@ -239,11 +390,17 @@ def exp_mdc(ev: Evaluator, budget: int, scorer: str, reducer: str, quant, probs,
     base = ev.run(s + ["edge.mdc.descriptions=1"], label="D=1 lossless")
     base.update(D=1, p=0.0, lost="none", variant="-")
     res.append(base)
-    variants = variants or [["edge.mdc.assignment=interleave"],
-                            ["edge.mdc.assignment=interleave", "cloud.conceal.mode=interp"],
-                            ["edge.mdc.assignment=balanced", "edge.mdc.redundancy=2"]]
+    variants = variants or [
+        # own positions per description (the default): what is lost is filled from the prior
+        ["edge.mdc.positions=own"],
+        # the image's kept set in every description: lost positions known
+        ["edge.mdc.positions=union"],
+        ["edge.mdc.positions=union", "cloud.conceal.mode=interp"],
+        ["edge.mdc.positions=own", "edge.mdc.assignment=balanced", "edge.mdc.redundancy=2"],
+    ]
     for variant in variants:
         name = " ".join(v.split("=", 1)[1] for v in variant)
+        name = name.replace("own", "own positions").replace("union", "union positions")
         ov = s + ["edge.mdc.descriptions=4", *variant]
         r = ev.run(ov, label=f"D=4 {name} lossless")
         r.update(D=4, p=0.0, lost="none", variant=name)
@@ -254,11 +411,16 @@ def exp_mdc(ev: Evaluator, budget: int, scorer: str, reducer: str, quant, probs,
             res.append(r)
     for D in Ds:
         for p in probs:
+
             def lose(sid, n, p=p):
                 r = rng(ev.seed, "mdc-loss", sid, str(p))
                 return {i for i in range(n) if r.random() < p}
-            r = ev.run(s + [f"edge.mdc.descriptions={D}", "cloud.conceal.mode=interp"],
-                       lose=lose, label=f"D={D} p={p}")
+
+            r = ev.run(
+                s + [f"edge.mdc.descriptions={D}", "cloud.conceal.mode=interp"],
+                lose=lose,
+                label=f"D={D} p={p}",
+            )
             r.update(D=D, p=p, lost="random", variant="interleave interp")
             res.append(r)
     return res
@@ -279,10 +441,13 @@ def table_budgets(doc: dict) -> str:
     lines = []
     for t in tasks:
         m = PRIMARY[t]
-        lines += [f"**{t}** ({m}, {doc['samples']} samples; all {full['tokens_sent']:.0f} "
-                  f"tokens: {_fmt(full['primary'][t], t)})", "",
-                  "| method | " + " | ".join(f"k={b}" for b in budgets) + " | all |",
-                  "|---|" + "---:|" * (len(budgets) + 1)]
+        lines += [
+            f"**{t}** ({m}, {doc['samples']} samples; all {full['tokens_sent']:.0f} "
+            f"tokens: {_fmt(full['primary'][t], t)})",
+            "",
+            "| method | " + " | ".join(f"k={b}" for b in budgets) + " | all |",
+            "|---|" + "---:|" * (len(budgets) + 1),
+        ]
         methods = []
         for r in res:
             key = (r["scorer"], r["reducer"])
@@ -291,15 +456,20 @@ def table_budgets(doc: dict) -> str:
         for key in methods:
             vals = []
             for b in budgets:
-                r = next((x for x in res if (x["scorer"], x["reducer"]) == key
-                          and x["budget"] == b), None)
+                r = next(
+                    (x for x in res if (x["scorer"], x["reducer"]) == key and x["budget"] == b),
+                    None,
+                )
                 vals.append(_fmt(r["primary"][t], t) if r else "-")
             name = METHOD_NAMES.get(tuple(key), "/".join(key))
             lines.append(f"| {name} | " + " | ".join(vals) + f" | {_fmt(full['primary'][t], t)} |")
         lines.append("")
-    lines += ["Tokens sent (mean, CLS excluded) / bpp_wire at each budget, float16 tokens:", "",
-              "| method | " + " | ".join(f"k={b}" for b in budgets) + " |",
-              "|---|" + "---:|" * len(budgets)]
+    lines += [
+        "Tokens sent (mean, CLS excluded) / bpp_wire at each budget, float16 tokens:",
+        "",
+        "| method | " + " | ".join(f"k={b}" for b in budgets) + " |",
+        "|---|" + "---:|" * len(budgets),
+    ]
     seen = []
     for r in res:
         key = (r["scorer"], r["reducer"])
@@ -308,8 +478,9 @@ def table_budgets(doc: dict) -> str:
         seen.append(key)
         vals = []
         for b in budgets:
-            x = next((x for x in res if (x["scorer"], x["reducer"]) == key and x["budget"] == b),
-                     None)
+            x = next(
+                (x for x in res if (x["scorer"], x["reducer"]) == key and x["budget"] == b), None
+            )
             vals.append(f"{x['tokens_sent']:.1f} / {x['bpp_wire']:.3f}" if x else "-")
         lines.append(f"| {METHOD_NAMES.get(key, '/'.join(key))} | " + " | ".join(vals) + " |")
     return "\n".join(lines) + "\n"
@@ -317,68 +488,133 @@ def table_budgets(doc: dict) -> str:
 
 def table_quant(doc: dict) -> str:
     tasks = doc["tasks"]
-    lines = [f"{doc['samples']} samples, {doc.get('method', '')} at k={doc.get('budget', '')}; "
-             "coded payload bits/token = payload bits / tokens carried (patch tokens + CLS)", "",
-             "| quantiser | bits/token (nominal) | payload bits/token (coded) | "
-             + " | ".join(f"{t} ({PRIMARY[t]})" for t in tasks)
-             + " | bpp_payload | bpp_wire |", "|---|---:|---:|" + "---:|" * (len(tasks) + 2)]
+    lines = [
+        f"{doc['samples']} samples, {doc.get('method', '')} at k={doc.get('budget', '')}; "
+        "coded payload bits/token = payload bits / tokens carried (patch tokens + CLS)",
+        "",
+        "| quantiser | bits/token (nominal) | payload bits/token (coded) | "
+        + " | ".join(f"{t} ({PRIMARY[t]})" for t in tasks)
+        + " | bpp_payload | bpp_wire |",
+        "|---|---:|---:|" + "---:|" * (len(tasks) + 2),
+    ]
     for r in doc["results"]:
         # coded payload per token: payload bits / (patch tokens + CLS copies sent)
         per_tx = r["bpp_payload"] * doc.get("pixels", 96 * 96)
         coded = per_tx / max(r["tokens_sent"] + r.get("cls_sent", 0.0), 1e-9)
-        lines.append(f"| {r['quant']} | {r['bits_per_token']:.0f} | {coded:.1f} | "
-                     + " | ".join(_fmt(r["primary"][t], t) for t in tasks)
-                     + f" | {r['bpp_payload']:.4f} | {r['bpp_wire']:.4f} |")
+        lines.append(
+            f"| {r['quant']} | {r['bits_per_token']:.0f} | {coded:.1f} | "
+            + " | ".join(_fmt(r["primary"][t], t) for t in tasks)
+            + f" | {r['bpp_payload']:.4f} | {r['bpp_wire']:.4f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def table_quantisers(doc: dict) -> str:
+    tasks = doc["tasks"]
+    cols = []
+    for t in tasks:
+        cols.append((t, PRIMARY[t]))
+        if t == "vqa":
+            cols.append((t, "accuracy/position"))
+        if t == "caption":
+            cols.append((t, "exact_match"))
+        if t == "retrieval":
+            cols += [(t, "txt_r1"), (t, "img_r1")]
+    head = " | ".join(f"{t} {m}" for t, m in cols)
+    lines = [
+        f"{doc['samples']} samples (world seed {doc.get('world_seed', 0)}), "
+        f"{doc.get('method', '')}, one description, ideal link. Overhead = (header + side "
+        "info + setup) / bpp_wire.",
+        "",
+        f"| quantiser | k | {head} | payload bits/token | bpp_wire | overhead |",
+        "|---|---:|" + "---:|" * len(cols) + "---:|---:|---:|",
+    ]
+    for r in doc["results"]:
+        per_tx = r["bpp_payload"] * doc.get("pixels", 96 * 96)
+        coded = per_tx / max(r["tokens_sent"] + r.get("cls_sent", 0.0), 1e-9)
+        vals = " | ".join(_fmt(r["metrics"][t].get(m), t) for t, m in cols)
+        lines.append(
+            f"| {r['quant']} | {r['budget']} | {vals} | {coded:.1f} | {r['bpp_wire']:.4f} | "
+            f"{100 * r.get('overhead', 0):.0f}% |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def table_mdc(doc: dict) -> str:
     tasks = doc["tasks"]
     res = doc["results"]
-    lines = [f"{doc['samples']} samples, {doc.get('method', '')} at k={doc.get('budget', '')}", "",
-             "| D | variant | lost | " + " | ".join(f"{t}" for t in tasks)
-             + " | received | tokens to model | bpp_wire |",
-             "|---:|---|---|" + "---:|" * (len(tasks) + 3)]
+    lines = [
+        f"{doc['samples']} samples, {doc.get('method', '')} at k={doc.get('budget', '')}",
+        "",
+        "| D | variant | lost | "
+        + " | ".join(f"{t}" for t in tasks)
+        + " | received | tokens to model | bpp_wire |",
+        "|---:|---|---|" + "---:|" * (len(tasks) + 3),
+    ]
     for r in res:
         if r["lost"] == "random":
             continue
-        lines.append(f"| {r['D']} | {r['variant']} | {r['lost']} | "
-                     + " | ".join(_fmt(r["primary"][t], t) for t in tasks)
-                     + f" | {r['descriptions_received']:.2f} | {r['tokens_to_model']:.1f} | "
-                     f"{r['bpp_wire']:.4f} |")
+        lines.append(
+            f"| {r['D']} | {r['variant']} | {r['lost']} | "
+            + " | ".join(_fmt(r["primary"][t], t) for t in tasks)
+            + f" | {r['descriptions_received']:.2f} | {r['tokens_to_model']:.1f} | "
+            f"{r['bpp_wire']:.4f} |"
+        )
     probs = sorted({r["p"] for r in res if r["lost"] == "random"})
     Ds = sorted({r["D"] for r in res if r["lost"] == "random"})
     for t in tasks:
-        lines += ["", f"{t} vs description-loss probability p (random i.i.d. losses, "
-                  "interleave + interp concealment):", "",
-                  "| D | " + " | ".join(f"p={p}" for p in probs) + " |",
-                  "|---:|" + "---:|" * len(probs)]
+        lines += [
+            "",
+            f"{t} vs description-loss probability p (random i.i.d. losses, "
+            "interleave + interp concealment):",
+            "",
+            "| D | " + " | ".join(f"p={p}" for p in probs) + " |",
+            "|---:|" + "---:|" * len(probs),
+        ]
         for D in Ds:
-            vals = [next((_fmt(r["primary"][t], t) for r in res if r["lost"] == "random"
-                          and r["D"] == D and r["p"] == p), "-") for p in probs]
+            vals = [
+                next(
+                    (
+                        _fmt(r["primary"][t], t)
+                        for r in res
+                        if r["lost"] == "random" and r["D"] == D and r["p"] == p
+                    ),
+                    "-",
+                )
+                for p in probs
+            ]
             lines.append(f"| {D} | " + " | ".join(vals) + " |")
     return "\n".join(lines) + "\n"
 
 
-TABLES = {"budgets": table_budgets, "quant": table_quant, "mdc": table_mdc}
+TABLES = {
+    "budgets": table_budgets,
+    "quant": table_quant,
+    "mdc": table_mdc,
+    "quantisers": table_quantisers,
+}
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", default="blip", choices=["blip", "llava"])
     p.add_argument("--model-path", default="")
-    p.add_argument("--tasks", nargs="*", default=None, help="default: blip caption+retrieval, "
-                   "llava vqa")
+    p.add_argument(
+        "--tasks", nargs="*", default=None, help="default: blip caption+retrieval, llava vqa"
+    )
     p.add_argument("--images", type=int, default=100)
     p.add_argument("--questions", type=int, default=None, help="VQA questions per image")
-    p.add_argument("--exp", default="budgets", choices=["budgets", "quant", "mdc"])
+    p.add_argument("--exp", default="budgets", choices=["budgets", "quant", "mdc", "quantisers"])
+    p.add_argument("--world-seed", type=int, default=0, help="tiny-world seed of the samples")
     p.add_argument("--budgets", type=int, nargs="+", default=[8, 16, 32, 64])
     p.add_argument("--methods", nargs="*", default=None, help="scorer/reducer pairs")
     p.add_argument("--budget", type=int, default=16, help="quant / mdc: the budget")
     p.add_argument("--method", default="text-sim/topk", help="quant / mdc: scorer/reducer")
-    p.add_argument("--quant", nargs="*", default=["edge.quant.type=none"],
-                   help="mdc: quantiser overrides")
+    p.add_argument(
+        "--quant", nargs="*", default=["edge.quant.type=none"], help="mdc: quantiser overrides"
+    )
     p.add_argument("--extra", nargs="*", default=[], help="extra overrides (every point)")
     p.add_argument("--codebook-bits", type=int, nargs="+", default=[6, 8, 10, 12])
     p.add_argument("--scalar-bits", type=int, nargs="*", default=[8, 6, 4])
@@ -386,39 +622,63 @@ def main(argv=None) -> int:
     p.add_argument("--D", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--out", default="", help="result json (default "
-                   "experiments/tokens/results/<exp>-<model>.json); the table goes to .md")
+    p.add_argument(
+        "--out",
+        default="",
+        help="result json (default "
+        "experiments/tokens/results/<exp>-<model>.json); the table goes to .md",
+    )
     p.add_argument("--retable", default="", help="only rewrite the .md table of this result json")
     args = p.parse_args(argv)
     if args.retable:
         path = Path(args.retable)
         doc = json.loads(path.read_text())
-        path.with_suffix(".md").write_text(f"<!-- {doc['command']} -->\n\n"
-                                           + TABLES[doc["exp"]](doc))
+        path.with_suffix(".md").write_text(
+            f"<!-- {doc['command']} -->\n\n" + TABLES[doc["exp"]](doc)
+        )
         return 0
     t0 = time.perf_counter()
-    ev = Evaluator(args.model, args.images, args.seed, args.batch, args.model_path,
-                   args.questions, args.tasks)
+    ev = Evaluator(
+        args.model,
+        args.images,
+        args.seed,
+        args.batch,
+        args.model_path,
+        args.questions,
+        args.tasks,
+        world_seed=args.world_seed,
+    )
     if args.extra:
         ev.base += list(args.extra)
     scorer, reducer = args.method.split("/")
     if args.exp == "budgets":
         methods = [tuple(m.split("/")) for m in args.methods] if args.methods else METHODS
         res = exp_budgets(ev, args.budgets, methods)
+    elif args.exp == "quantisers":
+        res = exp_quantisers(ev, args.budgets, scorer, reducer)
     elif args.exp == "quant":
         res = exp_quant(ev, args.budget, scorer, reducer, args.codebook_bits, args.scalar_bits)
     else:
         res = exp_mdc(ev, args.budget, scorer, reducer, args.quant, args.probs, Ds=args.D)
-    out = Path(args.out or REPO / "experiments" / "tokens" / "results" /
-               f"{args.exp}-{args.model}.json")
+    out = Path(
+        args.out or REPO / "experiments" / "tokens" / "results" / f"{args.exp}-{args.model}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"command": "OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python experiments/tokens/eval.py "
-                      + " ".join(sys.argv[1:] if argv is None else argv),
-           "model_id": ev.backend.model_id, "tasks": ev.tasks, "samples": len(ev.samples),
-           "pixels": int(np.mean([s.hw[0] * s.hw[1] for s in ev.samples])),
-           "primary": {t: PRIMARY[t] for t in ev.tasks}, "exp": args.exp,
-           "method": args.method, "budget": args.budget, "results": res,
-           "wall_s": time.perf_counter() - t0}
+    doc = {
+        "command": "OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python experiments/tokens/eval.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "model_id": ev.backend.model_id,
+        "tasks": ev.tasks,
+        "samples": len(ev.samples),
+        "pixels": int(np.mean([s.hw[0] * s.hw[1] for s in ev.samples])),
+        "primary": {t: PRIMARY[t] for t in ev.tasks},
+        "exp": args.exp,
+        "method": args.method,
+        "budget": args.budget,
+        "world_seed": args.world_seed,
+        "results": res,
+        "wall_s": time.perf_counter() - t0,
+    }
     out.write_text(json.dumps(doc, indent=1, default=float))
     out.with_suffix(".md").write_text(f"<!-- {doc['command']} -->\n\n" + TABLES[args.exp](doc))
     log(f"-> {out} ({time.perf_counter() - t0:.0f}s)")

@@ -19,6 +19,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 def plot_budgets(doc, out: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -35,11 +36,19 @@ def plot_budgets(doc, out: Path) -> None:
             if r["budget"] != "all" and k not in keys:
                 keys.append(k)
         for k in keys:
-            pts = sorted((r["budget"], r["primary"][t]) for r in res
-                         if (r["scorer"], r["reducer"]) == k and r["budget"] != "all")
+            pts = sorted(
+                (r["budget"], r["primary"][t])
+                for r in res
+                if (r["scorer"], r["reducer"]) == k and r["budget"] != "all"
+            )
             style = "-o" if k[0] == "text-sim" else ("--x" if k[0] in ("random", "grid") else "-.")
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, ms=4,
-                    label=METHOD_NAMES.get(tuple(k), "/".join(k)))
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                style,
+                ms=4,
+                label=METHOD_NAMES.get(tuple(k), "/".join(k)),
+            )
         ax.axhline(full["primary"][t], color="k", lw=1, ls=":", label="all 144 tokens")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("patch tokens sent (budget)")
@@ -54,6 +63,7 @@ def plot_budgets(doc, out: Path) -> None:
 
 def plot_mdc(doc, out: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

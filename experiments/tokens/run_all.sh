@@ -11,20 +11,39 @@ HEAD_METHODS="text-sim/topk text-sim/recoverable text-sim/prumerge text-sim/visi
 
 step() {
   case "$1" in
-    codebooks)  # committed codebooks: semcom/assets/codebooks/<model>-k<bits>-l2.npz
-      nice -n 10 .venv/bin/semcom train codebook --model blip --bits 6 8 10 12 --images 1000 --iters 10
-      nice -n 10 .venv/bin/semcom train codebook --model llava --bits 6 8 10 12 --images 1000 --iters 10 ;;
+    codebooks)  # committed: semcom/assets/codebooks/<model>-prior.npz and <model>-k<bits>-l2.npz
+      nice -n 10 .venv/bin/semcom train codebook --model llava --bits 6 8 10 --train-budget 16 --shipped
+      nice -n 10 .venv/bin/semcom train codebook --model blip --bits 8 --stages 6 --train-budget 32 \
+        --images 6000 --shipped ;;
+    candidates)  # the other quantisers of `quantisers-*`, in experiments/scratch/codebooks
+      C=experiments/scratch/codebooks
+      T="nice -n 10 .venv/bin/semcom train codebook"
+      $T --model llava --bits 8 --residual none --weighting all --out $C/llava/plain-all
+      $T --model llava --bits 8 --residual none --out $C/llava/plain-selected
+      $T --model llava --bits 8 --residual none --weighting all --method running-mean \
+         --importance cls-attn --out $C/llava/running-mean
+      $T --model llava --bits 8 --weighting all --out $C/llava/residual-all
+      $T --model llava --bits 6 --stages 2 --out $C/llava/residual-2x6
+      $T --model blip --bits 8 10 --residual none --weighting all --out $C/blip/plain-all
+      $T --model blip --bits 8 --train-budget 32 --out $C/blip/residual-1
+      $T --model blip --bits 8 --stages 4 --train-budget 32 --out $C/blip/residual-4 ;;
+    judged-llava)  # world seed 2026, used for nothing else: the judged token numbers
+      $EVAL --model llava --images 500 --world-seed 2026 --exp quantisers --budgets 10 12 24 \
+        --method text-sim/topk --out $R/quantisers-llava-2026.json
+      $EVAL --model llava --images 500 --world-seed 2026 --exp mdc --budget 12 \
+        --method text-sim/topk --quant edge.quant.type=codebook --probs 0 0.2 0.5 --D 1 2 4 \
+        --out $R/mdc-llava-2026.json ;;
+    judged-blip)
+      $EVAL --model blip --images 500 --world-seed 2026 --exp quantisers --budgets 32 \
+        --method text-sim/topk --out $R/quantisers-blip-2026.json ;;
+    quantisers-llava) $EVAL --model llava --images 600 --world-seed 101 --exp quantisers \
+                        --budgets 12 24 --method text-sim/topk ;;
+    quantisers-blip) $EVAL --model blip --images 300 --world-seed 101 --exp quantisers \
+                       --budgets 32 --method text-sim/topk ;;
     budgets-llava) $EVAL --model llava --images 200 --exp budgets ;;
     budgets-blip)  $EVAL --model blip --images 100 --exp budgets ;;
     headline-llava) $EVAL --model llava --images 1000 --exp budgets --budgets 16 \
                       --methods $HEAD_METHODS --out $R/headline-llava.json ;;
-    quant-llava) $EVAL --model llava --images 300 --exp quant --budget 16 --method text-sim/topk ;;
-    quant-blip)  $EVAL --model blip --images 100 --exp quant --budget 16 --method text-sim/topk ;;
-    mdc-llava)   $EVAL --model llava --images 200 --exp mdc --budget 16 --method text-sim/topk \
-                   --quant edge.quant.type=codebook edge.quant.bits=12 ;;
-    mdc-llava-500) $EVAL --model llava --images 500 --exp mdc --budget 16 --method text-sim/topk \
-                     --quant edge.quant.type=codebook edge.quant.bits=12 --probs 0 0.2 0.5 \
-                     --out $R/mdc-llava-500.json ;;
     runner-check)  # the same points through `semcom run` (records in experiments/runs/tokens)
       nice -n 10 .venv/bin/semcom run -c experiments/tokens/configs/vqa-k16.yaml --overwrite -q
       nice -n 10 .venv/bin/semcom run -c experiments/tokens/configs/vqa-k16.yaml --overwrite \
@@ -38,7 +57,7 @@ step() {
 }
 
 if [ $# -eq 0 ]; then
-  set -- codebooks budgets-llava headline-llava quant-llava mdc-llava mdc-llava-500 budgets-blip \
-    quant-blip runner-check plot
+  set -- codebooks candidates budgets-llava headline-llava quantisers-llava judged-llava \
+    budgets-blip quantisers-blip judged-blip runner-check plot
 fi
 for s in "$@"; do echo "== $s ($(date -u +%H:%M:%S))"; step "$s"; done

@@ -7,7 +7,8 @@
 Sections: ``data``, ``edge``, ``channel``, ``cloud``, ``run`` and ``sweep``. The
 ``sweep`` block maps a dotted key to a list of values (a grid axis) or an axis name to
 a list of mappings of dotted keys (a zipped axis); see :func:`expand_sweep`.
-A run's id is :func:`run_id` of its resolved config (``sweep`` excluded).
+A run's id (:func:`semcom.fingerprint.run_id`) hashes the resolved config (``sweep``
+excluded) and the content of the weights it uses.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from typing import Any
 from semcom.config.channel import ChannelConfig
 from semcom.config.cloud import CloudConfig
 from semcom.config.core import (
-    check, config_hash, from_dict, option, parse_override, schema_paths, set_dotted, to_dict,
+    check,
+    config_hash,
+    from_dict,
+    option,
+    parse_override,
+    schema_paths,
+    set_dotted,
+    to_dict,
 )
 from semcom.config.data import DataConfig
 from semcom.config.edge import EdgeConfig
@@ -30,8 +38,17 @@ from semcom.config.model import num_patches
 from semcom.config.run import RunConfig
 from semcom.errors import ConfigError
 
-__all__ = ["Config", "load_config", "load_raw", "resolve", "expand_sweep", "run_id",
-           "config_hash", "to_dict", "ConfigError", "SweepPoint"]
+__all__ = [
+    "Config",
+    "load_config",
+    "load_raw",
+    "resolve",
+    "expand_sweep",
+    "config_hash",
+    "to_dict",
+    "ConfigError",
+    "GridPoint",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,29 +58,21 @@ class Config:
     channel: ChannelConfig = option(default_factory=ChannelConfig)
     cloud: CloudConfig = option(default_factory=CloudConfig)
     run: RunConfig = option(default_factory=RunConfig)
-    sweep: dict[str, Any] = option(default_factory=dict, hashed=False,
-                                   help="sweep axes (only for `semcom sweep`)")
+    sweep: dict[str, Any] = option(
+        default_factory=dict, hashed=False, help="sweep axes (only for `semcom sweep`)"
+    )
 
     def __post_init__(self):
         budget = self.edge.select.budget
         if budget is not None and self.edge.method == "tokens":
             n = num_patches(self.edge.model)
             if n is not None:
-                check(budget <= n, "edge.select.budget", budget,
-                      f"must be <= the model's {n} patch tokens")
-
-
-def run_id(cfg: Config) -> str:
-    """The run id: a stable hash of everything that can change results: the config's
-    hashed fields and the content of the models and codebook it uses
-    (:func:`semcom.fingerprint.fingerprint`), so retrained weights never reuse old records."""
-    import hashlib
-
-    from semcom.config.core import canonical_json
-    from semcom.fingerprint import fingerprint
-
-    payload = {"config": to_dict(cfg, hashed_only=True), "assets": fingerprint(cfg)}
-    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:12]
+                check(
+                    budget <= n,
+                    "edge.select.budget",
+                    budget,
+                    f"must be <= the model's {n} patch tokens",
+                )
 
 
 def load_raw(path: str | Path | None) -> dict:
@@ -95,7 +104,7 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
             data.setdefault("sweep", {})
             if not isinstance(data["sweep"], dict):
                 raise ConfigError("sweep", "must be a mapping of axes")
-            data["sweep"][key[len("sweep."):]] = value
+            data["sweep"][key[len("sweep.") :]] = value
         else:
             set_dotted(data, key, value)
     return data
@@ -129,8 +138,9 @@ def _check_key(key: str, where: str) -> None:
         import difflib
 
         hit = difflib.get_close_matches(key, list(paths), n=1, cutoff=0.6)
-        raise ConfigError(where, f"'{key}' is not a config key"
-                          + (f" (did you mean '{hit[0]}'?)" if hit else ""))
+        raise ConfigError(
+            where, f"'{key}' is not a config key" + (f" (did you mean '{hit[0]}'?)" if hit else "")
+        )
 
 
 def _axis_points(name: str, values: Any) -> list[dict[str, Any]]:
@@ -154,18 +164,14 @@ def _check_sweep(sweep: Mapping[str, Any]) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class SweepPoint:
+class GridPoint:
     """One run of a sweep: the settings of this point and the resolved config."""
 
     settings: dict[str, Any]
     config: Config
 
-    @property
-    def run_id(self) -> str:
-        return run_id(self.config)
 
-
-def expand_sweep(data: Mapping) -> list[SweepPoint]:
+def expand_sweep(data: Mapping) -> list[GridPoint]:
     """All runs of a sweep: the cartesian product of its axes (zipped axes move together).
 
     ``data`` is the raw config (YAML plus overrides). Each point's config is validated;
@@ -189,5 +195,5 @@ def expand_sweep(data: Mapping) -> list[SweepPoint]:
             cfg = from_dict(Config, point)
         except ConfigError as exc:
             raise ConfigError(exc.key, f"{exc.message} (in sweep point {settings})") from None
-        points.append(SweepPoint(settings, cfg))
+        points.append(GridPoint(settings, cfg))
     return points

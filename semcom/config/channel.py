@@ -19,10 +19,35 @@ CODE_RATE_MAX = 948 / 1024
 # {subcarrier spacing kHz: {channel bandwidth MHz: N_RB}}
 N_RB = {
     15: {5: 25, 10: 52, 15: 79, 20: 106, 25: 133, 30: 160, 40: 216, 50: 270},
-    30: {5: 11, 10: 24, 15: 38, 20: 51, 25: 65, 30: 78, 40: 106, 50: 133, 60: 162, 70: 189,
-         80: 217, 90: 245, 100: 273},
-    60: {10: 11, 15: 18, 20: 24, 25: 31, 30: 38, 40: 51, 50: 65, 60: 79, 70: 93, 80: 107,
-         90: 121, 100: 135},
+    30: {
+        5: 11,
+        10: 24,
+        15: 38,
+        20: 51,
+        25: 65,
+        30: 78,
+        40: 106,
+        50: 133,
+        60: 162,
+        70: 189,
+        80: 217,
+        90: 245,
+        100: 273,
+    },
+    60: {
+        10: 11,
+        15: 18,
+        20: 24,
+        25: 31,
+        30: 38,
+        40: 51,
+        50: 65,
+        60: 79,
+        70: 93,
+        80: 107,
+        90: 121,
+        100: 135,
+    },
     120: {50: 32, 100: 66, 200: 132, 400: 264},  # FR2
 }
 
@@ -30,73 +55,127 @@ N_RB = {
 @dataclass(frozen=True)
 class ChannelConfig:
     link: Literal["ideal", "erasure", "nr", "nr-table"] = option(
-        "ideal", help="ideal (lossless), erasure (each description lost with loss_prob), "
-        "nr (exact 5G NR link) or nr-table (BLER-table abstraction of it)")
-    snr_db: float = option(10.0, help="SNR in dB, of the kind given by snr_type "
-                           "(average SNR under fading; .inf for no noise)")
+        "ideal",
+        help="ideal (lossless), erasure (each description lost with loss_prob), "
+        "nr (exact 5G NR link) or nr-table (BLER-table abstraction of it)",
+    )
+    snr_db: float = option(
+        10.0,
+        help="SNR in dB, of the kind given by snr_type "
+        "(average SNR under fading; .inf for no noise)",
+    )
     snr_type: Literal["esno", "ebno"] = option(
-        "esno", help="what snr_db means: Es/N0 (per channel use) or Eb/N0 (per information "
-        "bit: Eb/N0 = Es/N0 - 10 log10(code_rate * bits_per_symbol))")
-    code_rate: float = option(0.5, help="LDPC code rate K'/E per code block after rate "
-                              "matching (TS 38.214 range 30/1024 .. 948/1024)")
+        "esno",
+        help="what snr_db means: Es/N0 (per channel use) or Eb/N0 (per information "
+        "bit: Eb/N0 = Es/N0 - 10 log10(code_rate * bits_per_symbol))",
+    )
+    code_rate: float = option(
+        0.5,
+        help="LDPC code rate K'/E per code block after rate "
+        "matching (TS 38.214 range 30/1024 .. 948/1024)",
+    )
     modulation: Literal["bpsk", "qpsk", "16qam", "64qam", "256qam"] = option(
-        "qpsk", help="Gray QAM of TS 38.211 Sec. 5.1")
+        "qpsk", help="Gray QAM of TS 38.211 Sec. 5.1"
+    )
     loss_prob: float = option(0.0, help="erasure link: probability that a description is lost")
     # --- the NR link (nr, nr-table); ideal and erasure use it for rate accounting -------
-    fading: Literal["awgn", "rayleigh-block", "rayleigh-fast", "rician-block",
-                    "rician-fast"] = option(
-        "awgn", help="flat channel: AWGN, or Rayleigh/Rician fading constant per code block "
-        "and transmission (-block) or independent per symbol (-fast); perfect CSI")
+    fading: Literal["awgn", "rayleigh-block", "rayleigh-fast", "rician-block", "rician-fast"] = (
+        option(
+            "awgn",
+            help="flat channel: AWGN, or Rayleigh/Rician fading constant per code block "
+            "and transmission (-block) or independent per symbol (-fast); perfect CSI",
+        )
+    )
     rician_k_db: float = option(6.0, help="Rician K factor in dB (rician-* fading)")
-    tb_bits: int = option(3816, help="largest transport block payload in bits (multiple of "
-                          "8); a description is split into near-equal TBs no larger than "
-                          "this. 3816 + CRC24A fills one base-graph-2 code block")
+    tb_bits: int = option(
+        3816,
+        help="largest transport block payload in bits (multiple of "
+        "8); a description is split into near-equal TBs no larger than "
+        "this. 3816 + CRC24A fills one base-graph-2 code block",
+    )
     tb_crc: Literal["crc24a", "38.212"] = option(
-        "crc24a", help="transport block CRC: crc24a always, or 38.212 (CRC16 for TBs of at "
-        "most 3824 bits, else CRC24A). Code blocks of a segmented TB get CRC24B")
+        "crc24a",
+        help="transport block CRC: crc24a always, or 38.212 (CRC16 for TBs of at "
+        "most 3824 bits, else CRC24A). Code blocks of a segmented TB get CRC24B",
+    )
     decoder: Literal["fast", "sionna"] = option(
-        "fast", help="LDPC decoder: fast (layered normalised min-sum, C kernel) or sionna "
-        "(Sionna's flooding sum-product)")
+        "fast",
+        help="LDPC decoder: fast (layered normalised min-sum, C kernel) or sionna "
+        "(Sionna's flooding sum-product)",
+    )
     iterations: int = option(20, help="maximum LDPC decoder iterations")
     early_stop: bool = option(True, help="stop decoding a block once all parity checks hold")
     minsum_scale: float = option(0.7, help="fast decoder: normalisation of min-sum messages")
     harq: Literal["none", "ir", "chase"] = option(
-        "none", help="retransmissions of failed TBs: none, ir (incremental redundancy, "
-        "RV 0,2,3,1) or chase (RV 0 again, LLRs added)")
+        "none",
+        help="retransmissions of failed TBs: none, ir (incremental redundancy, "
+        "RV 0,2,3,1) or chase (RV 0 again, LLRs added)",
+    )
     harq_max_rounds: int = option(4, help="transmissions per TB at most, the first included")
-    harq_rtt_slots: int = option(4, help="slots from the end of a transmission to its "
-                                 "retransmission (latency only)")
+    harq_rtt_slots: int = option(
+        4, help="slots from the end of a transmission to its retransmission (latency only)"
+    )
     bandwidth_mhz: int = option(20, help="carrier bandwidth in MHz (TS 38.101 tables)")
     scs_khz: int = option(30, help="subcarrier spacing in kHz: 15, 30, 60 or 120")
-    symbols_per_slot: int = option(14, help="OFDM symbols per slot that carry data "
-                                   "(14 = every symbol of a normal-CP slot)")
-    table: str = option("", help="nr-table: BLER table file (empty: the table shipped in "
-                        "channel/tables/)")
+    symbols_per_slot: int = option(
+        14, help="OFDM symbols per slot that carry data (14 = every symbol of a normal-CP slot)"
+    )
+    table: str = option(
+        "", help="nr-table: BLER table file (empty: the table shipped in channel/tables/)"
+    )
 
     def __post_init__(self):
         check(not math.isnan(self.snr_db), "snr_db", self.snr_db, "must be a number")
-        check(CODE_RATE_MIN <= self.code_rate <= CODE_RATE_MAX, "code_rate", self.code_rate,
-              f"must be in [30/1024, 948/1024] = [{CODE_RATE_MIN:.4f}, {CODE_RATE_MAX:.4f}] "
-              "(TS 38.214)")
+        check(
+            CODE_RATE_MIN <= self.code_rate <= CODE_RATE_MAX,
+            "code_rate",
+            self.code_rate,
+            f"must be in [30/1024, 948/1024] = [{CODE_RATE_MIN:.4f}, {CODE_RATE_MAX:.4f}] "
+            "(TS 38.214)",
+        )
         check(0.0 <= self.loss_prob <= 1.0, "loss_prob", self.loss_prob, "must be in [0, 1]")
-        check(-50.0 <= self.rician_k_db <= 50.0, "rician_k_db", self.rician_k_db,
-              "must be in [-50, 50] dB")
-        check(8 <= self.tb_bits <= 1_277_992 and self.tb_bits % 8 == 0, "tb_bits", self.tb_bits,
-              "must be a multiple of 8 in [8, 1277992]")
+        check(
+            -50.0 <= self.rician_k_db <= 50.0,
+            "rician_k_db",
+            self.rician_k_db,
+            "must be in [-50, 50] dB",
+        )
+        check(
+            8 <= self.tb_bits <= 1_277_992 and self.tb_bits % 8 == 0,
+            "tb_bits",
+            self.tb_bits,
+            "must be a multiple of 8 in [8, 1277992]",
+        )
         check(1 <= self.iterations <= 1000, "iterations", self.iterations, "must be in [1, 1000]")
-        check(0.0 < self.minsum_scale <= 1.0, "minsum_scale", self.minsum_scale,
-              "must be in (0, 1]")
-        check(1 <= self.harq_max_rounds <= 16, "harq_max_rounds", self.harq_max_rounds,
-              "must be in [1, 16]")
-        check(0 <= self.harq_rtt_slots <= 1000, "harq_rtt_slots", self.harq_rtt_slots,
-              "must be in [0, 1000]")
-        check(self.scs_khz in N_RB, "scs_khz", self.scs_khz,
-              f"must be one of {sorted(N_RB)}")
+        check(
+            0.0 < self.minsum_scale <= 1.0, "minsum_scale", self.minsum_scale, "must be in (0, 1]"
+        )
+        check(
+            1 <= self.harq_max_rounds <= 16,
+            "harq_max_rounds",
+            self.harq_max_rounds,
+            "must be in [1, 16]",
+        )
+        check(
+            0 <= self.harq_rtt_slots <= 1000,
+            "harq_rtt_slots",
+            self.harq_rtt_slots,
+            "must be in [0, 1000]",
+        )
+        check(self.scs_khz in N_RB, "scs_khz", self.scs_khz, f"must be one of {sorted(N_RB)}")
         allowed = sorted(N_RB[self.scs_khz])
-        check(self.bandwidth_mhz in allowed, "bandwidth_mhz", self.bandwidth_mhz,
-              f"must be one of {allowed} MHz at {self.scs_khz} kHz (TS 38.101)")
-        check(1 <= self.symbols_per_slot <= 14, "symbols_per_slot", self.symbols_per_slot,
-              "must be in [1, 14]")
+        check(
+            self.bandwidth_mhz in allowed,
+            "bandwidth_mhz",
+            self.bandwidth_mhz,
+            f"must be one of {allowed} MHz at {self.scs_khz} kHz (TS 38.101)",
+        )
+        check(
+            1 <= self.symbols_per_slot <= 14,
+            "symbols_per_slot",
+            self.symbols_per_slot,
+            "must be in [1, 14]",
+        )
 
     @property
     def bits_per_symbol(self) -> int:

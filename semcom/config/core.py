@@ -26,8 +26,14 @@ _NONE = type(None)
 _PLUGIN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
-def option(default: Any = dataclasses.MISSING, *, help: str = "", hashed: bool = True,
-           default_factory: Any = dataclasses.MISSING, plugin: str | None = None) -> Any:
+def option(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str = "",
+    hashed: bool = True,
+    default_factory: Any = dataclasses.MISSING,
+    plugin: str | None = None,
+) -> Any:
     """A dataclass field with a help text.
 
     ``hashed=False`` marks fields that cannot change a run's results (output folder,
@@ -39,6 +45,11 @@ def option(default: Any = dataclasses.MISSING, *, help: str = "", hashed: bool =
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def is_import_path(value: Any) -> bool:
+    """``"package.module:Name"``: a user's part, imported when the run is built."""
+    return isinstance(value, str) and _PLUGIN.match(value) is not None
 
 
 def check(condition: bool, key: str, value: Any, requirement: str) -> None:
@@ -89,8 +100,11 @@ def parse_value(tp: Any, value: Any, path: str) -> Any:
         allowed = typing.get_args(tp)
         if value in allowed and type(value) in {type(a) for a in allowed}:
             return value
-        raise ConfigError(path, f"{value!r} is not allowed; choose one of "
-                          f"{', '.join(repr(a) for a in allowed)}{_closest(value, list(allowed))}")
+        raise ConfigError(
+            path,
+            f"{value!r} is not allowed; choose one of "
+            f"{', '.join(repr(a) for a in allowed)}{_closest(value, list(allowed))}",
+        )
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and _NONE in args:
@@ -148,12 +162,15 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
     names = [f.name for f in dataclasses.fields(cls) if f.init]
     for key in data:
         if key not in names:
-            raise ConfigError(join(path, str(key)), f"unknown key{_closest(key, names)}; "
-                              f"allowed keys under '{path or '<top>'}': {', '.join(names)}")
+            raise ConfigError(
+                join(path, str(key)),
+                f"unknown key{_closest(key, names)}; "
+                f"allowed keys under '{path or '<top>'}': {', '.join(names)}",
+            )
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for k, v in data.items():
-        if fields[k].metadata.get("plugin") and isinstance(v, str) and _PLUGIN.match(v):
+        if fields[k].metadata.get("plugin") and is_import_path(v):
             kwargs[k] = v  # a user's part, imported (and checked) when the run is built
         else:
             kwargs[k] = parse_value(hints[k], v, join(path, k))
@@ -185,7 +202,9 @@ def canonical_json(data: Any) -> str:
 
 def config_hash(cfg: Any, length: int = 12) -> str:
     """Stable hash of the fields that can change results (see :func:`option`)."""
-    return hashlib.sha256(canonical_json(to_dict(cfg, hashed_only=True)).encode()).hexdigest()[:length]
+    return hashlib.sha256(canonical_json(to_dict(cfg, hashed_only=True)).encode()).hexdigest()[
+        :length
+    ]
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -195,8 +214,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError("", f"--set expects KEY=VALUE with a dotted key (e.g. channel.snr_db=5), "
-                          f"got {text!r}")
+        raise ConfigError(
+            "", f"--set expects KEY=VALUE with a dotted key (e.g. channel.snr_db=5), got {text!r}"
+        )
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
@@ -213,20 +233,13 @@ def set_dotted(data: dict, key: str, value: Any) -> dict:
         if child is None:
             child = node[part] = {}
         elif not isinstance(child, dict):
-            raise ConfigError(".".join(parts[: i + 1]), f"is a value ({child!r}), "
-                              f"so '{key}' cannot be set under it")
+            raise ConfigError(
+                ".".join(parts[: i + 1]),
+                f"is a value ({child!r}), so '{key}' cannot be set under it",
+            )
         node = child
     node[parts[-1]] = value
     return data
-
-
-def get_dotted(data: Mapping, key: str) -> Any:
-    node: Any = data
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            raise KeyError(key)
-        node = node[part]
-    return node
 
 
 def schema_paths(cls: type, prefix: str = "") -> dict[str, Any]:
@@ -252,7 +265,10 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
         if dataclasses.is_dataclass(tp):
             rows.extend(describe(tp, path))
             continue
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        )
         rows.append((path, type_name(tp), to_dict(default), f.metadata.get("help", "")))
     return rows

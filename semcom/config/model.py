@@ -11,8 +11,11 @@ from semcom.config.core import option
 @dataclass(frozen=True)
 class ModelRef:
     name: Literal["blip", "llava"] = option("blip", help="model family")
-    path: str = option("", help="local directory saved by save_pretrained; empty: the "
-                       "embedded tiny-world model of that family")
+    path: str = option(
+        "",
+        help="local directory saved by save_pretrained; empty: the "
+        "embedded tiny-world model of that family",
+    )
 
 
 def model_dir(ref: ModelRef):

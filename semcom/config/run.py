@@ -11,12 +11,20 @@ from semcom.config.core import check, option
 @dataclass(frozen=True)
 class RunConfig:
     seed: int = option(0, help="the one seed that feeds every RNG (python, numpy, torch, link)")
-    label: str = option("", hashed=False, help="method label in tables and plots "
-                        "(default: derived from the edge method)")
-    out_dir: str = option("experiments/runs", hashed=False,
-                          help="results root; a run writes <out_dir>/<run_id>/")
+    label: str = option(
+        "",
+        hashed=False,
+        help="method label in tables and plots (default: derived from the edge method)",
+    )
+    out_dir: str = option(
+        "experiments/runs", hashed=False, help="results root; a run writes <out_dir>/<run_id>/"
+    )
     limit: int | None = option(None, help="evaluate only the first N samples (smoke runs)")
-    device: Literal["cpu", "cuda", "auto"] = option("cpu", help="torch device for the models")
+    device: Literal["cpu", "cuda", "auto"] = option(
+        "auto",
+        help="torch device of every model (edge and cloud): auto (CUDA when torch sees a "
+        "GPU, else the CPU), cpu, or cuda (an error naming the reason when there is none)",
+    )
     batch_size: int = option(16, hashed=False, help="samples per model batch")
     progress: bool = option(True, hashed=False, help="progress bars on stderr")
 
@@ -26,9 +34,8 @@ class RunConfig:
         check(self.batch_size > 0, "batch_size", self.batch_size, "must be > 0")
 
     def torch_device(self) -> str:
-        """The torch device string (``auto``: cuda when available)."""
-        if self.device != "auto":
-            return self.device
-        import torch
+        """The torch device string (``auto``: cuda when available; ``cuda`` without it:
+        a ConfigError on ``run.device`` saying why)."""
+        from semcom.models.device import resolve_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return resolve_device(self.device)

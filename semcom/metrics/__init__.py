@@ -13,12 +13,32 @@ pycocoevalcap's scale, e.g. 1.2, BLEU-4 and ROUGE-L in [0, 1]).
 
 from semcom.metrics.bootstrap import bootstrap_ci, metric
 from semcom.metrics.caption import (
-    bleu, caption_metrics, cider_d, exact_match, normalize_caption, rouge_l, tokenize,
+    bleu,
+    caption_metrics,
+    cider_d,
+    exact_match,
+    normalize_caption,
+    rouge_l,
+    tokenize,
 )
 from semcom.metrics.retrieval import recall_at_k, retrieval_metrics
 from semcom.metrics.score import score_task
 from semcom.metrics.vqa import normalize_answer, vqa_accuracy, vqa_metrics
 
-__all__ = ["bootstrap_ci", "metric", "bleu", "caption_metrics", "cider_d", "exact_match",
-           "normalize_caption", "rouge_l", "tokenize", "recall_at_k", "retrieval_metrics",
-           "normalize_answer", "vqa_accuracy", "vqa_metrics", "score_task"]
+__all__ = [
+    "bootstrap_ci",
+    "metric",
+    "bleu",
+    "caption_metrics",
+    "cider_d",
+    "exact_match",
+    "normalize_caption",
+    "rouge_l",
+    "tokenize",
+    "recall_at_k",
+    "retrieval_metrics",
+    "normalize_answer",
+    "vqa_accuracy",
+    "vqa_metrics",
+    "score_task",
+]

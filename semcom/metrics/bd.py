@@ -55,8 +55,9 @@ class BDResult:
         return asdict(self)
 
 
-def check_curve(rates: Sequence[float], acc: Sequence[float], *, min_points: int = 4,
-                name: str = "curve") -> str:
+def check_curve(
+    rates: Sequence[float], acc: Sequence[float], *, min_points: int = 4, name: str = "curve"
+) -> str:
     """'' if the curve can be used for BD, else the reason it cannot."""
     if len(rates) != len(acc):
         return f"{name}: {len(rates)} rates but {len(acc)} accuracies"
@@ -107,14 +108,21 @@ def _delta(base_a, val_a, base_t, val_t, method: str) -> tuple[float | None, flo
 def _prepare(rate_anchor, acc_anchor, rate_test, acc_test, min_points, method):
     if method not in METHODS:
         raise ValueError(f"unknown BD interpolation {method!r}; choose one of {METHODS}")
-    reason = (check_curve(rate_anchor, acc_anchor, min_points=min_points, name="anchor")
-              or check_curve(rate_test, acc_test, min_points=min_points, name="test"))
+    reason = check_curve(
+        rate_anchor, acc_anchor, min_points=min_points, name="anchor"
+    ) or check_curve(rate_test, acc_test, min_points=min_points, name="test")
     return reason
 
 
-def bd_rate(rate_anchor: Sequence[float], acc_anchor: Sequence[float],
-            rate_test: Sequence[float], acc_test: Sequence[float], *,
-            method: str = "pchip", min_points: int = 4) -> BDResult:
+def bd_rate(
+    rate_anchor: Sequence[float],
+    acc_anchor: Sequence[float],
+    rate_test: Sequence[float],
+    acc_test: Sequence[float],
+    *,
+    method: str = "pchip",
+    min_points: int = 4,
+) -> BDResult:
     """BD-rate in percent (negative = the test saves bits at equal accuracy)."""
     reason = _prepare(rate_anchor, acc_anchor, rate_test, acc_test, min_points, method)
     if reason:
@@ -124,12 +132,18 @@ def bd_rate(rate_anchor: Sequence[float], acc_anchor: Sequence[float],
     d, overlap = _delta(acc_anchor, la, acc_test, lt, method)
     if d is None:
         return BDResult(None, "no accuracy overlap", overlap, method)
-    return BDResult((10.0 ** d - 1.0) * 100.0, "", overlap, method)
+    return BDResult((10.0**d - 1.0) * 100.0, "", overlap, method)
 
 
-def bd_accuracy(rate_anchor: Sequence[float], acc_anchor: Sequence[float],
-                rate_test: Sequence[float], acc_test: Sequence[float], *,
-                method: str = "pchip", min_points: int = 4) -> BDResult:
+def bd_accuracy(
+    rate_anchor: Sequence[float],
+    acc_anchor: Sequence[float],
+    rate_test: Sequence[float],
+    acc_test: Sequence[float],
+    *,
+    method: str = "pchip",
+    min_points: int = 4,
+) -> BDResult:
     """BD-accuracy in the metric's units (positive = the test is better at equal rate)."""
     reason = _prepare(rate_anchor, acc_anchor, rate_test, acc_test, min_points, method)
     if reason:
@@ -145,8 +159,14 @@ def bd_accuracy(rate_anchor: Sequence[float], acc_anchor: Sequence[float],
 Curve = tuple[Sequence[float], Sequence[float]]  # (rates, accuracies)
 
 
-def bd_table(curves: Mapping[str, Mapping[str, Curve]], anchor: str, *,
-             method: str = "pchip", min_points: int = 4, scale: float = 1.0) -> list[dict]:
+def bd_table(
+    curves: Mapping[str, Mapping[str, Curve]],
+    anchor: str,
+    *,
+    method: str = "pchip",
+    min_points: int = 4,
+    scale: float = 1.0,
+) -> list[dict]:
     """BD rows per condition (e.g. SNR) for every label against ``anchor``.
 
     ``curves`` maps a condition name to ``{label: (rates, accuracies)}``; BD is computed
@@ -157,9 +177,16 @@ def bd_table(curves: Mapping[str, Mapping[str, Curve]], anchor: str, *,
     for cond, by_label in curves.items():
         if anchor not in by_label:
             for label in by_label:
-                rows.append({"condition": cond, "anchor": anchor, "test": label,
-                             "bd_rate_pct": None, "bd_accuracy": None,
-                             "note": f"anchor '{anchor}' has no points here"})
+                rows.append(
+                    {
+                        "condition": cond,
+                        "anchor": anchor,
+                        "test": label,
+                        "bd_rate_pct": None,
+                        "bd_accuracy": None,
+                        "note": f"anchor '{anchor}' has no points here",
+                    }
+                )
             continue
         ra, aa = by_label[anchor]
         for label, (rt, at) in by_label.items():
@@ -167,16 +194,25 @@ def bd_table(curves: Mapping[str, Mapping[str, Curve]], anchor: str, *,
                 continue
             br = bd_rate(ra, aa, rt, at, method=method, min_points=min_points)
             ba = bd_accuracy(ra, aa, rt, at, method=method, min_points=min_points)
-            rows.append({
-                "condition": cond, "anchor": anchor, "test": label,
-                "points_anchor": len(ra), "points_test": len(rt),
-                "bd_rate_pct": br.value, "bd_rate": br.text("{:+.1f} %"),
-                "bd_accuracy": None if ba.value is None else ba.value * scale,
-                "bd_accuracy_text": (f"{ba.value * scale:+.2f}" if ba.ok
-                                     else f"n/a ({ba.reason})"),
-                "overlap_accuracy": br.overlap, "overlap_rate": ba.overlap,
-                "method": method, "note": br.reason or ba.reason,
-            })
+            rows.append(
+                {
+                    "condition": cond,
+                    "anchor": anchor,
+                    "test": label,
+                    "points_anchor": len(ra),
+                    "points_test": len(rt),
+                    "bd_rate_pct": br.value,
+                    "bd_rate": br.text("{:+.1f} %"),
+                    "bd_accuracy": None if ba.value is None else ba.value * scale,
+                    "bd_accuracy_text": (
+                        f"{ba.value * scale:+.2f}" if ba.ok else f"n/a ({ba.reason})"
+                    ),
+                    "overlap_accuracy": br.overlap,
+                    "overlap_rate": ba.overlap,
+                    "method": method,
+                    "note": br.reason or ba.reason,
+                }
+            )
     return rows
 
 
@@ -187,7 +223,18 @@ def table_markdown(rows: list[dict], *, metric: str = "accuracy", units: str = "
     out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         pts = f"{r.get('points_test', '-')}/{r.get('points_anchor', '-')}"
-        out.append("| " + " | ".join([str(r["condition"]), str(r["test"]), str(r["anchor"]), pts,
-                                      str(r.get("bd_rate") or f"n/a ({r.get('note')})"),
-                                      str(r.get("bd_accuracy_text") or "n/a")]) + " |")
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    str(r["condition"]),
+                    str(r["test"]),
+                    str(r["anchor"]),
+                    pts,
+                    str(r.get("bd_rate") or f"n/a ({r.get('note')})"),
+                    str(r.get("bd_accuracy_text") or "n/a"),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(out)

@@ -11,8 +11,15 @@ from semcom.seeding import rng as derive_rng
 DEFAULT_RESAMPLES = 1000
 
 
-def bootstrap_ci(values, stat: Callable | None = None, *, resamples: int = DEFAULT_RESAMPLES,
-                 level: float = 0.95, seed: int = 0, key: str = "bootstrap") -> list[float]:
+def bootstrap_ci(
+    values,
+    stat: Callable | None = None,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    level: float = 0.95,
+    seed: int = 0,
+    key: str = "bootstrap",
+) -> list[float]:
     """``[lo, hi]`` of ``stat`` over resamples (with replacement) of the rows of ``values``.
 
     ``values``: an array whose first axis is the sample; ``stat(resampled) -> float``

@@ -23,14 +23,15 @@ from semcom.metrics.bootstrap import bootstrap_ci, metric
 
 _PUNCT_ONLY = re.compile(r"^[\.\,\?\!\:\;\'\"\`\-\(\)\[\]\{\}]+$")
 _CONTRACTION = re.compile(r"(\w)(n't|'s|'re|'ve|'ll|'d|'m)\b")
-_TOKEN = re.compile(r"n't|'(?:s|re|ve|ll|d|m)\b|-(?:lrb|rrb|lsb|rsb|lcb|rcb)-|(?:[a-z]\.){2,}"
-                    r"|\d+(?:[.,]\d+)+|\w+(?:[-'/]\w+)*|[^\w\s]+")
+_TOKEN = re.compile(
+    r"n't|'(?:s|re|ve|ll|d|m)\b|-(?:lrb|rrb|lsb|rsb|lcb|rcb)-|(?:[a-z]\.){2,}"
+    r"|\d+(?:[.,]\d+)+|\w+(?:[-'/]\w+)*|[^\w\s]+"
+)
 
 
 # PTBTokenizer escapes brackets; coco-caption then fails to drop them (it removes the
 # upper-case "-LRB-" etc. from lower-cased output), so they stay as words. Same here.
-_BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-",
-             "}": "-rcb-"}
+_BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-"}
 
 
 def tokenize(text: str) -> str:
@@ -55,11 +56,12 @@ def _ngrams(words: list[str], n: int = 4) -> dict:
     counts: dict = defaultdict(int)
     for k in range(1, n + 1):
         for i in range(len(words) - k + 1):
-            counts[tuple(words[i:i + k])] += 1
+            counts[tuple(words[i : i + k])] += 1
     return counts
 
 
 # ---------------------------------------------------------------------------------- BLEU
+
 
 def bleu_stats(hyp: str, refs: list[str], n: int = 4) -> np.ndarray:
     """Additive per-sentence statistics: [testlen, reflen(closest), guess_1..n, correct_1..n]."""
@@ -84,7 +86,7 @@ def bleu_from_stats(total: np.ndarray, n: int = 4) -> list[float]:
     """Corpus BLEU-1..n from summed :func:`bleu_stats` (coco-caption's smoothing)."""
     small, tiny = 1e-9, 1e-15
     testlen, reflen = total[0], total[1]
-    guess, correct = total[2:2 + n], total[2 + n:2 + 2 * n]
+    guess, correct = total[2 : 2 + n], total[2 + n : 2 + 2 * n]
     out, b = [], 1.0
     for k in range(n):
         b *= (correct[k] + tiny) / (guess[k] + small)
@@ -102,6 +104,7 @@ def bleu(hyps: list[str], refs: list[list[str]], n: int = 4) -> list[float]:
 
 
 # ------------------------------------------------------------------------------- ROUGE-L
+
 
 def _lcs(a: list[str], b: list[str]) -> int:
     if len(a) < len(b):
@@ -126,7 +129,7 @@ def rouge_l_one(hyp: str, refs: list[str], beta: float = 1.2) -> float:
     p, r = max(prec), max(rec)
     if p == 0 or r == 0:
         return 0.0
-    return ((1 + beta ** 2) * p * r) / (r + beta ** 2 * p)
+    return ((1 + beta**2) * p * r) / (r + beta**2 * p)
 
 
 def rouge_l(hyps: list[str], refs: list[list[str]]) -> tuple[float, list[float]]:
@@ -136,8 +139,10 @@ def rouge_l(hyps: list[str], refs: list[list[str]]) -> tuple[float, list[float]]
 
 # ------------------------------------------------------------------------------- CIDEr-D
 
-def cider_d(hyps: list[str], refs: list[list[str]], n: int = 4,
-            sigma: float = 6.0) -> tuple[float, list[float]]:
+
+def cider_d(
+    hyps: list[str], refs: list[list[str]], n: int = 4, sigma: float = 6.0
+) -> tuple[float, list[float]]:
     """Corpus CIDEr-D and per-image scores (document frequencies from the references)."""
     crefs = [[_ngrams(r.split(), n) for r in rs] for rs in refs]
     ctest = [_ngrams(h.split(), n) for h in hyps]
@@ -167,7 +172,7 @@ def cider_d(hyps: list[str], refs: list[list[str]], n: int = 4,
                 val[k] += min(vh[k][g], vr[k][g]) * vr[k][g]
             if nh[k] != 0 and nr[k] != 0:
                 val[k] /= nh[k] * nr[k]
-            val[k] *= np.e ** (-(delta ** 2) / (2 * sigma ** 2))
+            val[k] *= np.e ** (-(delta**2) / (2 * sigma**2))
         return val
 
     scores = []
@@ -183,8 +188,10 @@ def cider_d(hyps: list[str], refs: list[list[str]], n: int = 4,
 
 # --------------------------------------------------------------------------------- all
 
-def caption_metrics(predictions: list[str], references: list[list[str]], *,
-                    seed: int = 0) -> tuple[dict, dict]:
+
+def caption_metrics(
+    predictions: list[str], references: list[list[str]], *, seed: int = 0
+) -> tuple[dict, dict]:
     """``(metrics, per_sample)``: CIDEr-D, BLEU-4, ROUGE-L (coco-caption scales) and
     exact_match (%), each ``{"value", "ci95"}``; per-sample cider_d, rouge_l, exact_match.
 
@@ -202,8 +209,9 @@ def caption_metrics(predictions: list[str], references: list[list[str]], *,
     em = np.array([float(any(h == r for r in rs)) for h, rs in zip(hyps, refs)]) * 100
     out = {
         "cider_d": metric(cider, bootstrap_ci(np.array(cider_per), seed=seed, key="cider")),
-        "bleu_4": metric(b4, bootstrap_ci(stats, lambda s: bleu_from_stats(s.sum(0))[3],
-                                          seed=seed, key="bleu")),
+        "bleu_4": metric(
+            b4, bootstrap_ci(stats, lambda s: bleu_from_stats(s.sum(0))[3], seed=seed, key="bleu")
+        ),
         "rouge_l": metric(rouge, bootstrap_ci(np.array(rouge_per), seed=seed, key="rouge")),
         "exact_match": metric(em.mean(), bootstrap_ci(em, seed=seed, key="em")),
     }

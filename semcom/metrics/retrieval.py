@@ -40,8 +40,9 @@ def recall_at_k(scores: np.ndarray, positives: list, k: int) -> np.ndarray:
     return out
 
 
-def retrieval_metrics(i2t_scores: np.ndarray, t2i_scores: np.ndarray, txt2img: list[int],
-                      *, seed: int = 0) -> tuple[dict, dict]:
+def retrieval_metrics(
+    i2t_scores: np.ndarray, t2i_scores: np.ndarray, txt2img: list[int], *, seed: int = 0
+) -> tuple[dict, dict]:
     """R@1/5/10 in % for image->text (``txt_r*``) and text->image (``img_r*``), and r_mean.
 
     ``i2t_scores [I, T]``, ``t2i_scores [T, I]``; ``txt2img[t]`` is the image of text t.
@@ -56,14 +57,18 @@ def retrieval_metrics(i2t_scores: np.ndarray, t2i_scores: np.ndarray, txt2img: l
     for k in KS:
         per[f"txt_r{k}"] = recall_at_k(i2t_scores, img2txt, k) * 100
         per[f"img_r{k}"] = recall_at_k(t2i_scores, [[i] for i in txt2img], k) * 100
-    out = {name: metric(v.mean(), bootstrap_ci(v, seed=seed, key=f"ret/{name}"))
-           for name, v in per.items()}
-    txt = np.stack([per[f"txt_r{k}"] for k in KS], 1)       # [I, 3]
-    img = np.stack([per[f"img_r{k}"] for k in KS], 1)       # [T, 3]
-    out["txt_r_mean"] = metric(txt.mean(), bootstrap_ci(txt, lambda v: v.mean(), seed=seed,
-                                                         key="ret/txt_mean"))
-    out["img_r_mean"] = metric(img.mean(), bootstrap_ci(img, lambda v: v.mean(), seed=seed,
-                                                         key="ret/img_mean"))
+    out = {
+        name: metric(v.mean(), bootstrap_ci(v, seed=seed, key=f"ret/{name}"))
+        for name, v in per.items()
+    }
+    txt = np.stack([per[f"txt_r{k}"] for k in KS], 1)  # [I, 3]
+    img = np.stack([per[f"img_r{k}"] for k in KS], 1)  # [T, 3]
+    out["txt_r_mean"] = metric(
+        txt.mean(), bootstrap_ci(txt, lambda v: v.mean(), seed=seed, key="ret/txt_mean")
+    )
+    out["img_r_mean"] = metric(
+        img.mean(), bootstrap_ci(img, lambda v: v.mean(), seed=seed, key="ret/img_mean")
+    )
     if len(txt) == len(img):  # one caption per image: resample images jointly
         both = np.concatenate([txt, img], 1)
         ci = bootstrap_ci(both, lambda v: v.mean(), seed=seed, key="ret/r_mean")

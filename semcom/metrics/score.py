@@ -1,14 +1,12 @@
 """Pure scoring of what the cloud answered: ``score_task(task, samples, outputs, seed)``.
 
 The in-process runner and the edge daemon both score through here, so a run scored on
-the edge from the gRPC cloud's answers equals the in-process run. Per-sample tasks only
-(caption: output = caption string; vqa: output = answer string); retrieval ranks the
-whole gallery on the cloud (``cloud.tasks.RetrievalTask``), which scores it there.
+the edge from the gRPC cloud's answers equals the in-process run. Each task scores its
+own outputs (:meth:`semcom.tasks.Task.score`); a whole-set task (retrieval ranks the
+gallery) is scored by the cloud session instead.
 """
 
 from __future__ import annotations
-
-PER_SAMPLE_TASKS = ("caption", "vqa")
 
 
 def score_task(task: str, samples, outputs: list, *, seed: int = 0) -> tuple[list[dict], dict]:
@@ -16,27 +14,46 @@ def score_task(task: str, samples, outputs: list, *, seed: int = 0) -> tuple[lis
 
     ``metrics``: ``{name: {"value", "ci95": [lo, hi]}}`` (see :mod:`semcom.metrics`).
     """
+    from semcom.tasks import task_class
+
     if len(samples) != len(outputs):
         raise ValueError(f"{len(outputs)} outputs for {len(samples)} samples")
-    if task == "caption":
-        from semcom.metrics.caption import caption_metrics
+    return task_class(task).score(samples, outputs, seed=seed)
 
-        if not samples:
-            return [], {}
-        metrics, per = caption_metrics([o or "" for o in outputs],
-                                       [list(s.captions) for s in samples], seed=seed)
-        rows = [{k: per[k][i] for k in per} for i in range(len(samples))]
-        return rows, metrics
-    if task == "vqa":
-        from semcom.metrics.vqa import vqa_metrics
 
-        if not samples:
-            return [], {}
-        types = [s.meta.get("qtype") for s in samples]
-        metrics, acc = vqa_metrics([o or "" for o in outputs],
-                                   [list(s.answers or []) for s in samples],
-                                   types=types if all(t is not None for t in types) else None,
-                                   seed=seed)
-        return [{"accuracy": a} for a in acc], metrics
-    raise ValueError(f"task {task!r} cannot be scored per sample (use one of "
-                     f"{PER_SAMPLE_TASKS}; retrieval is scored by the cloud session)")
+def labelled(task: str, samples) -> list[int]:
+    """Indices of the samples that carry every reference ``task`` scores against
+    (``TaskSpec.references``, e.g. captions for caption, answers for vqa)."""
+    from semcom.tasks import task_spec
+    from semcom.tasks.base import REFERENCES
+
+    attrs = [REFERENCES[r] for r in task_spec(task).references]
+    return [i for i, s in enumerate(samples) if all(getattr(s, a, None) for a in attrs)]
+
+
+def score_labelled(
+    task: str, samples, outputs: list, *, seed: int = 0, scorer=None
+) -> tuple[list[dict | None], dict, int]:
+    """:func:`score_task` over the samples that have references; the others get
+    ``None``. ``(per_sample, metrics, n_scored)``: with no labelled sample at all (a
+    folder of photos without captions) every metric of the task is reported absent,
+    ``{"value": None, "ci95": None, "absent": reason}``, instead of failing. ``scorer``
+    replaces :func:`score_task` (same signature)."""
+    from semcom.tasks import task_spec
+
+    if len(samples) != len(outputs):
+        raise ValueError(f"{len(outputs)} outputs for {len(samples)} samples")
+    idx = labelled(task, samples)
+    per: list[dict | None] = [None] * len(samples)
+    if not idx:
+        spec = task_spec(task)
+        refs = " and ".join(r for r in spec.references if r != "questions") or "references"
+        reason = f"no sample has {refs}" if samples else "no sample was processed"
+        absent = {m: {"value": None, "ci95": None, "absent": reason} for m in spec.metrics}
+        return per, absent, 0
+    scored, metrics = (scorer or score_task)(
+        task, [samples[i] for i in idx], [outputs[i] for i in idx], seed=seed
+    )
+    for i, sc in zip(idx, scored):
+        per[i] = sc
+    return per, metrics, len(idx)

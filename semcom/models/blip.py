@@ -24,11 +24,23 @@ from torch.nn.functional import normalize
 
 from semcom.errors import ModelLoadError
 from semcom.models.base import (
-    MANIFEST, VisionOutput, VLMBackend, check_hf_dir, model_id, read_json,
+    MANIFEST,
+    VisionOutput,
+    VLMBackend,
+    check_hf_dir,
+    model_id,
+    read_json,
+    read_manifest,
+    recorded_prompts,
 )
 from semcom.models.common import (
-    Capture, as_tokens, layer_index, load_image_processor, load_pretrained, load_tokenizer,
-    masked_first_or_mean, preprocess,
+    Capture,
+    as_tokens,
+    layer_index,
+    load_image_processor,
+    load_part,
+    masked_first_or_mean,
+    preprocess,
 )
 
 CAPTION_ARCH = "BlipForConditionalGeneration"
@@ -38,8 +50,10 @@ RETRIEVAL_ARCH = "BlipForImageTextRetrieval"
 def _arch(path: Path) -> str:
     cfg = read_json(path / "config.json", "BLIP")
     if cfg.get("model_type") != "blip":
-        raise ModelLoadError(f"{path}/config.json has model_type {cfg.get('model_type')!r}; "
-                             "the blip backend needs a BLIP checkpoint (model_type 'blip')")
+        raise ModelLoadError(
+            f"{path}/config.json has model_type {cfg.get('model_type')!r}; "
+            "the blip backend needs a BLIP checkpoint (model_type 'blip')"
+        )
     archs = cfg.get("architectures") or []
     return archs[0] if archs else ""
 
@@ -56,10 +70,13 @@ def enforce_cross_attention_mask(model) -> int:
     With an all-ones mask (the pixel path) nothing changes. Returns the number of
     modules hooked; hooks are not saved with the weights, so every loader calls this.
     """
+
     def hook(mod, args, kwargs):
-        if (kwargs.get("encoder_hidden_states") is not None
-                and kwargs.get("encoder_attention_mask") is None
-                and kwargs.get("attention_mask") is not None):
+        if (
+            kwargs.get("encoder_hidden_states") is not None
+            and kwargs.get("encoder_attention_mask") is None
+            and kwargs.get("attention_mask") is not None
+        ):
             kwargs = dict(kwargs)
             kwargs["encoder_attention_mask"] = kwargs["attention_mask"]
             return args, kwargs
@@ -88,8 +105,10 @@ def find_parts(root: Path) -> tuple[Path | None, Path | None, str]:
         elif arch == RETRIEVAL_ARCH:
             ret = root
         else:
-            raise ModelLoadError(f"{root}/config.json: architecture {arch!r} is not supported; "
-                                 f"use {CAPTION_ARCH} or {RETRIEVAL_ARCH}")
+            raise ModelLoadError(
+                f"{root}/config.json: architecture {arch!r} is not supported; "
+                f"use {CAPTION_ARCH} or {RETRIEVAL_ARCH}"
+            )
     else:
         sub_cap = root / manifest.get("caption", "caption")
         sub_ret = root / manifest.get("retrieval", "retrieval")
@@ -100,20 +119,27 @@ def find_parts(root: Path) -> tuple[Path | None, Path | None, str]:
                 "BlipForImageTextRetrieval directory saved by save_pretrained (config.json, "
                 "model.safetensors, tokenizer.json + tokenizer_config.json, "
                 "preprocessor_config.json or processor_config.json), or caption/ and "
-                "retrieval/ sub-directories each holding one.")
+                "retrieval/ sub-directories each holding one."
+            )
         for sub, want in ((sub_cap, CAPTION_ARCH), (sub_ret, RETRIEVAL_ARCH)):
             if sub.is_dir():
                 check_hf_dir(sub, f"BLIP {sub.name}")
                 if _arch(sub) != want:
-                    raise ModelLoadError(f"{sub}: expected a {want} checkpoint, found "
-                                         f"{_arch(sub)!r}")
+                    raise ModelLoadError(
+                        f"{sub}: expected a {want} checkpoint, found {_arch(sub)!r}"
+                    )
         cap = sub_cap if sub_cap.is_dir() else None
         ret = sub_ret if sub_ret.is_dir() else None
     vision = manifest.get("vision", "retrieval" if ret is not None else "caption")
-    if vision not in ("caption", "retrieval") or (vision == "caption" and cap is None) or (
-            vision == "retrieval" and ret is None):
-        raise ModelLoadError(f"{root}/{MANIFEST}: 'vision' must name a present part "
-                             f"(caption or retrieval), got {vision!r}")
+    if (
+        vision not in ("caption", "retrieval")
+        or (vision == "caption" and cap is None)
+        or (vision == "retrieval" and ret is None)
+    ):
+        raise ModelLoadError(
+            f"{root}/{MANIFEST}: 'vision' must name a present part "
+            f"(caption or retrieval), got {vision!r}"
+        )
     return cap, ret, vision
 
 
@@ -130,25 +156,21 @@ class BlipBackend(VLMBackend):
         self.cap = self.ret = None
         self.cap_tok = self.ret_tok = None
         if cap_dir is not None:
-            self.cap = load_pretrained(BlipForConditionalGeneration, cap_dir, "BLIP caption", device)
+            cls = BlipForConditionalGeneration
+            self.cap, self.cap_tok = load_part(cls, cap_dir, "BLIP caption", device)
             enforce_cross_attention_mask(self.cap)
-            self.cap_tok = load_tokenizer(cap_dir, "BLIP caption")
         if ret_dir is not None:
-            self.ret = load_pretrained(BlipForImageTextRetrieval, ret_dir, "BLIP retrieval", device)
+            cls = BlipForImageTextRetrieval
+            self.ret, self.ret_tok = load_part(cls, ret_dir, "BLIP retrieval", device)
             enforce_cross_attention_mask(self.ret)
-            self.ret_tok = load_tokenizer(ret_dir, "BLIP retrieval")
         vdir = ret_dir if vision == "retrieval" else cap_dir
         self.vision = (self.ret if vision == "retrieval" else self.cap).vision_model
         self.processor = load_image_processor(vdir, "BLIP")
-        vc = self.vision.config
-        self.image_size = int(vc.image_size)
-        self.patch_size = int(vc.patch_size)
-        self.token_dim = int(vc.hidden_size)
-        self.num_layers = int(vc.num_hidden_layers)
+        self._set_vision(self.vision.config)
         self.tasks = ({"caption"} if self.cap is not None else set()) | (
-            {"retrieval"} if self.ret is not None else set())
-        manifest = read_json(self.path / MANIFEST, "BLIP") if (self.path / MANIFEST).is_file() else {}
-        self.caption_prompt = str(manifest.get("caption_prompt", ""))
+            {"retrieval"} if self.ret is not None else set()
+        )
+        self.prompts = recorded_prompts(read_manifest(self.path, "BLIP"))
         self.model_id = model_id(self.family, [self.path])
 
     # ------------------------------------------------------------------------- edge
@@ -160,27 +182,37 @@ class BlipBackend(VLMBackend):
         n, d = len(layers), self.token_dim
         cap = Capture()
         for i in attn_layers:  # BlipAttention returns its post-softmax probabilities
-            cap.add(layers[layer_index(i, n, "attention layer", start)].self_attn, ("a", i),
-                    lambda m, out: out[1])
+            cap.add(
+                layers[layer_index(i, n, "attention layer", start)].self_attn,
+                ("a", i),
+                lambda m, out: out[1],
+            )
         for i in key_layers:
-            cap.add(layers[layer_index(i, n, "key layer", start)].self_attn.qkv, ("k", i),
-                    lambda m, out: out[..., d:2 * d])
+            cap.add(
+                layers[layer_index(i, n, "key layer", start)].self_attn.qkv,
+                ("k", i),
+                lambda m, out: out[..., d : 2 * d],
+            )
         return cap
 
     @torch.no_grad()
     def vision_tokens(self, pixel_values, *, attn_layers=(), key_layers=(), hidden_layers=()):
         cap = self._capture(attn_layers, key_layers)
         with cap:
-            out = self.vision(pixel_values=pixel_values.to(self.device),
-                              output_hidden_states=bool(hidden_layers))
+            out = self.vision(
+                pixel_values=pixel_values.to(self.device), output_hidden_states=bool(hidden_layers)
+            )
         hidden = {}
         if hidden_layers:
             hs = out.hidden_states
             for i in hidden_layers:
                 hidden[i] = hs[i] if -len(hs) <= i < len(hs) else _bad_hidden(i, len(hs))
-        return VisionOutput(out.last_hidden_state,
-                            {i: cap.data[("a", i)] for i in attn_layers},
-                            {i: cap.data[("k", i)] for i in key_layers}, hidden)
+        return VisionOutput(
+            out.last_hidden_state,
+            {i: cap.data[("a", i)] for i in attn_layers},
+            {i: cap.data[("k", i)] for i in key_layers},
+            hidden,
+        )
 
     @torch.no_grad()
     def vision_tokens_from_layer(self, hidden, start_layer: int) -> torch.Tensor:
@@ -196,8 +228,9 @@ class BlipBackend(VLMBackend):
     def _need(self, part: str):
         model = self.ret if part == "retrieval" else self.cap
         if model is None:
-            raise NotImplementedError(f"BLIP at {self.path} has no {part} model "
-                                      f"(add a {part}/ sub-directory)")
+            raise NotImplementedError(
+                f"BLIP at {self.path} has no {part} model (add a {part}/ sub-directory)"
+            )
         return model
 
     @torch.no_grad()
@@ -218,29 +251,50 @@ class BlipBackend(VLMBackend):
         return normalize(ret.vision_proj(tokens), dim=-1)
 
     # ------------------------------------------------------------------------ cloud
+    @property
+    def caption_prompt(self) -> str:
+        """The caption task's prompt for this model (BLIP: none unless recorded)."""
+        from semcom.tasks import prompt_for
+        from semcom.tasks.caption import CaptionTask
+
+        return prompt_for(CaptionTask.spec, self)
+
     @torch.no_grad()
-    def caption(self, tokens, mask=None, *, beams: int = 1, max_new_tokens: int = 24) -> list[str]:
+    def _caption(self, tokens, mask, prompt, beams: int, max_new_tokens: int) -> list[str]:
+        """Captions from the text decoder over ``tokens`` (cross-attention masked by
+        ``mask``). ``prompt`` (``None``: the caption task's prompt for this model, for
+        BLIP none) is a text prefix of the decoder (as "a picture of"), cut from the
+        outputs."""
         cap = self._need("caption")
         tokens, mask = as_tokens(tokens, mask, self.device)
         b = tokens.shape[0]
         tc = cap.config.text_config
-        if self.caption_prompt:
-            ids = self.cap_tok([self.caption_prompt] * b, return_tensors="pt")["input_ids"][:, :-1]
+        prompt = self.caption_prompt if prompt is None else prompt
+        if prompt:
+            ids = self.cap_tok([prompt] * b, return_tensors="pt")["input_ids"][:, :-1]
         else:
             ids = torch.full((b, 1), tc.bos_token_id, dtype=torch.long)
         ids = ids.to(self.device)
         ids[:, 0] = tc.bos_token_id
         out = cap.text_decoder.generate(
-            input_ids=ids, eos_token_id=tc.sep_token_id, pad_token_id=tc.pad_token_id,
-            encoder_hidden_states=tokens, encoder_attention_mask=mask.long(),
-            num_beams=beams, max_new_tokens=max_new_tokens, do_sample=False)
+            input_ids=ids,
+            eos_token_id=tc.sep_token_id,
+            pad_token_id=tc.pad_token_id,
+            encoder_hidden_states=tokens,
+            encoder_attention_mask=mask.long(),
+            num_beams=beams,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+        )
         texts = self.cap_tok.batch_decode(out, skip_special_tokens=True)
-        if self.caption_prompt:
-            p = self.caption_prompt.strip().lower()
-            texts = [t[len(p):].strip() if t.lower().startswith(p) else t for t in texts]
+        if prompt:
+            p = prompt.strip().lower()
+            texts = [t[len(p) :].strip() if t.lower().startswith(p) else t for t in texts]
         return [t.strip() for t in texts]
 
-    def answer(self, tokens, mask, questions, *, max_new_tokens: int = 8) -> list[str]:
+    def answer(
+        self, tokens, mask, prompts, *, max_new_tokens: int = 8, beams: int = 1, **kw
+    ) -> list[str]:
         self._unsupported("VQA (use LLaVA)")
 
     @torch.no_grad()
@@ -259,8 +313,12 @@ class BlipBackend(VLMBackend):
         if len(texts) != tokens.shape[0]:
             raise ValueError(f"{len(texts)} texts for {tokens.shape[0]} images")
         enc = self.ret_tok(list(texts), padding=True, return_tensors="pt").to(self.device)
-        h = ret.text_encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                             encoder_hidden_states=tokens, encoder_attention_mask=mask.long())
+        h = ret.text_encoder(
+            input_ids=enc["input_ids"],
+            attention_mask=enc["attention_mask"],
+            encoder_hidden_states=tokens,
+            encoder_attention_mask=mask.long(),
+        )
         return ret.itm_head(h.last_hidden_state[:, 0])[:, 1]
 
 

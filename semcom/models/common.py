@@ -33,6 +33,7 @@ def quiet_transformers():
             hf_logging.set_verbosity(old)
             if bars:
                 hf_logging.enable_progress_bar()
+
     return ctx()
 
 
@@ -44,6 +45,11 @@ def load_pretrained(cls, path: Path, what: str, device: str):
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelLoadError(f"{what}: cannot load {cls.__name__} from {path}: {exc}") from None
     return model.to(device).eval()
+
+
+def load_part(cls, path: Path, what: str, device: str):
+    """(``cls`` model from ``path``, its tokenizer): one save_pretrained directory."""
+    return load_pretrained(cls, path, what, device), load_tokenizer(path, what)
 
 
 def load_tokenizer(path: Path, what: str):
@@ -63,7 +69,9 @@ def load_image_processor(path: Path, what: str):
         with quiet_transformers():
             return AutoImageProcessor.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"{what}: cannot load the image processor from {path}: {exc}") from None
+        raise ModelLoadError(
+            f"{what}: cannot load the image processor from {path}: {exc}"
+        ) from None
 
 
 def preprocess(processor, images, device: str) -> torch.Tensor:
@@ -84,8 +92,10 @@ def layer_index(i: int, n: int, what: str, start: int = 0) -> int:
     if not 0 <= j < n:
         raise ValueError(f"{what} {i} out of range for {n} layers")
     if j < start:
-        raise ValueError(f"{what} {i} does not run: the tokens enter the encoder at layer "
-                         f"{start} (choose a layer >= {start})")
+        raise ValueError(
+            f"{what} {i} does not run: the tokens enter the encoder at layer "
+            f"{start} (choose a layer >= {start})"
+        )
     return j
 
 
@@ -98,13 +108,17 @@ class Capture:
 
     def add(self, module, key, fn, pre: bool = False):
         if pre:
+
             def hook(mod, args, kwargs):
                 h = kwargs.get("hidden_states", args[0] if args else None)
                 self.data[key] = fn(mod, h)
+
             self.handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
         else:
+
             def hook(mod, args, out):
                 self.data[key] = fn(mod, out)
+
             self.handles.append(module.register_forward_hook(hook))
 
     def __enter__(self):
@@ -132,8 +146,9 @@ def as_tokens(tokens, mask, device: str):
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=device)
     mask = torch.as_tensor(mask).to(device=device, dtype=torch.bool)
     if mask.shape != tokens.shape[:2]:
-        raise ValueError(f"mask shape {tuple(mask.shape)} does not match tokens "
-                         f"{tuple(tokens.shape[:2])}")
+        raise ValueError(
+            f"mask shape {tuple(mask.shape)} does not match tokens {tuple(tokens.shape[:2])}"
+        )
     return tokens, mask
 
 

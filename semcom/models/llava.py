@@ -15,6 +15,13 @@ With ``vision_feature_select_strategy: default`` (LLaVA-1.5, tiny model) the clo
 ignores token 0 (CLS); with ``full`` it is used. The prompt gets one ``<image>``
 placeholder per token used, so the number of placeholders follows what arrived.
 
+Prompts: the task gives the task-level prompt (:mod:`semcom.tasks`: the question for
+VQA, the caption instruction for captioning); this backend puts it into the family's
+chat template, ``semcom.json`` ``"prompt_template"`` (default :data:`DEFAULT_TEMPLATE`,
+with ``<image>`` and ``{prompt}``). ``semcom.json`` may also record the prompts the
+model was trained with (``"prompts": {task: prompt}``, or ``"caption_prompt"``); the
+tasks use those for this model (:attr:`VLMBackend.prompts`).
+
 Already-projected embeddings (a learned projector on the edge or the cloud replaced
 ``multi_modal_projector``): ``answer(..., projected=True)`` / ``caption(...,
 projected=True)`` take ``tokens [B, N, lm_hidden_size]`` and insert ``tokens[mask]`` as
@@ -29,14 +36,15 @@ import torch
 from torch.nn.functional import normalize
 
 from semcom.errors import ModelLoadError
-from semcom.models.base import MANIFEST, VisionOutput, VLMBackend, check_hf_dir, model_id, read_json
-from semcom.models.common import (
-    Capture, as_tokens, layer_index, load_image_processor, load_pretrained, load_tokenizer,
-    preprocess,
-)
+from semcom.models import base, common
+from semcom.models.base import VisionOutput, VLMBackend
+from semcom.models.common import Capture, as_tokens, layer_index, load_part, preprocess
+from semcom.tasks.caption import CAPTION_PROMPT
 
+# LLaVA-1.5's conversation wrapper around a task prompt (the family's, not a task's).
 DEFAULT_TEMPLATE = "USER: <image>\n{prompt} ASSISTANT:"
-DEFAULT_CAPTION_PROMPT = "describe the image."
+# The caption task's prompt, which the tiny LLaVA is trained with (semcom.tasks.caption).
+DEFAULT_CAPTION_PROMPT = CAPTION_PROMPT
 
 
 def _attn_probs(mod, h):
@@ -47,14 +55,21 @@ def _attn_probs(mod, h):
     return torch.softmax((q @ k.transpose(-1, -2)) * mod.scale, dim=-1)
 
 
-def generate_text(model, tokenizer, embeds, att, *, max_new_tokens: int, beams: int = 1
-                  ) -> list[str]:
+def generate_text(
+    model, tokenizer, embeds, att, *, max_new_tokens: int, beams: int = 1
+) -> list[str]:
     """Greedy (or beam) decoding from input embeddings ``[B, L, H]`` + attention mask
     ``[B, L]``; the decoded texts, stripped."""
     tc = model.config.text_config
-    out = model.generate(inputs_embeds=embeds, attention_mask=att,
-                         max_new_tokens=max_new_tokens, do_sample=False, num_beams=beams,
-                         eos_token_id=tc.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    out = model.generate(
+        inputs_embeds=embeds,
+        attention_mask=att,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=beams,
+        eos_token_id=tc.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     return [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
 
 
@@ -67,37 +82,42 @@ class LlavaBackend(VLMBackend):
 
         self.path = Path(path)
         self.device = device
-        check_hf_dir(self.path, "LLaVA")
-        cfg = read_json(self.path / "config.json", "LLaVA")
+        base.check_hf_dir(self.path, "LLaVA")
+        cfg = base.read_json(self.path / "config.json", "LLaVA")
         if cfg.get("model_type") != "llava":
-            raise ModelLoadError(f"{self.path}/config.json has model_type "
-                                 f"{cfg.get('model_type')!r}; the llava backend needs "
-                                 "a LlavaForConditionalGeneration checkpoint (model_type 'llava')")
-        manifest = read_json(self.path / MANIFEST, "LLaVA") if (self.path / MANIFEST).is_file() else {}
-        self.model = load_pretrained(LlavaForConditionalGeneration, self.path, "LLaVA", device)
-        self.tokenizer = load_tokenizer(self.path, "LLaVA")
+            raise ModelLoadError(
+                f"{self.path}/config.json has model_type "
+                f"{cfg.get('model_type')!r}; the llava backend needs "
+                "a LlavaForConditionalGeneration checkpoint (model_type 'llava')"
+            )
+        manifest = base.read_manifest(self.path, "LLaVA")
+        cls = LlavaForConditionalGeneration
+        self.model, self.tokenizer = load_part(cls, self.path, "LLaVA", device)
         self.tokenizer.padding_side = "left"
-        self.processor = load_image_processor(self.path, "LLaVA")
+        self.processor = common.load_image_processor(self.path, "LLaVA")
         c = self.model.config
         if not isinstance(c.vision_feature_layer, int):
-            raise ModelLoadError(f"{self.path}: vision_feature_layer {c.vision_feature_layer!r}: "
-                                 "only a single feature layer is supported")
+            raise ModelLoadError(
+                f"{self.path}: vision_feature_layer {c.vision_feature_layer!r}: "
+                "only a single feature layer is supported"
+            )
         self.feature_layer = int(c.vision_feature_layer)
         self.strategy = c.vision_feature_select_strategy
         self.image_token_id = int(c.image_token_id)
         self.tower = self.model.model.vision_tower
-        vc = self.tower.config
-        self.image_size, self.patch_size = int(vc.image_size), int(vc.patch_size)
-        self.token_dim = int(vc.hidden_size)
-        self.num_layers = int(vc.num_hidden_layers)
+        self._set_vision(self.tower.config)
         # hidden_states index of the features (0 = embeddings, i = after i layers)
-        self.feature_index = self.feature_layer + self.num_layers + 1 \
-            if self.feature_layer < 0 else self.feature_layer
+        self.feature_index = (
+            self.feature_layer + self.num_layers + 1
+            if self.feature_layer < 0
+            else self.feature_layer
+        )
         self.template = str(manifest.get("prompt_template", DEFAULT_TEMPLATE))
-        self.caption_prompt = str(manifest.get("caption_prompt", DEFAULT_CAPTION_PROMPT))
+        self.prompts = base.recorded_prompts(manifest)
         if "<image>" not in self.template or "{prompt}" not in self.template:
-            raise ModelLoadError(f"{self.path}/{MANIFEST}: prompt_template must contain "
-                                 "'<image>' and '{prompt}'")
+            raise ModelLoadError(
+                f"{self.path}/{base.MANIFEST}: prompt_template must contain '<image>' and '{{prompt}}'"
+            )
         self.image_token = self.tokenizer.convert_ids_to_tokens(self.image_token_id)
         self.tasks = {"vqa", "caption"}
         self.clip = self.clip_tok = None
@@ -105,13 +125,12 @@ class LlavaBackend(VLMBackend):
         clip_dir = clip_dir if clip_dir.is_absolute() else self.path / clip_dir
         dirs = [self.path]
         if clip_dir.is_dir():
-            check_hf_dir(clip_dir, "LLaVA's CLIP text tower", image_processor=False)
-            self.clip = load_pretrained(CLIPModel, clip_dir, "LLaVA's CLIP", device)
-            self.clip_tok = load_tokenizer(clip_dir, "LLaVA's CLIP")
+            base.check_hf_dir(clip_dir, "LLaVA's CLIP text tower", image_processor=False)
+            self.clip, self.clip_tok = load_part(CLIPModel, clip_dir, "LLaVA's CLIP", device)
             if not clip_dir.is_relative_to(self.path):
                 dirs.append(clip_dir)
         self.clip_dir = clip_dir
-        self.model_id = model_id(self.family, dirs)
+        self.model_id = base.model_id(self.family, dirs)
 
     # ------------------------------------------------------------------------- edge
     def preprocess(self, images) -> torch.Tensor:
@@ -122,11 +141,18 @@ class LlavaBackend(VLMBackend):
         n = len(layers)
         cap = Capture()
         for i in attn_layers:  # recomputed eagerly from the layer's own q/k projections
-            cap.add(layers[layer_index(i, n, "attention layer", start)].self_attn, ("a", i),
-                    _attn_probs, pre=True)
+            cap.add(
+                layers[layer_index(i, n, "attention layer", start)].self_attn,
+                ("a", i),
+                _attn_probs,
+                pre=True,
+            )
         for i in key_layers:
-            cap.add(layers[layer_index(i, n, "key layer", start)].self_attn.k_proj, ("k", i),
-                    lambda m, out: out)
+            cap.add(
+                layers[layer_index(i, n, "key layer", start)].self_attn.k_proj,
+                ("k", i),
+                lambda m, out: out,
+            )
         return cap
 
     @torch.no_grad()
@@ -140,9 +166,12 @@ class LlavaBackend(VLMBackend):
             if not -len(hs) <= i < len(hs):
                 raise ValueError(f"hidden layer {i} out of range for {len(hs)} hidden states")
             hidden[i] = hs[i]
-        return VisionOutput(hs[self.feature_index],
-                            {i: cap.data[("a", i)] for i in attn_layers},
-                            {i: cap.data[("k", i)] for i in key_layers}, hidden)
+        return VisionOutput(
+            hs[self.feature_index],
+            {i: cap.data[("a", i)] for i in attn_layers},
+            {i: cap.data[("k", i)] for i in key_layers},
+            hidden,
+        )
 
     @torch.no_grad()
     def vision_tokens_from_layer(self, hidden, start_layer: int) -> torch.Tensor:
@@ -151,7 +180,7 @@ class LlavaBackend(VLMBackend):
         if not 0 <= start <= self.feature_index:
             raise ValueError(f"start_layer {start_layer} out of range 0..{self.feature_index}")
         h = torch.as_tensor(hidden, dtype=torch.float32, device=self.device)
-        for layer in self.tower.encoder.layers[start:self.feature_index]:
+        for layer in self.tower.encoder.layers[start : self.feature_index]:
             h = layer(h, None)
         return h
 
@@ -160,7 +189,8 @@ class LlavaBackend(VLMBackend):
             raise NotImplementedError(
                 f"LLaVA at {self.path}: text features need the CLIP model of the vision tower "
                 f"with its text tower: save a CLIPModel (save_pretrained, with tokenizer) in "
-                f"{self.clip_dir}")
+                f"{self.clip_dir}"
+            )
         return self.clip
 
     @torch.no_grad()
@@ -168,8 +198,9 @@ class LlavaBackend(VLMBackend):
         """CLIP text tower + text_projection, L2-normalised."""
         clip = self._need_clip()
         enc = self.clip_tok(list(texts), padding=True, return_tensors="pt").to(self.device)
-        feats = clip.get_text_features(input_ids=enc["input_ids"],
-                                       attention_mask=enc["attention_mask"]).pooler_output
+        feats = clip.get_text_features(
+            input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
+        ).pooler_output
         return normalize(feats, dim=-1)
 
     text_embed = text_features
@@ -181,7 +212,7 @@ class LlavaBackend(VLMBackend):
         clip = self._need_clip()
         h = torch.as_tensor(tokens, dtype=torch.float32, device=self.device)
         vm = clip.vision_model
-        for layer in vm.encoder.layers[self.feature_index:]:
+        for layer in vm.encoder.layers[self.feature_index :]:
             h = layer(h, None)
         return normalize(clip.visual_projection(vm.post_layernorm(h)), dim=-1)
 
@@ -212,10 +243,11 @@ class LlavaBackend(VLMBackend):
             raise ValueError(f"{len(prompts)} prompts for {tokens.shape[0]} images")
         want = self.lm_hidden_size if projected else self.token_dim
         if tokens.shape[-1] != want:
-            raise ValueError(f"tokens are {tokens.shape[-1]}-d; with projected={projected} the "
-                             f"LLaVA at {self.path} needs {want}-d "
-                             + ("(the language model's width)" if projected else
-                                "(the vision tower's width)"))
+            raise ValueError(
+                f"tokens are {tokens.shape[-1]}-d; with projected={projected} the "
+                f"LLaVA at {self.path} needs {want}-d "
+                + ("(the language model's width)" if projected else "(the vision tower's width)")
+            )
         used = mask if projected else self.used_mask(mask)
         texts = []
         for p, n in zip(prompts, used.sum(1).tolist()):
@@ -230,25 +262,52 @@ class LlavaBackend(VLMBackend):
         embeds[ids == self.image_token_id] = feats[used].to(embeds.dtype)
         return embeds, enc["attention_mask"]
 
+    @property
+    def caption_prompt(self) -> str:
+        """The caption task's prompt for this model (the recorded one if any)."""
+        from semcom.tasks import prompt_for
+        from semcom.tasks.caption import CaptionTask
+
+        return prompt_for(CaptionTask.spec, self)
+
     @torch.no_grad()
-    def answer(self, tokens, mask, questions: list[str], *, max_new_tokens: int = 8,
-               beams: int = 1, projected: bool = False) -> list[str]:
-        """Greedy (``beams=1``) or beam-search answers, one per question.
+    def answer(
+        self,
+        tokens,
+        mask,
+        prompts: list[str],
+        *,
+        max_new_tokens: int = 8,
+        beams: int = 1,
+        projected: bool = False,
+    ) -> list[str]:
+        """Greedy (``beams=1``) or beam-search answers, one per prompt (the task's text
+        for each sample, e.g. the question), each put into the chat template.
 
         ``tokens [B, N, token_dim]`` vision features (``projected=False``) or
         ``[B, N, lm_hidden_size]`` already-projected embeddings (``projected=True``);
         ``mask [B, N]`` bool, True = real token (``None``: all).
         """
-        embeds, att = self.build_inputs(tokens, mask, list(questions), projected=projected)
-        return generate_text(self.model, self.tokenizer, embeds, att,
-                             max_new_tokens=max_new_tokens, beams=beams)
+        embeds, att = self.build_inputs(tokens, mask, list(prompts), projected=projected)
+        return generate_text(
+            self.model, self.tokenizer, embeds, att, max_new_tokens=max_new_tokens, beams=beams
+        )
 
-    def caption(self, tokens, mask=None, *, beams: int = 1, max_new_tokens: int = 24,
-                projected: bool = False) -> list[str]:
-        """Captions: :meth:`answer` with the caption prompt (same token conventions)."""
+    def _caption(
+        self, tokens, mask, prompt, beams: int, max_new_tokens: int, projected: bool = False
+    ) -> list[str]:
+        """Captions: :meth:`answer` with the caption task's ``prompt`` (``None``: the
+        caption task's prompt for this model), same token conventions."""
         tokens, mask = as_tokens(tokens, mask, self.device)
-        return self.answer(tokens, mask, [self.caption_prompt] * tokens.shape[0],
-                           max_new_tokens=max_new_tokens, beams=beams, projected=projected)
+        prompt = self.caption_prompt if prompt is None else prompt
+        return self.answer(
+            tokens,
+            mask,
+            [prompt] * tokens.shape[0],
+            max_new_tokens=max_new_tokens,
+            beams=beams,
+            projected=projected,
+        )
 
     def image_embed(self, tokens, mask=None):
         self._unsupported("retrieval (use BLIP)")

@@ -31,7 +31,7 @@ class TinySizes:
     vision_dim: int = 96
     vision_layers: int = 4
     vision_heads: int = 4
-    vision_mlp: int = 2          # MLP width = vision_mlp * vision_dim
+    vision_mlp: int = 2  # MLP width = vision_mlp * vision_dim
     text_dim: int = 96
     text_layers: int = 2
     text_heads: int = 4
@@ -42,10 +42,25 @@ class TinySizes:
     lm_mlp: int = 2
     lm_rope_theta: float = 10000.0
     embed_dim: int = 64
+    image_size: int = IMAGE_SIZE  # the vision encoders' input (the tiny world: 96 x 96)
+    patch: int = PATCH
+    text_positions: int = 64  # BLIP text / CLIP text position embeddings
 
 
-def _word_tokenizer(specials: list[str], single: str, *, bos=None, eos=None, pad=None,
-                    unk=None, cls=None, sep=None, mask=None, extra=(), max_len=256):
+def _word_tokenizer(
+    specials: list[str],
+    single: str,
+    *,
+    bos=None,
+    eos=None,
+    pad=None,
+    unk=None,
+    cls=None,
+    sep=None,
+    mask=None,
+    extra=(),
+    max_len=256,
+):
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -58,66 +73,105 @@ def _word_tokenizer(specials: list[str], single: str, *, bos=None, eos=None, pad
     ids = [(t, vocab[t]) for t in specials if t in single]
     tok.post_processor = processors.TemplateProcessing(single=single, special_tokens=ids)
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
-    kw = {k: v for k, v in dict(bos_token=bos, eos_token=eos, pad_token=pad, unk_token=unk,
-                                   cls_token=cls, sep_token=sep, mask_token=mask).items() if v}
+    kw = {
+        k: v
+        for k, v in dict(
+            bos_token=bos,
+            eos_token=eos,
+            pad_token=pad,
+            unk_token=unk,
+            cls_token=cls,
+            sep_token=sep,
+            mask_token=mask,
+        ).items()
+        if v
+    }
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_len, **kw)
     if extra:
         fast.add_special_tokens({"additional_special_tokens": list(extra)})
     return fast
 
 
+# special tokens by role, per family (the ids follow the *_SPECIALS order)
+BLIP_ROLES = dict(bos="[DEC]", eos="[SEP]", pad="[PAD]", unk="[UNK]", cls="[CLS]", sep="[SEP]")
+LLAVA_ROLES = dict(bos="<s>", eos="</s>", pad="<pad>", unk="<unk>")
+CLIP_ROLES = dict(bos="<|startoftext|>", eos="<|endoftext|>", pad="<pad>", unk="<unk>")
+
+
 def blip_tokenizer():
     """BERT-like: ``[CLS] text [SEP]``; ``[DEC]`` is the decoder's BOS."""
-    return _word_tokenizer(BLIP_SPECIALS, "[CLS] $A [SEP]", bos="[DEC]", eos="[SEP]",
-                           pad="[PAD]", unk="[UNK]", cls="[CLS]", sep="[SEP]", mask="[MASK]",
-                           extra=["[ENC]"], max_len=64)
+    single, extra = "[CLS] $A [SEP]", ["[ENC]"]
+    return _word_tokenizer(
+        BLIP_SPECIALS, single, mask="[MASK]", extra=extra, max_len=64, **BLIP_ROLES
+    )
 
 
-def llava_tokenizer():
-    """Llama-like: ``<s> text``; ``<image>`` is the image placeholder."""
-    return _word_tokenizer(LLAVA_SPECIALS, "<s> $A", bos="<s>", eos="</s>", pad="<pad>",
-                           unk="<unk>", extra=["<image>"], max_len=512)
+def llava_tokenizer(image_tokens: int = 0):
+    """Llama-like: ``<s> text``; ``<image>`` is the image placeholder. The maximum length
+    is 512, or ``image_tokens + 512`` when a prompt's placeholders need more room."""
+    n = 512 if image_tokens + 64 <= 512 else image_tokens + 512
+    return _word_tokenizer(LLAVA_SPECIALS, "<s> $A", extra=["<image>"], max_len=n, **LLAVA_ROLES)
 
 
 def clip_tokenizer():
-    return _word_tokenizer(CLIP_SPECIALS, "<|startoftext|> $A <|endoftext|>",
-                           bos="<|startoftext|>", eos="<|endoftext|>", pad="<pad>",
-                           unk="<unk>", max_len=64)
+    single = "<|startoftext|> $A <|endoftext|>"
+    return _word_tokenizer(CLIP_SPECIALS, single, max_len=64, **CLIP_ROLES)
 
 
-def blip_image_processor():
+def blip_image_processor(size: int = IMAGE_SIZE):
+    """BLIP's: a square resize to ``size`` (bicubic), CLIP mean / std."""
     from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
 
-    return BlipImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    return BlipImageProcessorPil(size={"height": size, "width": size})
 
 
-def clip_image_processor():
+def clip_image_processor(size: int = IMAGE_SIZE):
+    """CLIP's: the shorter side to ``size``, a centre crop of ``size`` x ``size``."""
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    return CLIPImageProcessorPil(size={"shortest_edge": IMAGE_SIZE},
-                                 crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    return CLIPImageProcessorPil(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+    )
 
 
 # ---------------------------------------------------------------------------------- BLIP
+
 
 def blip_config(sizes: TinySizes = TinySizes(), vocab_size: int | None = None):
     from transformers import BlipConfig, BlipTextConfig, BlipVisionConfig
 
     tok = blip_tokenizer()
     s = sizes
-    vision = BlipVisionConfig(hidden_size=s.vision_dim, intermediate_size=s.vision_mlp * s.vision_dim,
-                              num_hidden_layers=s.vision_layers,
-                              num_attention_heads=s.vision_heads, image_size=IMAGE_SIZE,
-                              patch_size=PATCH, initializer_range=0.02)
-    text = BlipTextConfig(vocab_size=vocab_size or len(tok), hidden_size=s.text_dim,
-                          encoder_hidden_size=s.vision_dim, intermediate_size=s.text_mlp * s.text_dim,
-                          num_hidden_layers=s.text_layers, num_attention_heads=s.text_heads,
-                          max_position_embeddings=64, projection_dim=s.embed_dim,
-                          bos_token_id=tok.convert_tokens_to_ids("[DEC]"),
-                          eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id,
-                          sep_token_id=tok.sep_token_id, is_decoder=True)
-    return BlipConfig(text_config=text.to_dict(), vision_config=vision.to_dict(),
-                      image_text_hidden_size=s.embed_dim, projection_dim=s.embed_dim), tok
+    vision = BlipVisionConfig(
+        hidden_size=s.vision_dim,
+        intermediate_size=s.vision_mlp * s.vision_dim,
+        num_hidden_layers=s.vision_layers,
+        num_attention_heads=s.vision_heads,
+        image_size=s.image_size,
+        patch_size=s.patch,
+        initializer_range=0.02,
+    )
+    text = BlipTextConfig(
+        vocab_size=vocab_size or len(tok),
+        hidden_size=s.text_dim,
+        encoder_hidden_size=s.vision_dim,
+        intermediate_size=s.text_mlp * s.text_dim,
+        num_hidden_layers=s.text_layers,
+        num_attention_heads=s.text_heads,
+        max_position_embeddings=s.text_positions,
+        projection_dim=s.embed_dim,
+        bos_token_id=tok.convert_tokens_to_ids("[DEC]"),
+        eos_token_id=tok.sep_token_id,
+        pad_token_id=tok.pad_token_id,
+        sep_token_id=tok.sep_token_id,
+        is_decoder=True,
+    )
+    return BlipConfig(
+        text_config=text.to_dict(),
+        vision_config=vision.to_dict(),
+        image_text_hidden_size=s.embed_dim,
+        projection_dim=s.embed_dim,
+    ), tok
 
 
 def sincos_positions(dim: int, grid: int, temperature: float = 100.0) -> torch.Tensor:
@@ -136,8 +190,8 @@ def sincos_positions(dim: int, grid: int, temperature: float = 100.0) -> torch.T
     q = dim // 4
     omega = 1.0 / temperature ** (torch.arange(q, dtype=torch.float64) / q)
     pos = torch.arange(grid, dtype=torch.float64)
-    ang = pos[:, None] * omega[None]                                  # [grid, q]
-    one = torch.cat([ang.sin(), ang.cos()], 1)                        # [grid, 2q]
+    ang = pos[:, None] * omega[None]  # [grid, q]
+    one = torch.cat([ang.sin(), ang.cos()], 1)  # [grid, 2q]
     rows = one[:, None, :].expand(grid, grid, 2 * q)
     cols = one[None, :, :].expand(grid, grid, 2 * q)
     emb = torch.cat([rows, cols], -1).reshape(grid * grid, dim)
@@ -168,7 +222,7 @@ def build_blip(sizes: TinySizes = TinySizes(), seed: int = 0):
     _fixed_positions(cap.vision_model.embeddings)
     from semcom.models.blip import enforce_cross_attention_mask
 
-    enforce_cross_attention_mask(cap)   # training sees the token masks it is given
+    enforce_cross_attention_mask(cap)  # training sees the token masks it is given
     enforce_cross_attention_mask(ret)
     return cap, ret, tok
 
@@ -184,7 +238,8 @@ def _save(model, path: Path, fp16: bool):
 
 
 def save_blip(root: Path, cap, ret, tok, *, fp16: bool = True, manifest: dict | None = None):
-    """``root/caption/`` and ``root/retrieval/`` (each with tokenizer + processor)."""
+    """``root/caption/`` and ``root/retrieval/`` (each with tokenizer + processor at the
+    vision encoder's input size)."""
     from transformers import BlipProcessor
 
     root = Path(root)
@@ -194,43 +249,79 @@ def save_blip(root: Path, cap, ret, tok, *, fp16: bool = True, manifest: dict | 
         d = root / name
         d.mkdir(parents=True, exist_ok=True)
         _save(model, d, fp16)
-        ip = blip_image_processor()
+        ip = blip_image_processor(model.config.vision_config.image_size)
         BlipProcessor(image_processor=ip, tokenizer=tok).save_pretrained(str(d))
         ip.save_pretrained(str(d))
-    (root / MANIFEST).write_text(json.dumps(
-        {"family": "blip", "caption": "caption", "retrieval": "retrieval",
-         "vision": "retrieval" if ret is not None else "caption", **(manifest or {})},
-        indent=2) + "\n")
+    (root / MANIFEST).write_text(
+        json.dumps(
+            {
+                "family": "blip",
+                "caption": "caption",
+                "retrieval": "retrieval",
+                "vision": "retrieval" if ret is not None else "caption",
+                **(manifest or {}),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 # --------------------------------------------------------------------------------- LLaVA
+
 
 def llava_configs(sizes: TinySizes = TinySizes()):
     from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig, LlamaConfig, LlavaConfig
 
     s = sizes
-    tok, ctok = llava_tokenizer(), clip_tokenizer()
-    vision = CLIPVisionConfig(hidden_size=s.vision_dim, intermediate_size=s.vision_mlp * s.vision_dim,
-                              num_hidden_layers=s.vision_layers,
-                              num_attention_heads=s.vision_heads, image_size=IMAGE_SIZE,
-                              patch_size=PATCH, projection_dim=s.embed_dim)
-    lm = LlamaConfig(vocab_size=len(tok), hidden_size=s.lm_dim, intermediate_size=s.lm_mlp * s.lm_dim,
-                     num_hidden_layers=s.lm_layers, num_attention_heads=s.lm_heads,
-                     num_key_value_heads=s.lm_heads, max_position_embeddings=512,
-                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                     pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
-                     rope_parameters={"rope_type": "default", "rope_theta": s.lm_rope_theta})
-    llava = LlavaConfig(vision_config=vision.to_dict(), text_config=lm.to_dict(),
-                        image_token_id=tok.convert_tokens_to_ids("<image>"),
-                        vision_feature_layer=-2, vision_feature_select_strategy="default",
-                        image_seq_length=(IMAGE_SIZE // PATCH) ** 2, tie_word_embeddings=True)
-    ctext = CLIPTextConfig(vocab_size=len(ctok), hidden_size=s.text_dim,
-                           intermediate_size=s.text_mlp * s.text_dim, num_hidden_layers=s.text_layers,
-                           num_attention_heads=s.text_heads, max_position_embeddings=64,
-                           projection_dim=s.embed_dim, pad_token_id=ctok.pad_token_id,
-                           bos_token_id=ctok.bos_token_id, eos_token_id=ctok.eos_token_id)
-    clip = CLIPConfig(text_config=ctext.to_dict(), vision_config=vision.to_dict(),
-                      projection_dim=s.embed_dim)
+    tok, ctok = llava_tokenizer((s.image_size // s.patch) ** 2), clip_tokenizer()
+    vision = CLIPVisionConfig(
+        hidden_size=s.vision_dim,
+        intermediate_size=s.vision_mlp * s.vision_dim,
+        num_hidden_layers=s.vision_layers,
+        num_attention_heads=s.vision_heads,
+        image_size=s.image_size,
+        patch_size=s.patch,
+        projection_dim=s.embed_dim,
+    )
+    lm = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=s.lm_dim,
+        intermediate_size=s.lm_mlp * s.lm_dim,
+        num_hidden_layers=s.lm_layers,
+        num_attention_heads=s.lm_heads,
+        num_key_value_heads=s.lm_heads,
+        max_position_embeddings=max(512, tok.model_max_length),
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+        rope_parameters={"rope_type": "default", "rope_theta": s.lm_rope_theta},
+    )
+    llava = LlavaConfig(
+        vision_config=vision.to_dict(),
+        text_config=lm.to_dict(),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        image_seq_length=(s.image_size // s.patch) ** 2,
+        tie_word_embeddings=True,
+    )
+    ctext = CLIPTextConfig(
+        vocab_size=len(ctok),
+        hidden_size=s.text_dim,
+        intermediate_size=s.text_mlp * s.text_dim,
+        num_hidden_layers=s.text_layers,
+        num_attention_heads=s.text_heads,
+        max_position_embeddings=s.text_positions,
+        projection_dim=s.embed_dim,
+        pad_token_id=ctok.pad_token_id,
+        bos_token_id=ctok.bos_token_id,
+        eos_token_id=ctok.eos_token_id,
+    )
+    clip = CLIPConfig(
+        text_config=ctext.to_dict(), vision_config=vision.to_dict(), projection_dim=s.embed_dim
+    )
     return llava, clip, tok, ctok
 
 
@@ -247,29 +338,47 @@ def build_llava(sizes: TinySizes = TinySizes(), seed: int = 0):
     return llava, clip, tok, ctok
 
 
-def save_llava(root: Path, llava, clip, tok, ctok, *, fp16: bool = True,
-               manifest: dict | None = None):
+def save_llava(
+    root: Path, llava, clip, tok, ctok, *, fp16: bool = True, manifest: dict | None = None
+):
     """``root/`` = LLaVA (+ tokenizer, processor); ``root/clip/`` = its CLIP with text tower."""
     from transformers import LlavaProcessor
 
-    from semcom.models.llava import DEFAULT_CAPTION_PROMPT, DEFAULT_TEMPLATE
+    from semcom.models.llava import DEFAULT_TEMPLATE
+    from semcom.tasks.caption import CAPTION_PROMPT
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     _save(llava, root, fp16)
-    ip = clip_image_processor()
-    LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=PATCH,
-                   vision_feature_select_strategy="default", image_token="<image>",
-                   num_additional_image_tokens=1).save_pretrained(str(root))
+    vc = llava.config.vision_config
+    ip = clip_image_processor(vc.image_size)
+    LlavaProcessor(
+        image_processor=ip,
+        tokenizer=tok,
+        patch_size=vc.patch_size,
+        vision_feature_select_strategy="default",
+        image_token="<image>",
+        num_additional_image_tokens=1,
+    ).save_pretrained(str(root))
     ip.save_pretrained(str(root))
     if clip is not None:
         (root / "clip").mkdir(exist_ok=True)
         _save(clip, root / "clip", fp16)
         ctok.save_pretrained(str(root / "clip"))
         ip.save_pretrained(str(root / "clip"))
-    (root / MANIFEST).write_text(json.dumps(
-        {"family": "llava", "clip": "clip", "prompt_template": DEFAULT_TEMPLATE,
-         "caption_prompt": DEFAULT_CAPTION_PROMPT, **(manifest or {})}, indent=2) + "\n")
+    (root / MANIFEST).write_text(
+        json.dumps(
+            {
+                "family": "llava",
+                "clip": "clip",
+                "prompt_template": DEFAULT_TEMPLATE,
+                "caption_prompt": CAPTION_PROMPT,
+                **(manifest or {}),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def sizes_dict(sizes: TinySizes) -> dict:

@@ -1,4 +1,4 @@
-"""Learned token compressors for LLaVA: TokenPacker and VisualPrism (issue 9).
+"""Learned token compressors for LLaVA: TokenPacker and VisualPrism.
 
 - :mod:`semcom.projectors.modules` - the torch modules (compressors, projector MLP,
   :class:`~semcom.projectors.modules.LearnedProjector` with the edge/cloud split,

@@ -30,8 +30,9 @@ def weights_dir(pcfg) -> Path:
     return Path(pcfg.weights).expanduser() if pcfg.weights else ASSETS
 
 
-def weights_path(pcfg=None, *, type: str | None = None, scale: int | None = None,
-                 directory: Path | None = None) -> Path:
+def weights_path(
+    pcfg=None, *, type: str | None = None, scale: int | None = None, directory: Path | None = None
+) -> Path:
     t = type or pcfg.type
     s = scale or pcfg.scale
     d = directory if directory is not None else weights_dir(pcfg)
@@ -82,10 +83,16 @@ def save_projector(path: Path, module, meta: dict, stats: dict) -> Path:
 def build_module(meta: dict):
     from semcom.projectors.modules import LearnedProjector
 
-    return LearnedProjector(meta["type"], dim=int(meta["dim"]), multi_dim=int(meta["multi_dim"]),
-                            lm_dim=int(meta["lm_dim"]), grid=int(meta["grid"]),
-                            scale=int(meta["scale"]), heads=int(meta["heads"]),
-                            residual=bool(meta["residual"]))
+    return LearnedProjector(
+        meta["type"],
+        dim=int(meta["dim"]),
+        multi_dim=int(meta["multi_dim"]),
+        lm_dim=int(meta["lm_dim"]),
+        grid=int(meta["grid"]),
+        scale=int(meta["scale"]),
+        heads=int(meta["heads"]),
+        residual=bool(meta["residual"]),
+    )
 
 
 def read_projector(path: Path) -> LoadedProjector:
@@ -95,9 +102,12 @@ def read_projector(path: Path) -> LoadedProjector:
     path = Path(path)
     key = "edge.projector.weights"
     if not path.is_file():
-        raise ConfigError(key, f"no projector weights at {path}; train them with "
-                          "`semcom train projector --type TYPE --scale S` (writes "
-                          "<dir>/<type>-s<scale>.safetensors)")
+        raise ConfigError(
+            key,
+            f"no projector weights at {path}; train them with "
+            "`semcom train projector --type TYPE --scale S` (writes "
+            "<dir>/<type>-s<scale>.safetensors)",
+        )
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {}).get("semcom", "{}"))
@@ -115,8 +125,9 @@ def read_projector(path: Path) -> LoadedProjector:
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ConfigError(key, f"{path} does not match its {meta.get('type')} architecture: "
-                          f"{exc}") from None
+        raise ConfigError(
+            key, f"{path} does not match its {meta.get('type')} architecture: {exc}"
+        ) from None
     module.eval()
     for p in module.parameters():
         p.requires_grad_(False)
@@ -133,23 +144,34 @@ def load_projector(pcfg, backend, *, check_model: bool = True) -> LoadedProjecto
     lp = read_projector(path)
     m = lp.meta
     if m["type"] != pcfg.type or int(m["scale"]) != pcfg.scale:
-        raise ConfigError("edge.projector.weights", f"{path} holds {m['type']} s={m['scale']}, "
-                          f"not {pcfg.type} s={pcfg.scale}")
+        raise ConfigError(
+            "edge.projector.weights",
+            f"{path} holds {m['type']} s={m['scale']}, not {pcfg.type} s={pcfg.scale}",
+        )
     from semcom.projectors.lm import lm_hidden_size
 
     g = backend.grid
     if int(m["grid"]) != g or int(m["dim"]) != backend.token_dim:
-        raise ConfigError("edge.projector.weights", f"{path} is for a {m['grid']}x{m['grid']} "
-                          f"grid of {m['dim']}-d tokens; the model has {g}x{g} x "
-                          f"{backend.token_dim}-d")
+        raise ConfigError(
+            "edge.projector.weights",
+            f"{path} is for a {m['grid']}x{m['grid']} "
+            f"grid of {m['dim']}-d tokens; the model has {g}x{g} x "
+            f"{backend.token_dim}-d",
+        )
     if int(m["lm_dim"]) != lm_hidden_size(backend):
-        raise ConfigError("edge.projector.weights", f"{path} projects into a {m['lm_dim']}-d "
-                          f"language model; this one is {lm_hidden_size(backend)}-d")
+        raise ConfigError(
+            "edge.projector.weights",
+            f"{path} projects into a {m['lm_dim']}-d "
+            f"language model; this one is {lm_hidden_size(backend)}-d",
+        )
     if check_model and m.get("model_id") and m["model_id"] != backend.model_id:
-        raise ConfigError("edge.projector.weights", f"{path} was trained with model "
-                          f"{m['model_id']}; this run uses {backend.model_id} (the committed "
-                          "projectors are for the embedded tiny LLaVA; retrain with "
-                          "`semcom train projector`)")
+        raise ConfigError(
+            "edge.projector.weights",
+            f"{path} was trained with model "
+            f"{m['model_id']}; this run uses {backend.model_id} (the committed "
+            "projectors are for the embedded tiny LLaVA; retrain with "
+            "`semcom train projector`)",
+        )
     return lp
 
 

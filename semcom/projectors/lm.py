@@ -38,8 +38,9 @@ def _check(feats, mask):
         mask = torch.ones(feats.shape[:2], dtype=torch.bool)
     mask = torch.as_tensor(mask, dtype=torch.bool)
     if mask.shape != feats.shape[:2]:
-        raise ValueError(f"mask {tuple(mask.shape)} does not match embeddings "
-                         f"{tuple(feats.shape[:2])}")
+        raise ValueError(
+            f"mask {tuple(mask.shape)} does not match embeddings {tuple(feats.shape[:2])}"
+        )
     return feats, mask
 
 
@@ -59,8 +60,9 @@ def build_inputs(backend, feats, mask, prompts: list[str]):
     if len(prompts) != feats.shape[0]:
         raise ValueError(f"{len(prompts)} prompts for {feats.shape[0]} images")
     if feats.shape[-1] != lm_hidden_size(backend):
-        raise ValueError(f"embeddings are {feats.shape[-1]}-d, the language model "
-                         f"{lm_hidden_size(backend)}-d")
+        raise ValueError(
+            f"embeddings are {feats.shape[-1]}-d, the language model {lm_hidden_size(backend)}-d"
+        )
     texts = [prompt_text(backend, p, n) for p, n in zip(prompts, mask.sum(1).tolist())]
     tok = backend.tokenizer
     side = tok.padding_side
@@ -76,28 +78,46 @@ def build_inputs(backend, feats, mask, prompts: list[str]):
 
 
 @torch.no_grad()
-def generate(backend, feats, mask, prompts: list[str], *, max_new_tokens: int = 8,
-             beams: int = 1) -> list[str]:
+def generate(
+    backend, feats, mask, prompts: list[str], *, max_new_tokens: int = 8, beams: int = 1
+) -> list[str]:
     """Greedy (or beam) answers from projected embeddings ``[B, N, H]`` + mask ``[B, N]``."""
     if backend_takes_projected(backend):
-        return backend.answer(feats, mask, list(prompts), max_new_tokens=max_new_tokens,
-                              beams=beams, projected=True)
+        return backend.answer(
+            feats, mask, list(prompts), max_new_tokens=max_new_tokens, beams=beams, projected=True
+        )
     from semcom.models.llava import generate_text
 
     embeds, att = build_inputs(backend, feats, mask, list(prompts))
-    return generate_text(backend.model, backend.tokenizer, embeds, att,
-                         max_new_tokens=max_new_tokens, beams=beams)
+    return generate_text(
+        backend.model, backend.tokenizer, embeds, att, max_new_tokens=max_new_tokens, beams=beams
+    )
 
 
-def answer(backend, feats, mask, questions: list[str], *, max_new_tokens: int = 8,
-           beams: int = 1) -> list[str]:
+def answer(
+    backend, feats, mask, questions: list[str], *, max_new_tokens: int = 8, beams: int = 1
+) -> list[str]:
     return generate(backend, feats, mask, questions, max_new_tokens=max_new_tokens, beams=beams)
 
 
-def caption(backend, feats, mask=None, *, max_new_tokens: int = 24, beams: int = 1) -> list[str]:
+def caption(
+    backend,
+    feats,
+    mask=None,
+    *,
+    prompt: str | None = None,
+    max_new_tokens: int = 24,
+    beams: int = 1,
+) -> list[str]:
     n = torch.as_tensor(feats).shape[0]
-    return generate(backend, feats, mask, [backend.caption_prompt] * n,
-                    max_new_tokens=max_new_tokens, beams=beams)
+    return generate(
+        backend,
+        feats,
+        mask,
+        [backend.caption_prompt if prompt is None else prompt] * n,
+        max_new_tokens=max_new_tokens,
+        beams=beams,
+    )
 
 
 def lm_batch(backend, n_image: int, prompts: list[str], targets: list[str]):
@@ -117,9 +137,9 @@ def lm_batch(backend, n_image: int, prompts: list[str], targets: list[str]):
     labels = torch.full((len(seqs), n), -100)
     att = torch.zeros((len(seqs), n), dtype=torch.long)
     for j, (q, lab) in enumerate(zip(seqs, labs)):
-        ids[j, :len(q)] = torch.tensor(q)
-        labels[j, :len(q)] = torch.tensor(lab)
-        att[j, :len(q)] = 1
+        ids[j, : len(q)] = torch.tensor(q)
+        labels[j, : len(q)] = torch.tensor(lab)
+        att[j, : len(q)] = 1
     return ids, labels, att
 
 

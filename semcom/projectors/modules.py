@@ -89,18 +89,21 @@ class PointToRegion(nn.Module):
 
     def forward(self, q, k, v, g: int, s: int) -> torch.Tensor:
         b, Q, c = q.shape
-        out, _ = self.attn(q.reshape(b * Q, 1, c), regions(k, g, s), regions(v, g, s),
-                           need_weights=False)
+        out, _ = self.attn(
+            q.reshape(b * Q, 1, c), regions(k, g, s), regions(v, g, s), need_weights=False
+        )
         return out.reshape(b, Q, c)
 
 
 # ------------------------------------------------------------------------- TokenPacker
 
+
 class TokenPacker(nn.Module):
     """Point-to-region cross-attention compressor. ``forward(x, x_multi) -> [B, G*G, C]``."""
 
-    def __init__(self, dim: int, multi_dim: int, grid: int, scale: int, heads: int = 4,
-                 residual: bool = True):
+    def __init__(
+        self, dim: int, multi_dim: int, grid: int, scale: int, heads: int = 4, residual: bool = True
+    ):
         super().__init__()
         if grid % scale:
             raise ValueError(f"scale {scale} must divide the patch grid {grid}")
@@ -127,13 +130,19 @@ class TokenPacker(nn.Module):
 
 # ------------------------------------------------------------------------- VisualPrism
 
+
 class HaarWavelet(nn.Module):
     """Orthonormal 2 x 2 Haar analysis / synthesis per channel (LL, LH, HL, HH)."""
 
     def __init__(self):
         super().__init__()
-        f = torch.tensor([[[1, 1], [1, 1]], [[1, -1], [1, -1]], [[1, 1], [-1, -1]],
-                          [[1, -1], [-1, 1]]], dtype=torch.float32) / 2
+        f = (
+            torch.tensor(
+                [[[1, 1], [1, 1]], [[1, -1], [1, -1]], [[1, 1], [-1, -1]], [[1, -1], [-1, 1]]],
+                dtype=torch.float32,
+            )
+            / 2
+        )
         self.register_buffer("filters", f.unsqueeze(1), persistent=False)  # [4, 1, 2, 2]
 
     def forward(self, m: torch.Tensor) -> torch.Tensor:
@@ -174,9 +183,12 @@ class MultiScaleConv(nn.Module):
 
     def __init__(self, dim: int, kernels=(3, 5)):
         super().__init__()
-        self.paths = nn.ModuleList(nn.Sequential(
-            nn.Conv2d(dim, dim, k, padding=k // 2, groups=dim), nn.BatchNorm2d(dim), nn.GELU())
-            for k in kernels)
+        self.paths = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(dim, dim, k, padding=k // 2, groups=dim), nn.BatchNorm2d(dim), nn.GELU()
+            )
+            for k in kernels
+        )
         self.fuse = nn.Sequential(nn.Conv2d(dim * len(kernels), dim, 1), nn.BatchNorm2d(dim))
 
     def forward(self, m):
@@ -199,8 +211,9 @@ class VisualPrism(nn.Module):
     """Triple-path queries + hierarchical keys/values + point-to-region attention.
     ``forward(x, x_multi) -> [B, G*G, C]``."""
 
-    def __init__(self, dim: int, multi_dim: int, grid: int, scale: int, heads: int = 4,
-                 residual: bool = True):
+    def __init__(
+        self, dim: int, multi_dim: int, grid: int, scale: int, heads: int = 4, residual: bool = True
+    ):
         super().__init__()
         if grid % scale:
             raise ValueError(f"scale {scale} must divide the patch grid {grid}")
@@ -220,8 +233,9 @@ class VisualPrism(nn.Module):
         self.kv_in = nn.Linear(multi_dim, dim)
         self.k_local = MultiScaleConv(dim, (3, 5, 7))
         self.k_context = GlobalContext(dim)
-        self.v_local = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1, groups=dim),
-                                     nn.BatchNorm2d(dim), nn.GELU())
+        self.v_local = nn.Sequential(
+            nn.Conv2d(dim, dim, 3, padding=1, groups=dim), nn.BatchNorm2d(dim), nn.GELU()
+        )
         self.v_context = GlobalContext(dim)
         self.k_norm = nn.LayerNorm(dim)
         self.v_norm = nn.LayerNorm(dim)
@@ -255,6 +269,7 @@ class VisualPrism(nn.Module):
 
 # ------------------------------------------------------------------------------ whole
 
+
 class ProjectorMLP(nn.Module):
     """``Linear(C -> H) -> GELU -> Linear(H -> H)`` (LLaVA's multi_modal_projector shape)."""
 
@@ -276,8 +291,18 @@ class LearnedProjector(nn.Module):
     the language model). ``forward`` is both, unsplit.
     """
 
-    def __init__(self, type: str, *, dim: int, multi_dim: int, lm_dim: int, grid: int,
-                 scale: int, heads: int = 4, residual: bool = True):
+    def __init__(
+        self,
+        type: str,
+        *,
+        dim: int,
+        multi_dim: int,
+        lm_dim: int,
+        grid: int,
+        scale: int,
+        heads: int = 4,
+        residual: bool = True,
+    ):
         super().__init__()
         if type not in TYPES:
             raise ValueError(f"unknown projector type {type!r}; use one of {TYPES}")
@@ -289,7 +314,7 @@ class LearnedProjector(nn.Module):
 
     @property
     def num_tokens(self) -> int:
-        return self.out_grid ** 2
+        return self.out_grid**2
 
     def compress(self, x: torch.Tensor, x_multi: torch.Tensor) -> torch.Tensor:
         return self.compressor(x, x_multi)
@@ -301,9 +326,16 @@ class LearnedProjector(nn.Module):
         return self.project(self.compress(x, x_multi))
 
 
-def sinkhorn_lsd(logits: torch.Tensor, labels: torch.Tensor, *, tau: float = 2.2,
-                 lam: float = 0.12, iters: int = 16, max_tokens: int = 768,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+def sinkhorn_lsd(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    tau: float = 2.2,
+    lam: float = 0.12,
+    iters: int = 16,
+    max_tokens: int = 768,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """VisualPrism's optional Sinkhorn regulariser on next-token distributions.
 
     ``logits float [N, V]`` and ``labels int64 [N]`` of the valid target positions. With
@@ -318,7 +350,7 @@ def sinkhorn_lsd(logits: torch.Tensor, labels: torch.Tensor, *, tau: float = 2.2
         pick = torch.randperm(n, generator=generator)[:max_tokens]
         logits, labels, n = logits[pick], labels[pick], max_tokens
     s = torch.softmax(logits.float() / tau, -1)
-    D = 2 * (1 - s[:, labels])                     # [i, j] = 2 (1 - s_i[y_j])
+    D = 2 * (1 - s[:, labels])  # [i, j] = 2 (1 - s_i[y_j])
     with torch.no_grad():  # doubly stochastic: rows and columns sum to 1
         P = torch.exp(-(D - D.min()) / lam).clamp_min(1e-30)
         for _ in range(iters):
@@ -331,6 +363,19 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = ["TYPES", "TokenPacker", "VisualPrism", "HaarWavelet", "WaveletPrior",
-           "MultiScaleConv", "GlobalContext", "PointToRegion", "ProjectorMLP",
-           "LearnedProjector", "sinkhorn_lsd", "regions", "downsample", "count_parameters"]
+__all__ = [
+    "TYPES",
+    "TokenPacker",
+    "VisualPrism",
+    "HaarWavelet",
+    "WaveletPrior",
+    "MultiScaleConv",
+    "GlobalContext",
+    "PointToRegion",
+    "ProjectorMLP",
+    "LearnedProjector",
+    "sinkhorn_lsd",
+    "regions",
+    "downsample",
+    "count_parameters",
+]

@@ -20,21 +20,22 @@ zero-padded to a byte::
     -- padding (stage "pad", header): 0-7 zero bits ------------------------------------
 
 The token count and dimension are not sent: the type, scale and model hash fix them.
+:class:`ProjectorWire` is the stage that writes and reads a :class:`ProjectorDescription`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from semcom.errors import WireFormatError
+from semcom.stage import Stage
 from semcom.stages.bits import BitReader, BitWriter
-from semcom.stages.envelope import Envelope
-from semcom.stages.positions import decode_subset, encode_subset
-from semcom.stages.quant import Fp16Quantizer, ScalarQuantizer
-from semcom.stages.tokens import id32
-from semcom.types import RateLedger
+from semcom.stages.envelope import ENVELOPE, Envelope
+from semcom.stages.mdc import MDC
+from semcom.stages.quant import Fp16Quantizer, Quantizer, ScalarQuantizer
 
 VERSION = 1
 TYPE_CODES = {"tokenpacker": 0, "visualprism": 1}
@@ -44,14 +45,14 @@ STAGE = "projector"
 
 def wire_model_id(model_id: str, projector_id: str) -> int:
     """32-bit check of (vision + language model, projector weights)."""
-    return id32(f"{model_id}:{projector_id}")
+    return int(hashlib.sha256(f"{model_id}:{projector_id}".encode()).hexdigest()[:8], 16)
 
 
 @dataclass
 class ProjectorHeader:
     type: str
     scale: int
-    quant: int            # 0 float16, 1 scalar
+    quant: int  # 0 float16, 1 scalar
     model: int
     entropy: bool = False
     qbits: int = 0
@@ -69,96 +70,138 @@ class ProjectorDescription:
     tokens: np.ndarray
 
 
-def quantizer_for(header: ProjectorHeader, stats: dict | None = None):
+def quantizer_for(header: ProjectorHeader, stats: dict | None = None) -> Quantizer:
+    """The quantiser a header describes (``stats``: the projector file's calibration)."""
     if header.quant == 0:
         return Fp16Quantizer()
     if header.calibrated:
         if stats is None:
-            raise WireFormatError("description uses the projector's calibrated range and no "
-                                  "projector statistics are loaded")
+            raise WireFormatError(
+                "description uses the projector's calibrated range and no "
+                "projector statistics are loaded"
+            )
         return ScalarQuantizer(header.qbits, stats["lo"], stats["hi"], entropy=header.entropy)
     return ScalarQuantizer(header.qbits, entropy=header.entropy)
 
 
-def encode(env: Envelope, header: ProjectorHeader, quantizer, *, num_tokens: int,
-           slots: np.ndarray, tokens: np.ndarray) -> tuple[bytes, RateLedger]:
-    """Bytes + ledger (``ledger.total() == 8 * len(bytes)``) of one description carrying
-    ``tokens float32 [n, C]`` at ``slots`` (sorted raster indices in ``[0, num_tokens)``)."""
-    slots = np.asarray(slots, np.int64)
-    if len(slots) != len(tokens):
-        raise ValueError("one token per slot")
-    if len(slots) and (np.any(np.diff(slots) <= 0) or slots[0] < 0 or slots[-1] >= num_tokens):
-        raise ValueError("slots must be sorted, distinct and in range")
-    if env.count == 1 and len(slots) != num_tokens:
-        raise ValueError("a single description carries every compressed token")
-    w = BitWriter()
-    w.write_bytes(env.pack(), "envelope", "header")
-    h, c = STAGE, "header"
-    w.write(VERSION, 4, h, c)
-    w.write(TYPE_CODES[header.type], 1, h, c)
-    w.write(header.scale - 2, 2, h, c)
-    w.write(header.quant, 2, h, c)
-    w.write(int(header.entropy), 1, h, c)
-    if header.quant == 1:
-        w.write(header.qbits - 1, 4, h, c)
-        w.write(int(header.calibrated), 1, h, c)
-    w.write(header.model, 32, h, c)
-    if env.count > 1:
-        encode_subset(w, slots, num_tokens, "positions", "side_info")
-    if len(tokens):
-        quantizer.encode(w, np.asarray(tokens, np.float32))
-    return w.to_bytes(), w.ledger
+class ProjectorWire(Stage):
+    """One projector description: envelope, projector header, share, quantised tokens.
+
+    :param dim: the compressed tokens' width ``C`` (the vision width; not sent)
+    :param grid: the model's patch grid (``G = grid / scale`` per side)
+    :param model: this cloud's :func:`wire_model_id` (``read`` checks it when given)
+    :param expect: the (type, scale) this cloud runs (checked when given)
+    :param stats: the projector's calibration (``lo``, ``hi``; the calibrated range)
+    :input x: :class:`ProjectorDescription`, ``slots`` sorted raster indices of the
+        ``G * G`` grid (all of them when the envelope's count is 1)
+    :output: :class:`ProjectorDescription`
+
+    >>> import numpy as np
+    >>> h = ProjectorHeader("tokenpacker", 2, quant=0, model=wire_model_id("llava", "p"))
+    >>> x = ProjectorDescription(Envelope("projector", 0, 1, 96, 96), h,
+    ...                          np.arange(4), np.full((4, 2), 0.5, np.float32))
+    >>> p = ProjectorWire(2, grid=4).encode(x); len(p.data), p.ledger.total("payload")
+    (26, 128)
+    >>> ProjectorWire(2, grid=4, expect=("tokenpacker", 2)).decode(p.data).tokens.shape
+    (4, 2)
+    """
+
+    name = STAGE
+    what = "projector description"
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        grid: int,
+        model: int | None = None,
+        expect: tuple[str, int] | None = None,
+        stats: dict | None = None,
+    ):
+        self.dim, self.grid, self.model, self.expect, self.stats = dim, grid, model, expect, stats
+
+    def num_tokens(self, scale: int) -> int:
+        """``G * G`` compressed tokens at downsampling factor ``scale``."""
+        if self.grid % scale:
+            raise WireFormatError(f"scale {scale} does not divide the patch grid {self.grid}")
+        return (self.grid // scale) ** 2
+
+    def write(self, w: BitWriter, x: ProjectorDescription, /) -> int:
+        env, header = x.envelope, x.header
+        num_tokens = self.num_tokens(header.scale)
+        slots, tokens = np.asarray(x.slots, np.int64), x.tokens
+        if len(slots) != len(tokens):
+            raise ValueError("one token per slot")
+        if len(slots) and (np.any(np.diff(slots) <= 0) or slots[0] < 0 or slots[-1] >= num_tokens):
+            raise ValueError("slots must be sorted, distinct and in range")
+        if env.count == 1 and len(slots) != num_tokens:
+            raise ValueError("a single description carries every compressed token")
+        start = w.nbits
+        ENVELOPE.write(w, env)
+        h, c = STAGE, "header"
+        w.write(VERSION, 4, h, c)
+        w.write(TYPE_CODES[header.type], 1, h, c)
+        w.write(header.scale - 2, 2, h, c)
+        w.write(header.quant, 2, h, c)
+        w.write(int(header.entropy), 1, h, c)
+        if header.quant == 1:
+            w.write(header.qbits - 1, 4, h, c)
+            w.write(int(header.calibrated), 1, h, c)
+        w.write(header.model, 32, h, c)
+        MDC(env.count).write(w, slots, n=num_tokens)
+        if len(tokens):
+            quantizer_for(header, self.stats).write(w, np.asarray(tokens, np.float32))
+        return w.nbits - start
+
+    def read(self, r: BitReader, /) -> ProjectorDescription:
+        env = ENVELOPE.read(r)
+        if env.method != "projector":
+            raise WireFormatError(f"description carries method '{env.method}', not 'projector'")
+        version = r.read(4, "projector header version")
+        if version != VERSION:
+            raise WireFormatError(
+                f"unsupported projector header version {version} (this is {VERSION})"
+            )
+        tcode = r.read(1, "projector type")
+        scale = r.read(2, "projector scale") + 2
+        quant = r.read(2, "quant type")
+        if scale not in (2, 3, 4):
+            raise WireFormatError(f"bad projector scale {scale}")
+        if quant not in (0, 1):
+            raise WireFormatError(f"unknown projector quantiser code {quant} (0 float16, 1 scalar)")
+        entropy = bool(r.read(1, "entropy flag"))
+        qbits, calibrated = 0, False
+        if quant == 1:
+            qbits = r.read(4, "scalar bits") + 1
+            calibrated = bool(r.read(1, "calibrated flag"))
+        elif entropy:
+            raise WireFormatError("float16 tokens cannot be entropy-coded")
+        head = ProjectorHeader(
+            TYPE_NAMES[tcode], scale, quant, r.read(32, "model id"), entropy, qbits, calibrated
+        )
+        if self.expect is not None and (head.type, head.scale) != tuple(self.expect):
+            raise WireFormatError(
+                f"description is {head.type} s={head.scale}; this cloud runs "
+                f"{self.expect[0]} s={self.expect[1]}"
+            )
+        if self.model is not None and head.model != self.model:
+            raise WireFormatError(
+                f"model mismatch: description was made with model+projector "
+                f"{head.model:08x}, this cloud runs {self.model:08x}"
+            )
+        slots = MDC(env.count).read(r, n=self.num_tokens(scale))
+        if len(slots):
+            tokens = quantizer_for(head, self.stats).read(r, n=len(slots), dim=self.dim)
+        else:
+            tokens = np.zeros((0, self.dim), np.float32)
+        return ProjectorDescription(env, head, slots, tokens)
 
 
-def decode(data: bytes, *, dim: int, grid: int, model: int | None = None,
-           expect: tuple[str, int] | None = None, stats: dict | None = None
-           ) -> ProjectorDescription:
-    """Parse one description. ``grid``: the model's patch grid (G = grid / scale);
-    ``model``: this cloud's :func:`wire_model_id` (checked when given); ``expect``:
-    the (type, scale) this cloud runs (checked when given); ``stats``: the projector's
-    calibration (needed for the calibrated range)."""
-    env, pos = Envelope.unpack(data)
-    if env.method != "projector":
-        raise WireFormatError(f"description carries method '{env.method}', not 'projector'")
-    r = BitReader(data)
-    r.pos = 8 * pos
-    version = r.read(4, "projector header version")
-    if version != VERSION:
-        raise WireFormatError(f"unsupported projector header version {version} (this is {VERSION})")
-    tcode = r.read(1, "projector type")
-    scale = r.read(2, "projector scale") + 2
-    quant = r.read(2, "quant type")
-    if scale not in (2, 3, 4):
-        raise WireFormatError(f"bad projector scale {scale}")
-    if quant not in (0, 1):
-        raise WireFormatError(f"unknown projector quantiser code {quant} (0 float16, 1 scalar)")
-    entropy = bool(r.read(1, "entropy flag"))
-    qbits, calibrated = 0, False
-    if quant == 1:
-        qbits = r.read(4, "scalar bits") + 1
-        calibrated = bool(r.read(1, "calibrated flag"))
-    elif entropy:
-        raise WireFormatError("float16 tokens cannot be entropy-coded")
-    head = ProjectorHeader(TYPE_NAMES[tcode], scale, quant, r.read(32, "model id"), entropy,
-                           qbits, calibrated)
-    if expect is not None and (head.type, head.scale) != tuple(expect):
-        raise WireFormatError(f"description is {head.type} s={head.scale}; this cloud runs "
-                              f"{expect[0]} s={expect[1]}")
-    if model is not None and head.model != model:
-        raise WireFormatError(f"model mismatch: description was made with model+projector "
-                              f"{head.model:08x}, this cloud runs {model:08x}")
-    if grid % scale:
-        raise WireFormatError(f"scale {scale} does not divide the patch grid {grid}")
-    Q = (grid // scale) ** 2
-    slots = decode_subset(r, Q) if env.count > 1 else np.arange(Q, dtype=np.int64)
-    q = quantizer_for(head, stats)
-    tokens = q.decode(r, len(slots), dim) if len(slots) else np.zeros((0, dim), np.float32)
-    if not getattr(q, "entropy", False) and r.remaining >= 8:
-        raise WireFormatError(f"{r.remaining // 8} trailing bytes after the projector payload")
-    if not getattr(q, "entropy", False) and r.remaining and np.any(r.rest()):
-        raise WireFormatError("non-zero padding after the projector payload")
-    return ProjectorDescription(env, head, slots, tokens)
-
-
-__all__ = ["VERSION", "ProjectorHeader", "ProjectorDescription", "encode", "decode",
-           "wire_model_id", "quantizer_for"]
+__all__ = [
+    "VERSION",
+    "ProjectorHeader",
+    "ProjectorDescription",
+    "ProjectorWire",
+    "wire_model_id",
+    "quantizer_for",
+]

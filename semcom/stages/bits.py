@@ -1,14 +1,20 @@
-"""Bit-level writer and reader for the token wire format, with the rate ledger built in.
+"""Bit-level writer and reader of every description, with the rate ledger built in.
 
 Every field written goes into the ledger under a (stage, category); :meth:`BitWriter.to_bytes`
 pads to a whole byte and books the padding as ``("pad", "header")``, so
-``ledger.total() == 8 * len(bytes)`` holds by construction.
+``ledger.total() == 8 * len(bytes)`` holds by construction. The stages of
+:mod:`semcom.stage` write into one :class:`BitWriter` and read from one :class:`BitReader`.
 
->>> w = BitWriter(); w.write(5, 3, "tokens", "header"); w.write_array([1, 2, 3], 2, "quant", "payload")
+>>> w = BitWriter(); w.write(5, 3, "tokens", "header")
+>>> w.write_array([1, 2, 3], 2, "quant", "payload")
 >>> data = w.to_bytes(); len(data), w.ledger.total()
 (2, 16)
 >>> r = BitReader(data); r.read(3), r.read_array(3, 2).tolist()
 (5, [1, 2, 3])
+>>> w = BitWriter(); w.write_varint(300, "envelope", "header"); w.to_bytes()
+b'\\xac\\x02'
+>>> BitReader(b'\\xac\\x02').read_varint()
+300
 """
 
 from __future__ import annotations
@@ -43,12 +49,17 @@ def bits_to_int(bits: np.ndarray) -> int:
 
 
 class BitWriter:
-    """Collects fields as bits; ``ledger`` books each field's bits."""
+    """Collects fields as bits; ``ledger`` books each field's bits.
+
+    ``meta`` collects what stages produce besides their bits and that is not sent (a
+    codec's estimated bits, its latent at the encoder), keyed by what it is.
+    """
 
     def __init__(self):
         self.parts: list[np.ndarray] = []
         self.ledger = RateLedger()
         self.nbits = 0
+        self.meta: dict = {}
 
     def write(self, value: int, nbits: int, stage: str, category: str) -> None:
         self.write_bits(int_to_bits(int(value), nbits), stage, category)
@@ -76,6 +87,10 @@ class BitWriter:
     def write_bytes(self, data: bytes, stage: str, category: str) -> None:
         self.write_bits(np.unpackbits(np.frombuffer(data, np.uint8)), stage, category)
 
+    def write_varint(self, value: int, stage: str, category: str) -> None:
+        """``value >= 0`` as LEB128 (7 bits per byte, low group first; 1 byte up to 127)."""
+        self.write_bytes(varint(value), stage, category)
+
     def to_bytes(self) -> bytes:
         """The bits so far, zero-padded to a whole byte (padding booked as pad/header)."""
         pad = (-self.nbits) % 8
@@ -87,9 +102,10 @@ class BitWriter:
 
 
 class BitReader:
-    """Reads what :class:`BitWriter` wrote; running past the end raises WireFormatError."""
+    """Reads what :class:`BitWriter` wrote; running past the end raises WireFormatError
+    naming ``what`` (e.g. "token description truncated: ...")."""
 
-    def __init__(self, data: bytes, what: str = "token description"):
+    def __init__(self, data: bytes, what: str = "description"):
         self.bits = np.unpackbits(np.frombuffer(data, np.uint8))
         self.pos = 0
         self.what = what
@@ -100,9 +116,11 @@ class BitReader:
 
     def _take(self, n: int, field: str) -> np.ndarray:
         if n < 0 or self.pos + n > len(self.bits):
-            raise WireFormatError(f"{self.what} truncated: {field} needs {n} bits at bit "
-                                  f"{self.pos}, {self.remaining} left")
-        out = self.bits[self.pos:self.pos + n]
+            raise WireFormatError(
+                f"{self.what} truncated: {field} needs {n} bits at bit "
+                f"{self.pos}, {self.remaining} left"
+            )
+        out = self.bits[self.pos : self.pos + n]
         self.pos += n
         return out
 
@@ -123,7 +141,41 @@ class BitReader:
     def read_bytes(self, n: int, field: str = "bytes") -> bytes:
         return np.packbits(self._take(8 * n, field)).tobytes()
 
+    def read_varint(self, field: str = "varint") -> int:
+        """A LEB128 value written by :meth:`BitWriter.write_varint` (at most 5 bytes)."""
+        start = self.pos // 8
+        value = shift = 0
+        for _ in range(5):
+            if self.remaining < 8:
+                break
+            byte = self.read(8, field)
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+        raise WireFormatError(f"truncated or overlong varint at byte {start}")
+
     def rest(self) -> np.ndarray:
-        out = self.bits[self.pos:].copy()
+        out = self.bits[self.pos :].copy()
         self.pos = len(self.bits)
         return out
+
+    def end(self) -> None:
+        """Check that only zero padding (under a byte) is left."""
+        if self.remaining >= 8:
+            raise WireFormatError(f"{self.remaining // 8} trailing bytes after the {self.what}")
+        if self.remaining and np.any(self.rest()):
+            raise WireFormatError(f"non-zero padding after the {self.what}")
+
+
+def varint(value: int) -> bytes:
+    """LEB128 bytes of ``value >= 0``."""
+    if value < 0:
+        raise ValueError(f"varint must be >= 0, got {value}")
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)

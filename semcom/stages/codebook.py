@@ -1,25 +1,43 @@
 """VQ codebooks: versioned files, content hashes, chunked nearest-neighbour search, training.
 
-A codebook file (``.npz``, no pickles) holds:
+A codebook file (``.npz``, no pickles, format ``semcom.codebook/2``) holds:
 
-========== ===================== =====================================================
-``codewords`` ``float16 [K, D]``  the entries
-``counts``    ``int64 [K]``       how often each entry was chosen on the training tokens
-                                  (the static entropy model of the indices)
-``mean``      ``float32 [D]``     mean training token (``mean`` concealment)
-``lo, hi``    ``float32 [D]``     per-channel 0.1 / 99.9 percentiles (calibrated scalar range)
-``meta``      JSON string         format ``semcom.codebook/1``, model id, metric, method,
-                                  training set, sizes
-========== ===================== =====================================================
+============= ===================== ====================================================
+``codewords`` ``float16 [S, K, D]`` the entries of each of ``S`` stages (``S = 1``: plain
+                                    VQ; ``S > 1``: residual VQ, stage ``s`` quantises
+                                    what the stages before it left)
+``counts``    ``int64 [S, K]``      how often each entry was chosen on the (importance-
+                                    weighted) training tokens: the static entropy model
+                                    of each stage's indices
+``mean``      ``float32 [D]``       mean training token (``mean`` concealment)
+``lo, hi``    ``float32 [D]``       per-channel 0.1 / 99.9 percentiles (calibrated scalar
+                                    range)
+``meta``      JSON string           format, model id, metric, ``residual`` (``none`` or
+                                    ``position``), the token prior's hash for a
+                                    position-residual codebook, training set
+============= ===================== ====================================================
+
+A *position-residual* codebook (``residual: position``) quantises ``x - m[slot]``, where
+``m`` is the token prior's mean token of the slot (:mod:`semcom.stages.prior`), and the
+cloud adds ``m[slot]`` back from the positions it receives anyway. The codewords then
+spend themselves on what a token says rather than on where it is: a plain codebook
+trained on every token (mostly background) merges object tokens of different positions
+into one entry, and the compacted sequence the model gets loses their place.
+Files of format ``semcom.codebook/1`` (one stage, no residual) load too.
 
 :attr:`Codebook.hash` is a SHA-256 over the arrays' bytes and the canonical meta (not
-over the zip container, whose timestamps vary); the token header carries its first 32
-bits and the cloud refuses a description whose codebook hash differs from its own.
+over the zip container, whose timestamps vary); the stream setup carries it and the cloud
+refuses a stream whose codebook hash differs from its own.
 
 >>> import numpy as np
 >>> cb = Codebook(np.eye(4, dtype=np.float32), meta={"metric": "l2"})
 >>> cb.search(np.array([[0.9, 0.1, 0, 0], [0, 0, 0.2, 1]], np.float32)).tolist()
 [0, 3]
+>>> rv = Codebook(np.stack([np.eye(2), 0.1 * np.eye(2)]), meta={"metric": "l2"})
+>>> idx = rv.quantize(np.array([[1.1, 0.0]], np.float32)); idx.tolist()
+[[0, 0]]
+>>> [round(float(v), 2) for v in rv.reconstruct(idx)[0]]
+[1.1, 0.0]
 """
 
 from __future__ import annotations
@@ -33,7 +51,9 @@ import numpy as np
 
 from semcom.errors import SemcomError
 
-FORMAT = "semcom.codebook/1"
+FORMAT = "semcom.codebook/2"
+FORMATS = ("semcom.codebook/1", FORMAT)
+RESIDUALS = ("none", "position")
 METRICS = ("l2", "cosine", "ip")
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "codebooks"
 
@@ -63,13 +83,14 @@ def quant_codebook_path(quant, model_name: str) -> Path | None:
         return Path(quant.codebook).expanduser() if getattr(quant, "codebook", "") else None
     if getattr(quant, "codebook", ""):
         return Path(quant.codebook).expanduser()
-    bits = quant.bits if quant.type == "codebook" else CALIBRATION_BITS
+    bits = quant.bits_for(model_name) if quant.type == "codebook" else CALIBRATION_BITS
     return default_path(model_name, bits, getattr(quant, "metric", "l2"))
 
 
 @dataclass
 class Codebook:
-    """``codewords float32 [K, D]``; ``meta['metric']`` selects the search rule."""
+    """``codewords float32 [K, D]`` (one stage) or ``[S, K, D]`` (residual stages);
+    ``meta['metric']`` selects the search rule, ``meta['residual']`` what is quantised."""
 
     codewords: np.ndarray
     counts: np.ndarray | None = None
@@ -80,35 +101,57 @@ class Codebook:
 
     def __post_init__(self):
         # stored as float16: round here so that a trained and a loaded codebook are identical
-        self.codewords = np.asarray(self.codewords, np.float16).astype(np.float32)
-        k, d = self.codewords.shape
-        self.counts = (np.ones(k, np.int64) if self.counts is None
-                       else np.asarray(self.counts, np.int64))
+        cw = np.asarray(self.codewords, np.float16).astype(np.float32)
+        if cw.ndim == 2:
+            cw = cw[None]
+        if cw.ndim != 3:
+            raise CodebookError(f"codewords must be [K, D] or [S, K, D], got {cw.shape}")
+        self.books = cw
+        S, k, d = cw.shape
+        counts = (
+            np.ones((S, k), np.int64) if self.counts is None else np.asarray(self.counts, np.int64)
+        )
+        if counts.ndim == 1:
+            counts = counts[None]
+        if counts.shape != (S, k):
+            raise CodebookError(f"counts have shape {counts.shape}, the codewords {(S, k)}")
+        self.stage_counts = counts
+        self.codewords = cw[0]
+        self.counts = counts[0]
         if self.mean is None:
             w = self.counts.astype(np.float64) + 1e-9
             self.mean = (w[:, None] * self.codewords).sum(0) / w.sum()
         self.mean = np.asarray(self.mean, np.float32)
-        self.lo = (self.codewords.min(0) if self.lo is None else np.asarray(self.lo, np.float32))
-        self.hi = (self.codewords.max(0) if self.hi is None else np.asarray(self.hi, np.float32))
-        self.meta = {"format": FORMAT, "metric": "l2", **self.meta}
+        self.lo = self.codewords.min(0) if self.lo is None else np.asarray(self.lo, np.float32)
+        self.hi = self.codewords.max(0) if self.hi is None else np.asarray(self.hi, np.float32)
+        self.meta = {"metric": "l2", "residual": "none", **self.meta, "format": FORMAT}
         if self.meta["metric"] not in METRICS:
             raise CodebookError(f"unknown codebook metric {self.meta['metric']!r}")
-        if self.counts.shape != (k,) or self.mean.shape != (d,):
+        if self.meta["residual"] not in RESIDUALS:
+            raise CodebookError(f"unknown codebook residual {self.meta['residual']!r}")
+        if S > 1 and self.metric != "l2":
+            raise CodebookError("residual stages need the l2 metric")
+        if self.mean.shape != (d,):
             raise CodebookError("codebook arrays have inconsistent shapes")
-        self._norms = None
+        self._index = None
         self._hash = None
 
     @property
     def size(self) -> int:
-        return int(self.codewords.shape[0])
+        """Entries per stage, ``K``."""
+        return int(self.books.shape[1])
+
+    @property
+    def stages(self) -> int:
+        return int(self.books.shape[0])
 
     @property
     def dim(self) -> int:
-        return int(self.codewords.shape[1])
+        return int(self.books.shape[2])
 
     @property
     def bits(self) -> int:
-        """Index bits, ``ceil(log2 K)``."""
+        """Index bits per stage, ``ceil(log2 K)``."""
         return max(1, (self.size - 1).bit_length())
 
     @property
@@ -116,10 +159,21 @@ class Codebook:
         return self.meta["metric"]
 
     @property
+    def residual(self) -> str:
+        """``none`` (tokens are quantised) or ``position`` (``x - prior.pos_mean[slot]``)."""
+        return self.meta["residual"]
+
+    @property
     def hash(self) -> str:
         if self._hash is None:
             h = hashlib.sha256()
-            for a in (self.codewords.astype(np.float16), self.counts, self.mean, self.lo, self.hi):
+            for a in (
+                self.books.astype(np.float16),
+                self.stage_counts,
+                self.mean,
+                self.lo,
+                self.hi,
+            ):
                 h.update(np.ascontiguousarray(a).tobytes())
             h.update(json.dumps(self.meta, sort_keys=True).encode())
             self._hash = h.hexdigest()
@@ -127,25 +181,61 @@ class Codebook:
 
     @property
     def id32(self) -> int:
-        """First 32 bits of :attr:`hash` (what the token header carries)."""
+        """First 32 bits of :attr:`hash`."""
         return int(self.hash[:8], 16)
 
+    # -- residual quantisation -----------------------------------------------------------
+    def quantize(self, x: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
+        """``int64 [N, S]``: greedy residual search of ``x float32 [N, D]`` (minus
+        ``base [N, D]`` for a position-residual codebook)."""
+        r = np.asarray(x, np.float32)
+        if self.residual == "position":
+            if base is None:
+                raise CodebookError("a position-residual codebook needs the prior's base tokens")
+            r = r - base
+        out = np.zeros((len(r), self.stages), np.int64)
+        for s in range(self.stages):
+            j = self._search_stage(r, s)
+            out[:, s] = j
+            if s + 1 < self.stages:
+                r = r - self.books[s][j]
+        return out
+
+    def reconstruct(self, idx: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
+        """Inverse of :meth:`quantize`: ``idx int64 [N]`` or ``[N, S]`` -> ``float32 [N, D]``."""
+        idx = np.asarray(idx, np.int64)
+        if idx.ndim == 1:
+            idx = idx[:, None]
+        out = np.zeros((len(idx), self.dim), np.float32)
+        for s in range(idx.shape[1]):
+            out += self.books[s][idx[:, s]]
+        if self.residual == "position":
+            if base is None:
+                raise CodebookError("a position-residual codebook needs the prior's base tokens")
+            out += base
+        return out
+
     # -- search ------------------------------------------------------------------------
-    def search(self, x: np.ndarray, chunk: int = 8192) -> np.ndarray:
-        """Nearest entry of each row of ``x float32 [N, D]`` -> ``int64 [N]``.
+    def search(self, x: np.ndarray, chunk: int | None = None) -> np.ndarray:
+        """Nearest first-stage entry of each row of ``x float32 [N, D]`` -> ``int64 [N]``.
 
-        The codebook is scanned in chunks of ``chunk`` entries, so memory stays at
-        ``N x chunk`` scores whatever K is. Rules: l2 ``argmin |x - c|^2``, cosine
-        ``argmax x.c / |c|``, ip ``argmax x.c`` (the first seed's rule).
+        The codebook is scanned in blocks (:mod:`semcom.stages.nearest`; ``chunk``
+        entries at a time when given), so memory stays bounded whatever K is. Rules: l2 ``argmin |x - c|^2``, cosine
+        ``argmax x.c / |c|``, ip ``argmax x.c`` (the first seed paper's rule).
         """
-        return nearest(x, self.codewords, self.metric, chunk=chunk, norms=self._sq_norms())
+        return self._search_stage(np.asarray(x, np.float32), 0, chunk)
 
-    def _sq_norms(self) -> np.ndarray:
-        if self._norms is None:
-            self._norms = (self.codewords.astype(np.float64) ** 2).sum(1).astype(np.float32)
-        return self._norms
+    def _search_stage(self, x: np.ndarray, s: int, chunk: int | None = None) -> np.ndarray:
+        from semcom.stages.nearest import NearestIndex
+
+        if chunk is not None:
+            return NearestIndex(self.books[s], self.metric, code_block=chunk).search(x)
+        if self._index is None:
+            self._index = [NearestIndex(b, self.metric) for b in self.books]
+        return self._index[s].search(x)
 
     def lookup(self, idx) -> np.ndarray:
+        """First-stage entries of ``idx int64 [N]`` (a plain codebook's reconstruction)."""
         return self.codewords[np.asarray(idx, np.int64)]
 
     # -- files -------------------------------------------------------------------------
@@ -153,9 +243,15 @@ class Codebook:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, codewords=self.codewords.astype(np.float16), counts=self.counts,
-                            mean=self.mean, lo=self.lo, hi=self.hi,
-                            meta=np.array(json.dumps(self.meta, sort_keys=True)))
+        np.savez_compressed(
+            tmp,
+            codewords=self.books.astype(np.float16),
+            counts=self.stage_counts,
+            mean=self.mean,
+            lo=self.lo,
+            hi=self.hi,
+            meta=np.array(json.dumps(self.meta, sort_keys=True)),
+        )
         tmp.replace(path)
         return path
 
@@ -163,19 +259,23 @@ class Codebook:
     def load(cls, path: str | Path) -> Codebook:
         path = Path(path)
         if not path.is_file():
-            raise CodebookError(f"codebook file not found: {path} (train one with "
-                                f"`semcom train codebook`)")
+            raise CodebookError(
+                f"codebook file not found: {path} (train one with `semcom train codebook`)"
+            )
         try:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
                 arrays = {k: z[k] for k in ("codewords", "counts", "mean", "lo", "hi")}
         except (OSError, ValueError, KeyError) as exc:
             raise CodebookError(f"{path} is not a semcom codebook file: {exc}") from None
-        if meta.get("format") != FORMAT:
-            raise CodebookError(f"{path}: unsupported codebook format {meta.get('format')!r} "
-                                f"(this is {FORMAT})")
-        cb = cls(arrays["codewords"], arrays["counts"], arrays["mean"], arrays["lo"],
-                 arrays["hi"], meta)
+        if meta.get("format") not in FORMATS:
+            raise CodebookError(
+                f"{path}: unsupported codebook format {meta.get('format')!r} (this reads "
+                f"{', '.join(FORMATS)})"
+            )
+        cb = cls(
+            arrays["codewords"], arrays["counts"], arrays["mean"], arrays["lo"], arrays["hi"], meta
+        )
         return cb
 
 
@@ -193,38 +293,30 @@ def load_cached(path: str | Path) -> Codebook:
     return _CACHE[key]
 
 
-def nearest(x: np.ndarray, codewords: np.ndarray, metric: str = "l2", *, chunk: int = 8192,
-            norms: np.ndarray | None = None) -> np.ndarray:
-    """Chunked nearest-neighbour search; ``x [N, D]``, ``codewords [K, D]`` -> ``int64 [N]``."""
-    x = np.ascontiguousarray(x, np.float32)
-    n = x.shape[0]
-    best = np.full(n, -np.inf, np.float32)
-    arg = np.zeros(n, np.int64)
-    if metric == "cosine":
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    if metric == "l2" and norms is None:
-        norms = (codewords.astype(np.float32) ** 2).sum(1)
-    for start in range(0, codewords.shape[0], chunk):
-        c = codewords[start:start + chunk]
-        s = x @ c.T  # [N, chunk]
-        if metric == "l2":
-            s = s - 0.5 * norms[start:start + chunk][None, :]
-        elif metric == "cosine":
-            s = s / np.maximum(np.linalg.norm(c, axis=1), 1e-12)[None, :]
-        elif metric != "ip":
-            raise ValueError(f"unknown metric {metric!r}; use one of {METRICS}")
-        j = s.argmax(1)
-        v = s[np.arange(n), j]
-        better = v > best
-        best[better] = v[better]
-        arg[better] = j[better] + start
-    return arg
+def nearest(
+    x: np.ndarray, codewords: np.ndarray, metric: str = "l2", *, chunk: int | None = None
+) -> np.ndarray:
+    """Nearest entry of each row of ``x [N, D]`` in ``codewords [K, D]`` -> ``int64 [N]``
+    (:class:`semcom.stages.nearest.NearestIndex`, blocked over ``chunk`` entries at a
+    time, so memory stays bounded whatever ``K``)."""
+    from semcom.stages.nearest import NearestIndex
+
+    return NearestIndex(codewords, metric, code_block=chunk).search(x)
 
 
 # -- training -------------------------------------------------------------------------
-def kmeans(x: np.ndarray, k: int, *, metric: str = "l2", iters: int = 20, seed: int = 0,
-           chunk: int = 8192, weights: np.ndarray | None = None, pp_max: int = 1024,
-           log=None) -> tuple[np.ndarray, np.ndarray]:
+def kmeans(
+    x: np.ndarray,
+    k: int,
+    *,
+    metric: str = "l2",
+    iters: int = 20,
+    seed: int = 0,
+    chunk: int = 8192,
+    weights: np.ndarray | None = None,
+    pp_max: int = 1024,
+    log=None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Lloyd's k-means (spherical for ``cosine``) -> (``codewords float32 [k, D]``, counts).
 
     Initialised by greedy k-means++ (:func:`kmeans_pp`, on a subsample of ``max(10000,
@@ -293,8 +385,9 @@ def kmeans_pp(x: np.ndarray, k: int, rs: np.random.Generator) -> np.ndarray:
     return sub[np.asarray(c)].copy()
 
 
-def running_mean(x: np.ndarray, weights: np.ndarray, k: int, *,
-                 metric: str = "ip", batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def running_mean(
+    x: np.ndarray, weights: np.ndarray, k: int, *, metric: str = "ip", batch: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
     """The first seed's importance-weighted running-mean codebook (``CodeBook.add``).
 
     The first ``k`` tokens become the entries (importance ``a``); afterwards each token
@@ -311,7 +404,7 @@ def running_mean(x: np.ndarray, weights: np.ndarray, k: int, *,
     a = w[:k].copy()
     counts = np.ones(k, np.int64)
     for start in range(k, len(x), batch):
-        xb, wb = x[start:start + batch], w[start:start + batch]
+        xb, wb = x[start : start + batch], w[start : start + batch]
         idx = nearest(xb, c.astype(np.float32), metric)
         for i, j in zip(range(len(xb)), idx):
             c[j] = (a[j] * c[j] + wb[i] * xb[i]) / (a[j] + wb[i])

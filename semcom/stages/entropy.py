@@ -17,6 +17,18 @@ where this is fast enough (see ``benchmarks/bench_tokens.py``).
 >>> bits = encode([0, 0, 1, 0, 3], m)
 >>> decode(bits, 5, StaticModel([5, 1, 1, 1]))
 [0, 0, 1, 0, 3]
+
+One code can carry symbols of several models (:class:`ArithmeticEncoder`), e.g. the
+bits of a kept-position map under a context model, then codebook indices:
+
+>>> enc = ArithmeticEncoder()
+>>> for b in (0, 1, 1): enc.symbol(BinaryModel(1024), b, "positions")
+>>> enc.symbol(m, 3)
+>>> code = enc.finish(offset=3, multiple=8); (3 + len(code)) % 8
+0
+>>> dec = ArithmeticDecoder(code)
+>>> [dec.symbol(BinaryModel(1024)) for _ in range(3)], dec.symbol(m)
+([0, 1, 1], 3)
 """
 
 from __future__ import annotations
@@ -42,7 +54,7 @@ class StaticModel:
     def from_counts(cls, counts, precision: int = 20) -> StaticModel:
         """Counts scaled to about ``2**precision`` in total, every symbol at least 1."""
         c = np.asarray(counts, np.float64)
-        scale = (2 ** precision) / max(1.0, c.sum())
+        scale = (2**precision) / max(1.0, c.sum())
         return cls(np.maximum(1, np.round(c * scale)).astype(np.int64))
 
     def reset(self) -> None:
@@ -79,52 +91,106 @@ class AdaptiveModel:
 
     def update(self, s: int) -> None:
         self.counts[s] += self.increment
-        self.cum[s + 1:] += self.increment
+        self.cum[s + 1 :] += self.increment
+
+
+class BinaryModel:
+    """One bit with ``P(1) = f1 / total`` (``0 < f1 < total``): the interval of a bit."""
+
+    __slots__ = ("f1", "total")
+
+    def __init__(self, f1: int, total: int = 4096):
+        if not 0 < f1 < total:
+            raise ValueError(f"P(1) must be in (0, 1): {f1}/{total}")
+        self.f1, self.total = int(f1), int(total)
+
+    def interval(self, b: int) -> tuple[int, int, int]:
+        f0 = self.total - self.f1
+        return (0, f0, self.total) if not b else (f0, self.f1, self.total)
+
+    def find(self, q: int) -> int:
+        return int(q >= self.total - self.f1)
+
+    def reset(self) -> None:
+        pass
+
+    def update(self, s: int) -> None:
+        pass
+
+
+class ArithmeticEncoder:
+    """Exact arithmetic coder over any sequence of models (positions, then indices...).
+
+    Each :meth:`symbol` narrows the interval ``[low, low + rng) / den`` exactly (Python
+    integers); :meth:`finish` emits the shortest dyadic value inside it whose length makes
+    the description end on a byte boundary, so the code absorbs the zero padding.
+    :attr:`ideal_bits` sums ``-log2 P`` per symbol and per ``tag`` (the ledger splits the
+    code's bits between what it carries, e.g. positions and payload).
+    """
+
+    def __init__(self):
+        self.low, self.rng, self.den = 0, 1, 1
+        self.ideal_bits: dict[str, float] = {}
+
+    def symbol(self, model, s: int, tag: str = "payload") -> None:
+        import math
+
+        s = int(s)
+        c, f, t = model.interval(s)
+        self.low = self.low * t + c * self.rng
+        self.rng *= f
+        self.den *= t
+        self.ideal_bits[tag] = self.ideal_bits.get(tag, 0.0) + math.log2(t / f)
+        model.update(s)
+
+    def finish(self, offset: int = 0, multiple: int = 1) -> np.ndarray:
+        """The code's bits (``uint8``, MSB first): the shortest whose count ``b`` has
+        ``(offset + b) % multiple == 0``."""
+        low, rng, den = self.low, self.rng, self.den
+        b = max(0, (den // rng).bit_length() - 1)
+        while True:
+            if (offset + b) % multiple == 0:
+                v = -((-low << b) // den)  # ceil(low * 2^b / den)
+                if (v + 1) * den <= (low + rng) << b:
+                    return int_to_bits(v, b)
+            b += 1
+
+
+class ArithmeticDecoder:
+    """Reads what :class:`ArithmeticEncoder` wrote: ``bits`` are the rest of the
+    description (trailing zero bits are harmless)."""
+
+    def __init__(self, bits: np.ndarray):
+        self.nb = len(bits)
+        # residual r = v * den - low * 2^nb, kept exactly; rng * 2^nb is the interval width
+        self.r = bits_to_int(np.asarray(bits, np.uint8))
+        self.rng = 1
+
+    def symbol(self, model) -> int:
+        _, _, t = model.interval(0)
+        width = self.rng << self.nb
+        q = (self.r * t) // width
+        if not 0 <= q < t:
+            raise WireFormatError("entropy-coded payload does not decode (value out of range)")
+        s = model.find(q)
+        c, f, _ = model.interval(s)
+        self.r = self.r * t - c * width
+        self.rng *= f
+        model.update(s)
+        return s
 
 
 def encode(symbols, model) -> np.ndarray:
     """Arithmetic code of ``symbols`` under ``model`` (``uint8 [bits]``, MSB first)."""
     model.reset()
-    low, rng, den = 0, 1, 1
+    enc = ArithmeticEncoder()
     for s in symbols:
-        s = int(s)
-        c, f, t = model.interval(s)
-        low = low * t + c * rng
-        rng *= f
-        den *= t
-        model.update(s)
-    # shortest b such that a whole dyadic interval [v, v+1) / 2^b lies in [low, low+rng) / den
-    b = max(0, (den // rng).bit_length() - 1)
-    while True:
-        v = -((-low << b) // den)  # ceil(low * 2^b / den)
-        if (v + 1) * den <= (low + rng) << b:
-            return int_to_bits(v, b)
-        b += 1
+        enc.symbol(model, s)
+    return enc.finish()
 
 
 def decode(bits: np.ndarray, count: int, model) -> list[int]:
     """Inverse of :func:`encode`: ``count`` symbols from the bits (trailing zeros allowed)."""
     model.reset()
-    nb = len(bits)
-    v = bits_to_int(np.asarray(bits, np.uint8))
-    # residual r = v * den - low * 2^nb, kept exactly; rng * 2^nb is the interval width.
-    r, rng = v, 1
-    out = []
-    for _ in range(count):
-        _, _, t = model.interval(0)
-        width = rng << nb
-        q = (r * t) // width
-        if not 0 <= q < t:
-            raise WireFormatError("entropy-coded payload does not decode (value out of range)")
-        s = model.find(q)
-        c, f, _ = model.interval(s)
-        r = r * t - c * width
-        rng *= f
-        out.append(s)
-        model.update(s)
-    return out
-
-
-def code_length(symbols, model) -> int:
-    """Bits :func:`encode` produces (by encoding)."""
-    return len(encode(symbols, model))
+    dec = ArithmeticDecoder(bits)
+    return [dec.symbol(model) for _ in range(count)]

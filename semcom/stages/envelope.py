@@ -12,7 +12,15 @@ Layout (big-endian bit order within a byte)::
     varint   original width  (LEB128, 1-3 bytes)
 
 A 96 x 96 image costs 4 bytes (32 header bits) per description, counted in
-``bpp_wire`` under the stage ``envelope``.
+``bpp_wire`` under the stage ``envelope``. :data:`ENVELOPE` writes and reads it as the
+first stage of a description; :meth:`Envelope.pack`, :meth:`Envelope.unpack` and
+:meth:`Envelope.wrap` are the same through bytes.
+
+>>> from semcom.stages.bits import BitReader, BitWriter
+>>> w = BitWriter(); ENVELOPE.write(w, Envelope("jpeg", 1, 2, 96, 96))
+32
+>>> ENVELOPE.read(BitReader(w.to_bytes()))
+Envelope(method='jpeg', index=1, count=2, height=96, width=96, version=1)
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from semcom.errors import WireFormatError
+from semcom.stage import Stage
+from semcom.stages.bits import BitReader, BitWriter
 from semcom.types import RateLedger
 
 VERSION = 1
@@ -28,32 +38,10 @@ METHOD_NAMES = {v: k for k, v in METHOD_CODES.items()}
 MAX_DESCRIPTIONS = 16
 
 
-def put_varint(value: int) -> bytes:
-    if value < 0:
-        raise ValueError(f"varint must be >= 0, got {value}")
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def get_varint(data: bytes, pos: int) -> tuple[int, int]:
-    """(value, new position). Raises WireFormatError on truncation or overlong input."""
-    value = shift = 0
-    for i in range(pos, min(len(data), pos + 5)):
-        byte = data[i]
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, i + 1
-        shift += 7
-    raise WireFormatError(f"truncated or overlong varint at byte {pos}")
-
-
 @dataclass(frozen=True)
 class Envelope:
+    """What every description says about itself (see the module docstring)."""
+
     method: str
     index: int
     count: int
@@ -62,36 +50,74 @@ class Envelope:
     version: int = VERSION
 
     def pack(self) -> bytes:
-        if self.method not in METHOD_CODES:
-            raise ValueError(f"unknown method {self.method!r}")
-        if not (1 <= self.count <= MAX_DESCRIPTIONS and 0 <= self.index < self.count):
-            raise ValueError(f"bad description index/count {self.index}/{self.count}")
-        if self.height <= 0 or self.width <= 0:
-            raise ValueError(f"bad image size {self.height}x{self.width}")
-        head = bytes([(self.version << 5) | METHOD_CODES[self.method],
-                      (self.index << 4) | (self.count - 1)])
-        return head + put_varint(self.height) + put_varint(self.width)
+        """The envelope's bytes (:data:`ENVELOPE` through bytes)."""
+        return ENVELOPE.encode(self).data
 
     @classmethod
     def unpack(cls, data: bytes) -> tuple[Envelope, int]:
         """(envelope, offset of the method's bytes). Raises WireFormatError on bad input."""
-        if len(data) < 4:
-            raise WireFormatError(f"description too short for an envelope ({len(data)} bytes)")
-        version, code = data[0] >> 5, data[0] & 0x1F
+        r = BitReader(data)
+        env = ENVELOPE.read(r)
+        return env, r.pos // 8
+
+    def wrap(self, body: bytes, ledger: RateLedger) -> tuple[bytes, RateLedger]:
+        """Envelope + body, with the envelope's bits added to ``ledger`` (a copy)."""
+        head = ENVELOPE.encode(self)
+        return head.data + body, ledger.merged(head.ledger)
+
+
+class EnvelopeStage(Stage):
+    """The envelope as a stage (header bits under ``envelope``); byte-aligned.
+
+    :input x: :class:`Envelope`
+    :output: :class:`Envelope`; ``read`` checks the version, the method code, the
+        index against the count and the image size
+
+    >>> p = ENVELOPE.encode(Envelope("tokens", 0, 1, 96, 96))
+    >>> p.data.hex(), p.ledger.to_dict()
+    ('21006060', {'envelope': {'header': 32}})
+    >>> ENVELOPE.decode(p.data).method
+    'tokens'
+    """
+
+    name = "envelope"
+    what = "envelope"
+
+    def write(self, w: BitWriter, x: Envelope, /) -> int:
+        if x.method not in METHOD_CODES:
+            raise ValueError(f"unknown method {x.method!r}")
+        if not (1 <= x.count <= MAX_DESCRIPTIONS and 0 <= x.index < x.count):
+            raise ValueError(f"bad description index/count {x.index}/{x.count}")
+        if x.height <= 0 or x.width <= 0:
+            raise ValueError(f"bad image size {x.height}x{x.width}")
+        start, s, c = w.nbits, self.name, "header"
+        w.write(x.version, 3, s, c)
+        w.write(METHOD_CODES[x.method], 5, s, c)
+        w.write(x.index, 4, s, c)
+        w.write(x.count - 1, 4, s, c)
+        w.write_varint(x.height, s, c)
+        w.write_varint(x.width, s, c)
+        return w.nbits - start
+
+    def read(self, r: BitReader, /) -> Envelope:
+        if r.remaining < 32:
+            raise WireFormatError(
+                f"description too short for an envelope ({r.remaining // 8} bytes)"
+            )
+        version, code = r.read(3, "envelope version"), r.read(5, "method code")
         if version != VERSION:
             raise WireFormatError(f"unsupported envelope version {version} (this is {VERSION})")
         if code not in METHOD_NAMES:
             raise WireFormatError(f"unknown method code {code}")
-        index, count = data[1] >> 4, (data[1] & 0x0F) + 1
+        index, count = r.read(4, "description index"), r.read(4, "description count") + 1
         if index >= count:
             raise WireFormatError(f"description index {index} out of range for count {count}")
-        h, pos = get_varint(data, 2)
-        w, pos = get_varint(data, pos)
+        h = r.read_varint("image height")
+        w = r.read_varint("image width")
         if h <= 0 or w <= 0:
             raise WireFormatError(f"bad image size {h}x{w}")
-        return cls(METHOD_NAMES[code], index, count, h, w, version), pos
+        return Envelope(METHOD_NAMES[code], index, count, h, w, version)
 
-    def wrap(self, body: bytes, ledger: RateLedger) -> tuple[bytes, RateLedger]:
-        """Envelope + body, with the envelope's bits added to ``ledger`` (a copy)."""
-        head = self.pack()
-        return head + body, ledger.merged().add("envelope", "header", 8 * len(head))
+
+#: the envelope stage (stateless: one instance serves every description)
+ENVELOPE = EnvelopeStage()

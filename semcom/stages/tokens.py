@@ -1,252 +1,462 @@
-"""The token description wire format (v1): one function to write it, one to read it.
+"""The token description wire format (v2): a lean description under a stream setup.
 
-A description is the envelope followed by a bit-packed body, zero-padded to a byte::
+What is constant for a stream goes once into the setup (:class:`TokenStream`, sent as a
+:class:`~semcom.stages.setup.StreamSetup`): the vision model, the patch grid and token
+dimension, the quantiser with the hashes of its codebook and token prior, the number of
+descriptions and how tokens are dealt to them, the token budget, where the CLS token
+goes and the usual image size. A description then carries only its own bits::
 
-    envelope            4 bytes for 96x96 (semcom.stages.envelope)              header
-    -- token header (stage "tokens", header) ------------------------------------------
-    version             4   = 1
-    quant               2   0 none (float16), 1 scalar, 2 codebook
-    entropy             1   payload arithmetic-coded (per description: the edge sends
-                            the shorter of the coded and the fixed-width payload)
-    cls                 1   this description carries the CLS token
-    union               1   side info holds the kept set of all descriptions
-    grid_h, grid_w      8+8 patch grid (P = grid_h * grid_w)
-    model               32  first 32 bits of SHA-256(model_id) of the edge encoder
-    extras              8   position-less (merged, global) tokens E in the kept set
-    scalar:   bits-1 4 | calibrated 1 | [codebook 32 if calibrated]
-    codebook: bits-1 4 | metric 2 (l2, cosine, ip) | codebook 32 (first 32 bits of its hash)
-    -- side info (stage "positions", side_info) ---------------------------------------
-    union mode:  kept patch positions, a subset of P            (bitmap or combinatorial)
-                 this description's share, a subset of the kept slots (k + E), when D > 1
-    own mode:    this description's patch positions, a subset of P
-                 this description's extras, a subset of E       (when E > 0)
-    -- quantiser side info (stage "quant", side_info) ---------------------------------
-    scalar with the image range: lo, hi per channel as float16 (32 D bits)
-    -- payload (stage "quant", payload) ----------------------------------------------
-    CLS (if carried), then this description's tokens in slot order (patches in raster
-    order, then extras): float16 values / scalar levels / codebook indices, fixed width
-    or one arithmetic code (then it runs to the end of the description)
-    -- padding (stage "pad", header): 0-7 zero bits ------------------------------------
+    -- envelope (stage "envelope", header) ----------------------------------------------
+    index                 ceil(log2 D) bits (none for one description)
+    size                  1 bit: 0 = the setup's usual size, 1 = H, W varints follow
+    -- token header (stage "tokens", header) -------------------------------------------
+    count                 1 bit: 0 = the count the budget implies; 1 = the count follows
+                          (ceil(log2 (P+1)) bits); no bit without a fixed budget
+    extras                8 bits, only when the setup does not fix their number
+    -- side info (stage "positions", side_info) -----------------------------------------
+    own extras            which of the E position-less tokens are this description's
+    share                 union mode, balanced assignment or redundancy: which kept
+                          slots are this description's (interleaved shares are implied)
+    kept positions        combinatorial or bitmap, when there is no token prior
+    -- quantiser side info (stage "quant", side_info) -----------------------------------
+    scalar with the description's own range: lo, hi per channel as float16
+    -- payload (stage "quant", payload) -------------------------------------------------
+    values                fixed width, when not entropy-coded
+    -- one arithmetic code to the end (stages "positions" and "quant") ------------------
+    kept positions        under the token prior's context model (see semcom.stages.prior)
+    values                entropy-coded: codebook indices under each stage's learned
+                          usage counts, scalar levels under an adaptive model
+
+The arithmetic code ends on the description's last byte (it absorbs the padding); its
+bits are booked to ``positions`` (side_info) as the positions' ideal code length and the
+rest to ``quant`` (payload), so the ledger still sums to ``8 * len(bytes)``.
 
 *Slots* number the kept tokens' places: patch ``p`` is slot ``p``, extra ``e`` is slot
-``P + e``. The token dimension is not sent: the model hash fixes it (and the codebook's).
+``P + e``. ``own`` descriptions carry their own slots only (a lost description's tokens
+are then simply not there: the cloud fills every empty position from the prior);
+``union`` descriptions each carry the whole kept set plus their share, so the cloud knows
+where lost tokens were and can conceal them from their neighbours.
+
+>>> import numpy as np
+>>> st = TokenStream(model="m", grid=(4, 4), dim=3, budget=2, hw=(32, 32))
+>>> wire = TokenWire(st)
+>>> x = TokenDescription(0, slots=np.array([2, 9]), tokens=np.ones((2, 3), np.float32))
+>>> p = wire.encode(x); p.ledger.total() == 8 * len(p.data), p.ledger.by_category()["header"]
+(True, 3)
+>>> d = TokenWire(TokenStream.from_setup(st.setup())).decode(p.data)
+>>> d.slots.tolist(), d.tokens.tolist()
+([2, 9], [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from semcom.errors import WireFormatError
+from semcom.stage import Stage
+from semcom.stages import entropy as ec
 from semcom.stages.bits import BitReader, BitWriter
 from semcom.stages.envelope import Envelope
-from semcom.stages.positions import decode_subset, encode_subset
-from semcom.stages.quant import Fp16Quantizer, ScalarQuantizer, VQQuantizer
-from semcom.types import RateLedger
+from semcom.stages.mdc import MDC
+from semcom.stages.positions import POSITIONS, count_bits
+from semcom.stages.quant import Fp16Quantizer, Quantizer, ScalarQuantizer, VQQuantizer
+from semcom.stages.setup import StreamEnvelope, StreamSetup
 
-VERSION = 1
-METRIC_CODES = {"l2": 0, "cosine": 1, "ip": 2}
-METRIC_NAMES = {v: k for k, v in METRIC_CODES.items()}
-QUANT_NAMES = {0: "none", 1: "scalar", 2: "codebook"}
+VERSION = 2
 MAX_EXTRAS = 255
+CLS_MODES = ("none", "every", "first")
 
 
-def id32(text: str) -> int:
-    """First 32 bits of SHA-256 of ``text`` (the model check in the header)."""
-    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+def short_hash(h: str | None) -> str | None:
+    """The first 16 hex digits of a content hash (what setups carry), or None."""
+    return None if h is None else str(h)[:16]
 
 
-@dataclass
-class TokenHeader:
-    quant: int
-    entropy: bool
-    cls: bool
-    union: bool
+@dataclass(frozen=True)
+class TokenStream:
+    """The agreed settings of a token stream: what the setup carries.
+
+    ``cls``: which descriptions carry the CLS token (``none``, ``every``, ``first``);
+    ``budget``: kept patch tokens per image when fixed (None: varies); ``extras``: the
+    number of position-less tokens per image when fixed (None: each description says);
+    ``positions``: ``own`` or ``union`` side info; ``codebook`` / ``prior``: the first 16
+    hex digits of their hashes (None when not used); ``hw``: the usual image size.
+    """
+
+    model: str
     grid: tuple[int, int]
-    model: int
-    extras: int
-    qbits: int = 0
-    calibrated: bool = False
+    dim: int
+    cls: str = "none"
+    descriptions: int = 1
+    assignment: str = "interleave"
+    redundancy: int = 0
+    positions: str = "own"
+    budget: int | None = None
+    extras: int | None = 0
+    quant: str = "none"
+    bits: int = 0
+    entropy: bool = False
     metric: str = "l2"
-    codebook: int = 0
+    scalar_range: str = "image"
+    codebook: str | None = None
+    prior: str | None = None
+    hw: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "grid", tuple(int(v) for v in self.grid))
+        if self.hw is not None:
+            object.__setattr__(self, "hw", tuple(int(v) for v in self.hw))
+        if len(self.grid) != 2 or min(self.grid) < 1:
+            raise WireFormatError(f"bad patch grid {self.grid}")
+        if self.cls not in CLS_MODES:
+            raise WireFormatError(f"unknown CLS mode {self.cls!r}")
+        if self.positions not in ("own", "union"):
+            raise WireFormatError(f"unknown positions mode {self.positions!r}")
+        if self.quant not in ("none", "scalar", "codebook"):
+            raise WireFormatError(f"unknown quantiser {self.quant!r}")
+        if not 1 <= self.descriptions <= 255:
+            raise WireFormatError(f"bad description count {self.descriptions}")
+        if self.extras is not None and not 0 <= self.extras <= MAX_EXTRAS:
+            raise WireFormatError(f"bad extras count {self.extras}")
 
     @property
     def num_patches(self) -> int:
         return self.grid[0] * self.grid[1]
 
-    def same_image(self, other: TokenHeader) -> bool:
-        """Fields every description of one transmission must share (not ``cls``, nor
-        ``entropy``: the edge sends each description arithmetic-coded or fixed-width,
-        whichever is shorter)."""
-        a, b = vars(self).copy(), vars(other).copy()
-        for key in ("cls", "entropy"):
-            a.pop(key), b.pop(key)
-        return a == b
+    @property
+    def union(self) -> bool:
+        return self.positions == "union" and self.descriptions > 1
+
+    def carries_cls(self, index: int) -> bool:
+        return self.cls == "every" or (self.cls == "first" and index == 0)
+
+    def setup(self) -> StreamSetup:
+        """The setup: the fields that differ from their defaults (both ends know those)."""
+        fields = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.default is dataclasses.MISSING or v != f.default:
+                fields[f.name] = list(v) if isinstance(v, tuple) else v
+        return StreamSetup("tokens", {"v": VERSION, **fields})
+
+    @classmethod
+    def from_setup(cls, setup: StreamSetup) -> TokenStream:
+        if setup.method != "tokens":
+            raise WireFormatError(f"stream setup is for '{setup.method}', not 'tokens'")
+        if setup.get("v") != VERSION:
+            raise WireFormatError(
+                f"token stream setup version {setup.get('v')} (this reads {VERSION})"
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(setup.fields) - names - {"v"})
+        if unknown:
+            raise WireFormatError(f"token stream setup has unknown fields {unknown}")
+        try:
+            return cls(**{k: v for k, v in setup.fields.items() if k != "v"})
+        except (TypeError, ValueError) as exc:
+            raise WireFormatError(f"bad token stream setup: {exc}") from None
 
 
 @dataclass
 class TokenDescription:
-    """One description, parsed. ``slots int64 [n]`` sorted; ``tokens float32 [n, D]``."""
+    """One description: ``slots int64 [n]`` sorted, ``tokens float32 [n, D]`` in slot
+    order, ``cls float32 [D]`` or None; ``kept`` (union mode) all kept patch positions
+    (``int64``, sorted); ``extras`` the transmission's position-less token count;
+    ``hw`` the original image size (None: the setup's usual size)."""
 
-    envelope: Envelope
-    header: TokenHeader
-    kept: np.ndarray | None  # union mode: kept patch positions (int64, sorted)
+    index: int
     slots: np.ndarray
     tokens: np.ndarray
-    cls: np.ndarray | None  # float32 [D]
+    cls: np.ndarray | None = None
+    kept: np.ndarray | None = None
+    extras: int = 0
+    hw: tuple[int, int] | None = None
+
+    def envelope(self, stream: TokenStream) -> Envelope:
+        h, w = self.hw if self.hw is not None else stream.hw
+        return Envelope("tokens", self.index, stream.descriptions, h, w)
 
 
-def quantizer_for(header: TokenHeader, codebook=None):
-    """The quantiser a header describes (the codebook is the caller's, hash-checked here)."""
-    if header.quant == 0:
-        return Fp16Quantizer()
-    if header.quant == 1 and not header.calibrated:
-        return ScalarQuantizer(header.qbits, entropy=header.entropy)
-    if codebook is None:
-        raise WireFormatError("description needs a codebook and this cloud has none configured "
-                              f"(codebook {header.codebook:08x})")
-    if codebook.id32 != header.codebook:
-        raise WireFormatError(f"codebook mismatch: description was coded with codebook "
-                              f"{header.codebook:08x}, this cloud has {codebook.id32:08x}")
-    if header.quant == 1:
-        return ScalarQuantizer(header.qbits, codebook.lo, codebook.hi, entropy=header.entropy)
-    if codebook.bits != header.qbits or codebook.metric != header.metric:
-        raise WireFormatError(f"codebook mismatch: description has {header.qbits}-bit "
-                              f"{header.metric} indices, the codebook is {codebook.bits}-bit "
-                              f"{codebook.metric}")
-    return VQQuantizer(codebook, entropy=header.entropy)
+def expected_own_patches(stream: TokenStream, index: int) -> int | None:
+    """Patch tokens an interleaved ``own`` description carries with the fixed budget."""
+    if stream.budget is None or stream.extras is None:
+        return None
+    k, E, D = stream.budget, stream.extras, stream.descriptions
+    if stream.assignment != "interleave" or stream.redundancy:
+        return None
+    return sum(1 for i in range(index, k + E, D) if i < k)
 
 
-def encode_description(env: Envelope, header: TokenHeader, quantizer, *, kept: np.ndarray,
-                       slots: np.ndarray, tokens: np.ndarray, cls: np.ndarray | None
-                       ) -> tuple[bytes, RateLedger]:
-    """Bytes of one description and its ledger (``ledger.total() == 8 * len(bytes)``).
+class TokenWire(Stage):
+    """One token description of a stream (see the module docstring).
 
-    ``kept``: all kept patch positions (sorted); ``slots``: this description's slots
-    (sorted); ``tokens float32 [len(slots), D]`` in slot order; ``cls float32 [D]`` or None.
+    :param stream: the agreed settings (:class:`TokenStream`, from the setup)
+    :param codebook: the codebook (VQ, the calibrated scalar range), hash-checked
+    :param prior: the token prior (positions model, residual base), hash-checked
+    :input x: :class:`TokenDescription`
+    :output: :class:`TokenDescription`
+
+    >>> st = TokenStream(model="m", grid=(2, 2), dim=1, budget=1, hw=(16, 16))
+    >>> x = TokenDescription(0, slots=np.array([3]), tokens=np.ones((1, 1), np.float32))
+    >>> p = TokenWire(st).encode(x); p.ledger.by_stage()   # header, positions, a float16 value
+    {'envelope': 1, 'tokens': 1, 'positions': 5, 'quant': 16, 'pad': 1}
+    >>> TokenWire(st).decode(p.data).slots.tolist()
+    [3]
     """
-    P, E = header.num_patches, header.extras
-    if not 0 <= E <= MAX_EXTRAS:
-        raise ValueError(f"at most {MAX_EXTRAS} extra tokens, got {E}")
-    if len(slots) != len(tokens):
-        raise ValueError("one token per slot")
-    if (cls is not None) != header.cls:
-        raise ValueError("header.cls must say whether a CLS token is carried")
-    w = BitWriter()
-    w.write_bytes(env.pack(), "envelope", "header")
-    _write_header(w, header)
-    slots = np.asarray(slots, np.int64)
-    if header.union:
-        encode_subset(w, kept, P, "positions", "side_info")
-        if env.count > 1:
-            universe = np.concatenate([np.asarray(kept, np.int64), P + np.arange(E)])
+
+    name = "tokens"
+    what = "token description"
+
+    def __init__(self, stream: TokenStream, *, codebook=None, prior=None):
+        self.stream = stream
+        if stream.codebook is not None:
+            if codebook is None:
+                raise WireFormatError(
+                    f"the stream uses codebook {stream.codebook} and this end has none "
+                    "configured (edge.quant.codebook)"
+                )
+            if short_hash(codebook.hash) != stream.codebook:
+                raise WireFormatError(
+                    f"codebook mismatch: the stream uses codebook {stream.codebook}, this "
+                    f"end has {short_hash(codebook.hash)}"
+                )
+        if stream.prior is not None:
+            if prior is None:
+                raise WireFormatError(
+                    f"the stream uses token prior {stream.prior} and this end has none "
+                    "configured (edge.quant.prior)"
+                )
+            if short_hash(prior.hash) != stream.prior:
+                raise WireFormatError(
+                    f"token prior mismatch: the stream uses {stream.prior}, this end has "
+                    f"{short_hash(prior.hash)}"
+                )
+            if tuple(prior.grid) != tuple(stream.grid) or prior.dim != stream.dim:
+                raise WireFormatError(
+                    f"token prior is for a {prior.grid} grid of {prior.dim}-d tokens, the "
+                    f"stream has {stream.grid} and {stream.dim}"
+                )
+        self.codebook = codebook if stream.codebook is not None else None
+        self.prior = prior if stream.prior is not None else None
+        if (
+            self.codebook is not None
+            and self.codebook.residual == "position"
+            and (self.prior is None)
+        ):
+            raise WireFormatError("a position-residual codebook needs the token prior")
+        self.quantizer = self._quantizer()
+        self.envelope = StreamEnvelope("tokens", stream.descriptions, stream.hw)
+        self.mdc = MDC(stream.descriptions, stream.assignment, redundancy=stream.redundancy)
+
+    def _quantizer(self) -> Quantizer:
+        st = self.stream
+        if st.quant == "none":
+            if st.entropy:
+                raise WireFormatError("float16 tokens cannot be entropy-coded")
+            return Fp16Quantizer()
+        if st.quant == "scalar":
+            if st.scalar_range == "calibrated":
+                src = self.prior if self.prior is not None else self.codebook
+                if src is None:
+                    raise WireFormatError("the calibrated scalar range needs a prior or codebook")
+                return ScalarQuantizer(st.bits, src.lo, src.hi, entropy=st.entropy)
+            return ScalarQuantizer(st.bits, entropy=st.entropy)
+        if self.codebook is None:
+            raise WireFormatError("a codebook stream names no codebook")
+        if self.codebook.bits != st.bits or self.codebook.metric != st.metric:
+            raise WireFormatError(
+                f"codebook mismatch: the stream has {st.bits}-bit {st.metric} indices, the "
+                f"codebook is {self.codebook.bits}-bit {self.codebook.metric}"
+            )
+        return VQQuantizer(self.codebook, entropy=st.entropy)
+
+    # -- pieces ---------------------------------------------------------------------------
+    def _base(self, slots, cls: bool):
+        if self.codebook is None or self.codebook.residual != "position":
+            return None
+        return self.prior.base(slots, cls=cls)
+
+    def _count_field(self, w: BitWriter | None, r: BitReader | None, n, expected):
+        """Write (``w``) or read (``r``) a count in ``[0, P]`` against ``expected``."""
+        P = self.stream.num_patches
+        s, c = self.name, "header"
+        nb = count_bits(P)
+        if w is not None:
+            if expected is not None:
+                w.write(int(n != expected), 1, s, c)
+                if n == expected:
+                    return n
+            w.write(n, nb, s, c)
+            return n
+        if expected is not None and not r.read(1, "count flag"):
+            return expected
+        n = r.read(nb, "token count")
+        if n > P:
+            raise WireFormatError(f"{n} tokens do not fit {P} patch positions")
+        return n
+
+    # -- write -----------------------------------------------------------------------------
+    def write(self, w: BitWriter, x: TokenDescription, /) -> int:
+        st = self.stream
+        P = st.num_patches
+        slots = np.asarray(x.slots, np.int64)
+        tokens = np.asarray(x.tokens, np.float32)
+        if len(slots) != len(tokens):
+            raise ValueError("one token per slot")
+        if len(slots) and np.any(np.diff(slots) <= 0):
+            raise ValueError("slots must be sorted and distinct")
+        if len(tokens) and tokens.shape[1] != st.dim:
+            raise ValueError(f"tokens have {tokens.shape[1]} channels, not {st.dim}")
+        with_cls = st.carries_cls(x.index)
+        if (x.cls is not None) != with_cls:
+            raise ValueError(f"description {x.index} must {'' if with_cls else 'not '}carry CLS")
+        E = x.extras
+        if st.extras is not None and E != st.extras:
+            raise ValueError(f"{E} extra tokens, the stream fixes {st.extras}")
+        if not 0 <= E <= MAX_EXTRAS:
+            raise ValueError(f"at most {MAX_EXTRAS} extra tokens, got {E}")
+        start = w.nbits
+        self.envelope.write(w, x.envelope(st))
+        patches = slots[slots < P]
+        if st.union:
+            kept = np.asarray(x.kept, np.int64)
+            self._count_field(w, None, len(kept), st.budget)
+            mapped = kept
+        else:
+            self._count_field(w, None, len(patches), expected_own_patches(st, x.index))
+            mapped = patches
+        if st.extras is None:
+            w.write(E, 8, self.name, "header")
+        if st.union:
+            universe = np.concatenate([kept, P + np.arange(E)])
             share = np.searchsorted(universe, slots)
-            if len(slots) and not np.array_equal(universe[np.minimum(share, len(universe) - 1)],
-                                                 slots):
+            if len(slots) and not np.array_equal(
+                universe[np.minimum(share, len(universe) - 1)], slots
+            ):
                 raise ValueError("description slots must be kept slots")
-            encode_subset(w, share, len(universe), "positions", "side_info")
-    else:
-        encode_subset(w, slots[slots < P], P, "positions", "side_info")
-        if E:
-            encode_subset(w, slots[slots >= P] - P, E, "positions", "side_info")
-    values = tokens if cls is None else np.concatenate([cls[None, :], tokens], 0)
-    quantizer.encode(w, np.asarray(values, np.float32))
-    data = w.to_bytes()
-    return data, w.ledger
+            implied = self.mdc.split(len(universe))[x.index]
+            if st.assignment == "interleave" and not st.redundancy:
+                if sorted(implied) != share.tolist():
+                    raise ValueError("an interleaved description carries its implied share")
+            else:
+                self.mdc.write(w, share, n=len(universe))
+        elif E:
+            POSITIONS.write(w, slots[slots >= P] - P, n=E)
+        if self.prior is None:
+            POSITIONS.write(w, mapped, n=P)
+        values = tokens if x.cls is None else np.concatenate([x.cls[None, :], tokens], 0)
+        q = self.quantizer
+        state = q.side(values) if q.entropy else None
+        if q.entropy:
+            q.write_side(w, state)
+        base = self._base(slots, with_cls)
+        if not q.entropy:
+            if base is not None:
+                q.write(w, values, base=base)
+            else:
+                q.write(w, values)
+        if self.prior is not None or q.entropy:
+            enc = ec.ArithmeticEncoder()
+            if self.prior is not None:
+                self.prior.position_model(len(mapped)).write(enc, mapped, n=len(mapped))
+            if q.entropy:
+                q.code(enc, values, state, base=base)
+            code = enc.finish(offset=w.nbits, multiple=8)
+            pos_bits = min(len(code), int(round(enc.ideal_bits.get("positions", 0.0))))
+            if pos_bits:
+                w.write_bits(code[:pos_bits], "positions", "side_info")
+            if len(code) > pos_bits:
+                w.write_bits(code[pos_bits:], "quant", "payload")
+        return w.nbits - start
 
-
-def _write_header(w: BitWriter, h: TokenHeader) -> None:
-    s, c = "tokens", "header"
-    w.write(VERSION, 4, s, c)
-    w.write(h.quant, 2, s, c)
-    w.write(int(h.entropy), 1, s, c)
-    w.write(int(h.cls), 1, s, c)
-    w.write(int(h.union), 1, s, c)
-    w.write(h.grid[0], 8, s, c)
-    w.write(h.grid[1], 8, s, c)
-    w.write(h.model, 32, s, c)
-    w.write(h.extras, 8, s, c)
-    if h.quant == 1:
-        w.write(h.qbits - 1, 4, s, c)
-        w.write(int(h.calibrated), 1, s, c)
-        if h.calibrated:
-            w.write(h.codebook, 32, s, c)
-    elif h.quant == 2:
-        w.write(h.qbits - 1, 4, s, c)
-        w.write(METRIC_CODES[h.metric], 2, s, c)
-        w.write(h.codebook, 32, s, c)
-
-
-def read_header(r: BitReader) -> TokenHeader:
-    version = r.read(4, "token header version")
-    if version != VERSION:
-        raise WireFormatError(f"unsupported token header version {version} (this is {VERSION})")
-    quant = r.read(2, "quant type")
-    if quant not in QUANT_NAMES:
-        raise WireFormatError(f"unknown quantiser code {quant}")
-    h = TokenHeader(quant=quant, entropy=bool(r.read(1)), cls=bool(r.read(1)),
-                    union=bool(r.read(1)), grid=(r.read(8, "grid"), r.read(8, "grid")),
-                    model=r.read(32, "model id"), extras=r.read(8, "extras"))
-    if h.grid[0] == 0 or h.grid[1] == 0:
-        raise WireFormatError(f"bad patch grid {h.grid}")
-    if quant == 0 and h.entropy:
-        raise WireFormatError("float16 tokens cannot be entropy-coded")
-    if quant == 1:
-        h.qbits = r.read(4, "scalar bits") + 1
-        h.calibrated = bool(r.read(1))
-        if h.calibrated:
-            h.codebook = r.read(32, "codebook id")
-    elif quant == 2:
-        h.qbits = r.read(4, "codebook bits") + 1
-        code = r.read(2, "metric")
-        if code not in METRIC_NAMES:
-            raise WireFormatError(f"unknown codebook metric code {code}")
-        h.metric = METRIC_NAMES[code]
-        h.codebook = r.read(32, "codebook id")
-    return h
-
-
-def decode_description(data: bytes, *, dim: int, model: int | None = None, grid=None,
-                       codebook=None) -> TokenDescription:
-    """Parse one description (the inverse of :func:`encode_description`).
-
-    ``model``: the cloud encoder's :func:`id32` (checked when given); ``grid``: its patch
-    grid (checked when given); ``codebook``: the cloud's codebook, needed for VQ and the
-    calibrated scalar range. Every inconsistency raises WireFormatError naming it.
-    """
-    env, pos = Envelope.unpack(data)
-    if env.method != "tokens":
-        raise WireFormatError(f"description carries method '{env.method}', not 'tokens'")
-    r = BitReader(data)
-    r.pos = 8 * pos
-    h = read_header(r)
-    if model is not None and h.model != model:
-        raise WireFormatError(f"model mismatch: description was made by vision encoder "
-                              f"{h.model:08x}, this cloud runs {model:08x}")
-    if grid is not None and tuple(h.grid) != tuple(grid):
-        raise WireFormatError(f"patch grid {h.grid} does not match the model's {tuple(grid)}")
-    P, E = h.num_patches, h.extras
-    kept = None
-    if h.union:
-        kept = decode_subset(r, P)
-        universe = np.concatenate([kept, P + np.arange(E)])
-        if env.count > 1:
-            share = decode_subset(r, len(universe))
+    # -- read ------------------------------------------------------------------------------
+    def read(self, r: BitReader, /) -> TokenDescription:
+        st = self.stream
+        P = st.num_patches
+        env = self.envelope.read(r)
+        with_cls = st.carries_cls(env.index)
+        kept = None
+        if st.union:
+            k = self._count_field(None, r, None, st.budget)
+        else:
+            n_p = self._count_field(None, r, None, expected_own_patches(st, env.index))
+        E = st.extras if st.extras is not None else r.read(8, "extras")
+        own_extras = np.zeros(0, np.int64)
+        share = None
+        if st.union:
+            universe_n = k + E
+            if st.assignment == "interleave" and not st.redundancy:
+                share = np.asarray(sorted(self.mdc.split(universe_n)[env.index]), np.int64)
+            else:
+                share = self.mdc.read(r, n=universe_n)
+        elif E:
+            own_extras = POSITIONS.read(r, n=E)
+        mapped = None
+        if self.prior is None:
+            mapped = POSITIONS.read(r, n=P)
+            if len(mapped) != (k if st.union else n_p):
+                raise WireFormatError(
+                    f"{len(mapped)} positions, the header says {k if st.union else n_p}"
+                )
+        if st.union:
+            n_values = len(share)
+        else:
+            n_values = n_p + len(own_extras)
+        n_values += int(with_cls)
+        q = self.quantizer
+        state = q.read_side(r, dim=st.dim) if q.entropy else None
+        raw = None
+        if not q.entropy:
+            raw = _RawValues(q, r, n_values, st.dim)
+        dec = ec.ArithmeticDecoder(r.rest()) if (self.prior is not None or q.entropy) else None
+        if self.prior is not None:
+            n_map = k if st.union else n_p
+            mapped = self.prior.position_model(n_map).read(dec, n=n_map)
+        if st.union:
+            kept = mapped
+            universe = np.concatenate([kept, P + np.arange(E)])
+            if len(share) and share.max() >= len(universe):
+                raise WireFormatError("description share is outside the kept set")
             slots = universe[share]
         else:
-            slots = universe
-    else:
-        patches = decode_subset(r, P)
-        extras = decode_subset(r, E) + P if E else np.zeros(0, np.int64)
-        slots = np.concatenate([patches, extras])
-    quantizer = quantizer_for(h, codebook)
-    n = len(slots) + int(h.cls)
-    values = quantizer.decode(r, n, dim)
-    if not getattr(quantizer, "entropy", False) and r.remaining >= 8:
-        raise WireFormatError(f"{r.remaining // 8} trailing bytes after the token payload")
-    if r.remaining and np.any(r.rest()):
-        raise WireFormatError("non-zero padding after the token payload")
-    cls = values[0] if h.cls else None
-    return TokenDescription(env, h, kept, slots, values[int(h.cls):], cls)
+            slots = np.concatenate([mapped, P + own_extras])
+        base = self._base(slots, with_cls)
+        if q.entropy:
+            values = q.uncode(dec, n=n_values, dim=st.dim, state=state, base=base)
+        else:
+            values = raw.values(base)
+        cls = values[0] if with_cls else None
+        return TokenDescription(
+            env.index,
+            slots,
+            values[int(with_cls) :],
+            cls,
+            kept,
+            E,
+            (env.height, env.width),
+        )
+
+
+class _RawValues:
+    """Fixed-width values read before the positions that place them (their residual
+    base depends on the slots, decoded after)."""
+
+    def __init__(self, quantizer, r: BitReader, n: int, dim: int):
+        self.q, self.n, self.dim = quantizer, n, dim
+        if isinstance(quantizer, VQQuantizer):
+            S = quantizer.codebook.stages
+            self.idx = r.read_array(n * S, quantizer.codebook.bits, "codebook indices").reshape(
+                n, S
+            )
+            quantizer._check(self.idx, dim)
+            self.values_now = None
+        else:
+            self.values_now = quantizer.read(r, n=n, dim=dim)
+
+    def values(self, base) -> np.ndarray:
+        if self.values_now is not None:
+            return self.values_now
+        return self.q.codebook.reconstruct(self.idx, base)

@@ -1,25 +1,26 @@
-"""``semcom train codebook``: VQ codebooks on tiny-world vision tokens.
+"""Position-aware codebooks and the token prior (``semcom train codebook``).
 
-Runs the edge encoder of ``--model`` over the tiny world's *train* split, collects every
-token (CLS and patches), and writes one codebook file per size into ``--out``
-(default ``semcom/assets/codebooks/``, named ``<model>-k<bits>-<metric>.npz``, the name
-``edge.quant.codebook`` defaults to). Methods:
+:func:`train_codebooks` runs the edge encoder of a model over the tiny world's *train*
+split and writes, into one folder (default ``semcom/assets/codebooks/``):
 
-- ``kmeans`` (default): Lloyd's k-means with chunked nearest-neighbour assignment
-  (spherical for ``--metric cosine``), initialised from random training tokens;
-- ``running-mean``: the first seed's importance-weighted running mean (``CodeBook.add``),
-  importance = CLS attention of the last layer (``--importance``).
+- the **token prior** ``<model>-prior.npz`` (:mod:`semcom.stages.prior`): the mean token
+  of every slot, and the context models of kept-position maps at several budgets, learned
+  from the maps the default selection (language-guided top-k: the question for a model
+  that answers questions, ``edge.prompt`` otherwise) makes on the training images;
+- one **codebook** per size, ``<model>-k<bits>-<metric>.npz`` (the name
+  ``edge.quant.codebook`` defaults to).
 
-Each file also stores the usage counts (the entropy model of the indices), the token
-mean (``mean`` concealment) and per-channel 0.1 / 99.9 % percentiles (the calibrated
-scalar range). Example::
-
-    nice -n 10 semcom train codebook --model blip --bits 6 8 10 12
+The default codebook is *position-residual* and *selection-weighted*: it quantises
+``x - pos_mean[slot]`` of the tokens the selection keeps at ``train_budget`` (the tokens
+that are actually sent: objects, not the background that makes up most of an image),
+with ``stages`` residual stages of ``2**bits`` entries each, and stores each stage's usage
+counts on those tokens as the entropy model of its indices. ``residual: none`` and
+``weighting: all`` give the plain k-means codebook on every token (``-plain`` in the
+name); ``method: running-mean`` the first seed paper's importance-weighted running mean.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from pathlib import Path
@@ -28,121 +29,275 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="semcom train codebook", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=["blip", "llava"], default="blip", help="model family")
-    p.add_argument("--model-path", default="", help="model directory (default: the tiny model)")
-    p.add_argument("--bits", type=int, nargs="+", default=[6, 8, 10, 12],
-                   help="log2 of the codebook sizes (6..16)")
-    p.add_argument("--metric", choices=["l2", "cosine", "ip"], default="l2")
-    p.add_argument("--method", choices=["kmeans", "running-mean"], default="kmeans")
-    p.add_argument("--importance", choices=["cls-attn", "l2-norm", "uniform"], default="cls-attn",
-                   help="running-mean: the token weights")
-    p.add_argument("--images", type=int, default=1000, help="tiny-world train images")
-    p.add_argument("--max-tokens", type=int, default=150_000,
-                   help="k-means on at most this many tokens (random subset)")
-    p.add_argument("--iters", type=int, default=20, help="k-means iterations")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=64, help="images per encoder batch")
-    p.add_argument("--out", default="", help="output folder (default semcom/assets/codebooks)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p
+PRIOR_BUDGETS = (2, 4, 8, 12, 16, 24, 32, 48, 64, 96)
 
 
-def collect_tokens(backend, images, *, batch: int = 64, importance: str = "uniform"
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """All tokens of ``images`` (``float32 [n * (1 + P), D]``) and their importance."""
+def topk_mask(scores: np.ndarray, k: int) -> np.ndarray:
+    """``bool [N, P]``: the ``k`` highest scores of each row (ties by position), as the
+    edge's ``topk`` reducer keeps them."""
+    n, P = scores.shape
+    k = min(k, P)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    out = np.zeros((n, P), bool)
+    np.put_along_axis(out, order, True, axis=1)
+    return out
+
+
+def collect(backend, samples, *, guidance, batch: int = 64, importance: str = "uniform"):
+    """Tokens ``float32 [N, T, D]`` (CLS first if the model has one), text similarity of
+    each patch to its guidance text ``float32 [N, P]``, and per-token importance
+    ``float32 [N, T]`` (``cls-attn``, ``l2-norm`` or ``uniform``). Images are decoded a
+    batch at a time and dropped after it; unreadable ones are skipped with a warning."""
     import torch
 
-    toks, imps = [], []
+    from semcom.data.images import read_batch, release
+
+    toks, sims, imps = [], [], []
     layer = (-1,) if importance == "cls-attn" and backend.has_cls else ()
-    for i in range(0, len(images), batch):
+    for i in range(0, len(samples), batch):
+        chunk, failed = read_batch(samples[i : i + batch])
+        for _, err in failed:
+            log.warning("training data: skipping %s", err)
+        if not chunk:
+            continue
         with torch.no_grad():
-            out = backend.vision_tokens(backend.preprocess(images[i:i + batch]), attn_layers=layer)
-        t = out.tokens.float().cpu().numpy()
-        b, n, d = t.shape
+            out = backend.vision_tokens(
+                backend.preprocess([s.image for s in chunk]), attn_layers=layer
+            )
+            t = out.tokens
+            prefix = t.shape[1] - backend.num_patches
+            tf = backend.text_features([guidance(s) for s in chunk])
+            pe = backend.patch_embeddings(t)[:, prefix:]
+            sim = torch.einsum("bpe,be->bp", pe.float(), tf.float().to(pe.device))
+        tn = t.float().cpu().numpy()
         if layer:
-            a = out.attentions[-1].float().cpu().numpy()[:, :, 0, :].sum(1)  # [B, N]
+            a = out.attentions[-1].float().cpu().numpy()[:, :, 0, :].sum(1)
             a[:, 0] = a[:, 1:].max(1)  # CLS: as important as the most attended patch
         elif importance == "l2-norm":
-            a = np.linalg.norm(t, axis=-1)
+            a = np.linalg.norm(tn, axis=-1)
         else:
-            a = np.ones((b, n))
-        toks.append(t.reshape(-1, d))
-        imps.append(a.reshape(-1))
-    return np.concatenate(toks).astype(np.float32), np.concatenate(imps)
+            a = np.ones(tn.shape[:2])
+        toks.append(tn.astype(np.float32))
+        sims.append(sim.cpu().numpy().astype(np.float32))
+        imps.append(a.astype(np.float32))
+        release(chunk)
+    return np.concatenate(toks), np.concatenate(sims), np.concatenate(imps)
 
 
-def train(tokens: np.ndarray, bits: int, *, metric: str = "l2", method: str = "kmeans",
-          weights: np.ndarray | None = None, iters: int = 20, seed: int = 0,
-          max_tokens: int = 150_000, meta: dict | None = None):
-    """One :class:`~semcom.stages.codebook.Codebook` of ``2**bits`` entries."""
+def fit_prior(tokens, sims, *, grid, has_cls, budgets=PRIOR_BUDGETS, meta=None):
+    """The :class:`~semcom.stages.prior.TokenPrior` of training tokens and the kept maps
+    of top-k selections by ``sims`` at each budget."""
+    from semcom.stages.prior import TokenPrior
+
+    P = sims.shape[1]
+    selections = {int(k): topk_mask(sims, int(k)) for k in budgets if 0 < k < P}
+    return TokenPrior.fit(tokens, selections, grid=grid, has_cls=has_cls, meta=meta)
+
+
+def train_codebook(
+    tokens: np.ndarray,
+    bits: int,
+    *,
+    stages: int = 1,
+    metric: str = "l2",
+    method: str = "kmeans",
+    weights: np.ndarray | None = None,
+    iters: int = 20,
+    seed: int = 0,
+    max_tokens: int = 150_000,
+    base: np.ndarray | None = None,
+    meta: dict | None = None,
+):
+    """One :class:`~semcom.stages.codebook.Codebook` of ``stages`` x ``2**bits`` entries
+    on ``tokens float32 [N, D]`` (minus ``base [N, D]`` for a position-residual one)."""
     from semcom.stages.codebook import Codebook, kmeans, nearest, running_mean
 
-    k = 2 ** bits
+    k = 2**bits
     rs = np.random.default_rng(seed)
-    if method == "kmeans":
-        x = tokens
-        if len(x) > max_tokens:
-            x = x[np.sort(rs.choice(len(x), max_tokens, replace=False))]
-        cw, _ = kmeans(x, k, metric=metric, iters=iters, seed=seed,
-                       log=lambda m: log.info(m))
-    else:
-        order = rs.permutation(len(tokens))
-        cw, _ = running_mean(tokens[order], weights[order] if weights is not None
-                             else np.ones(len(tokens)), k, metric=metric)
-    cw16 = cw.astype(np.float16).astype(np.float32)
-    counts = np.bincount(nearest(tokens, cw16, metric), minlength=k)
+    x = np.asarray(tokens, np.float32) - (0 if base is None else base)
+    if stages > 1 and (metric != "l2" or method != "kmeans"):
+        raise ValueError("residual stages need l2 k-means")
+    books, counts = [], []
+    r = x
+    for s in range(stages):
+        if method == "kmeans":
+            xs = r if len(r) <= max_tokens else r[np.sort(rs.choice(len(r), max_tokens, False))]
+            cw, _ = kmeans(
+                xs, k, metric=metric, iters=iters, seed=seed + s, log=lambda m: log.info(m)
+            )
+        else:
+            order = rs.permutation(len(r))
+            w = weights[order] if weights is not None else np.ones(len(r))
+            cw, _ = running_mean(r[order], w, k, metric=metric)
+        cw16 = cw.astype(np.float16).astype(np.float32)
+        j = nearest(r, cw16, metric)
+        books.append(cw16)
+        counts.append(np.bincount(j, minlength=k))
+        r = r - cw16[j]
     lo, hi = np.percentile(tokens, [0.1, 99.9], axis=0)
-    m = {"metric": metric, "method": method, "size": k, "bits": bits, "dim": int(tokens.shape[1]),
-         "train_tokens": int(len(tokens)), "seed": seed, **(meta or {})}
-    return Codebook(cw16, counts, tokens.mean(0), lo, hi, m)
+    m = {
+        "metric": metric,
+        "method": method,
+        "size": k,
+        "bits": bits,
+        "stages": stages,
+        "dim": int(x.shape[1]),
+        "train_tokens": int(len(x)),
+        "seed": seed,
+        **(meta or {}),
+    }
+    return Codebook(np.stack(books), np.stack(counts), tokens.mean(0), lo, hi, m)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(message)s")
-    bad = [b for b in args.bits if not 6 <= b <= 16]
-    if bad:
-        build_parser().error(f"--bits must be in [6, 16], got {bad}")
+def codebook_name(
+    model: str, bits: int, metric: str = "l2", method: str = "kmeans", residual: str = "position"
+) -> str:
+    """``<model>-k<bits>-<metric>[-plain][-<method>]``: the file stem of a codebook."""
+    name = f"{model}-k{bits}-{metric}"
+    if residual == "none":
+        name += "-plain"
+    return name if method == "kmeans" else f"{name}-{method}"
+
+
+def _guidance(task: str, prompt: str):
+    return lambda s: s.question if task == "vqa" and s.question else prompt
+
+
+def train_codebooks(
+    model: str,
+    bits: list[int],
+    *,
+    model_path: str = "",
+    stages: int = 1,
+    metric: str = "l2",
+    method: str = "kmeans",
+    residual: str = "position",
+    weighting: str = "selected",
+    train_budget: int = 16,
+    importance: str = "cls-attn",
+    images: int = 3000,
+    max_tokens: int = 150_000,
+    iters: int = 20,
+    seed: int = 0,
+    batch: int = 64,
+    out: str | Path = "",
+    device: str = "cpu",
+    prompt: str = "a picture of",
+    data=None,
+) -> list[Path]:
+    """The token prior and codebooks of ``2**b`` entries for each ``b`` in ``bits`` on
+    ``images`` tiny-world train scenes through ``model`` (``model_path``: its directory,
+    empty: the tiny one), saved into ``out`` (empty: ``semcom/assets/codebooks/``; a
+    model of your own needs an ``out``); the paths written, the prior's first.
+
+    ``data``: a :class:`~semcom.config.data.DataConfig` (any dataset; default the tiny
+    world's train split, ``images`` of it). ``weighting``: ``selected`` trains on the
+    tokens the selection keeps at
+    ``train_budget`` (and the CLS token of a model that reads it), ``all`` on every
+    token; ``importance`` weighs the tokens of the ``running-mean`` method.
+    """
     from semcom.config.data import DataConfig
     from semcom.config.model import ModelRef
-    from semcom.data import load_samples
+    from semcom.data.training import training_samples
+    from semcom.errors import ConfigError, DataError
     from semcom.models import load_backend
     from semcom.seeding import seed_everything
     from semcom.stages.codebook import ASSETS
+    from semcom.train.assets import trained_on
 
-    seed_everything(args.seed)
-    import torch
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    backend = load_backend(ModelRef(args.model, args.model_path), device=args.device)
+    if model_path and not out:
+        raise ConfigError(
+            "out",
+            "codebooks for a model of your own go into a folder of yours (--out DIR): the "
+            "shipped files in semcom/assets/codebooks are the tiny models'",
+        )
+    if residual not in ("position", "none") or weighting not in ("selected", "all"):
+        raise ConfigError("residual", f"unknown residual {residual!r} or weighting {weighting!r}")
+    seed_everything(seed)
+    backend = load_backend(ModelRef(model, model_path), device=device)
     t0 = time.perf_counter()
-    samples = load_samples(DataConfig(split="train", num_images=args.images), "caption",
-                           seed=args.seed)
-    tokens, imp = collect_tokens(backend, [s.image for s in samples], batch=args.batch,
-                                 importance=args.importance if args.method == "running-mean"
-                                 else "uniform")
-    print(f"{len(tokens)} tokens of {len(samples)} train images ({backend.model_id}), "
-          f"{time.perf_counter() - t0:.1f}s")
-    out = Path(args.out) if args.out else ASSETS
-    for bits in args.bits:
+    task = "vqa" if "vqa" in backend.tasks else "caption"
+    data = data or DataConfig(split="train", num_images=images)
+    try:
+        samples = training_samples(data, task)
+    except DataError:
+        if task != "vqa":
+            raise
+        task = "caption"  # a dataset without questions: the prompt guides the selection
+        samples = training_samples(data, task)
+    tokens, sims, imp = collect(
+        backend,
+        samples,
+        guidance=_guidance(task, prompt),
+        batch=batch,
+        importance=importance if method == "running-mean" else "uniform",
+    )
+    has_cls = tokens.shape[1] == backend.num_patches + 1
+    g = backend.grid
+    grid = (g, g) if isinstance(g, int) else tuple(g)
+    print(
+        f"{len(samples)} train images ({backend.model_id}): {tokens.shape[0]} x "
+        f"{tokens.shape[1]} tokens, {time.perf_counter() - t0:.1f}s"
+    )
+    out = Path(out) if out else ASSETS
+    data_meta = {
+        "model_id": backend.model_id,
+        "model": model,
+        "train_images": int(tokens.shape[0]),
+        "trained_on": trained_on(backend, data),
+        "selection": {"scorer": "text-sim", "reducer": "topk", "guidance": task},
+    }
+    prior = fit_prior(tokens, sims, grid=grid, has_cls=has_cls, meta=data_meta)
+    prior_file = prior.save(out / f"{model}-prior.npz")
+    print(f"{prior_file}: prior {prior.hash[:16]}, budgets {prior.budgets.tolist()}")
+    # the training set: kept patches at the training budget (+ CLS when it is sent)
+    P = backend.num_patches
+    off = int(has_cls)
+    patches = tokens[:, off:].reshape(-1, tokens.shape[2])
+    slot = np.tile(np.arange(P), len(tokens))
+    keep = topk_mask(sims, train_budget).reshape(-1) if weighting == "selected" else None
+    x = patches if keep is None else patches[keep]
+    base = prior.base(slot if keep is None else slot[keep])
+    w = imp[:, off:].reshape(-1) if keep is None else imp[:, off:].reshape(-1)[keep]
+    sends_cls = (
+        has_cls
+        and getattr(backend, "uses_cls", None) is not False
+        and (getattr(backend, "strategy", "full") != "default")
+    )
+    if sends_cls:
+        x = np.concatenate([x, tokens[:, 0]])
+        base = np.concatenate([base, np.repeat(prior.cls_mean()[None], len(tokens), 0)])
+        w = np.concatenate([w, imp[:, 0]])
+    paths = [prior_file]
+    for b in bits:
         t1 = time.perf_counter()
-        cb = train(tokens, bits, metric=args.metric, method=args.method, weights=imp,
-                   iters=args.iters, seed=args.seed, max_tokens=args.max_tokens,
-                   meta={"model_id": backend.model_id, "model": args.model,
-                         "train_images": len(samples), "world_split": "train"})
-        name = f"{args.model}-k{bits}-{args.metric}"
-        if args.method != "kmeans":
-            name += f"-{args.method}"
-        path = cb.save(out / f"{name}.npz")
-        used = int((cb.counts > 0).sum())
-        mse = float(((tokens[:20000] - cb.lookup(cb.search(tokens[:20000]))) ** 2).mean())
-        print(f"{path}: {cb.size} x {cb.dim}, {used} entries used, token MSE {mse:.4g}, "
-              f"var {float(tokens.var(0).mean()):.4g}, hash {cb.hash[:12]}, "
-              f"{time.perf_counter() - t1:.1f}s")
-    return 0
+        cb = train_codebook(
+            x,
+            b,
+            stages=stages,
+            metric=metric,
+            method=method,
+            weights=w,
+            iters=iters,
+            seed=seed,
+            max_tokens=max_tokens,
+            base=base if residual == "position" else None,
+            meta={
+                **data_meta,
+                "residual": residual,
+                "prior": prior.hash[:16] if residual == "position" else None,
+                "weighting": weighting,
+                "train_budget": train_budget if weighting == "selected" else None,
+            },
+        )
+        path = cb.save(out / f"{codebook_name(model, b, metric, method, residual)}.npz")
+        n = min(20000, len(x))
+        b0 = base[:n] if residual == "position" else None
+        mse = float(((x[:n] - cb.reconstruct(cb.quantize(x[:n], b0), b0)) ** 2).mean())
+        print(
+            f"{path}: {cb.stages} x {cb.size} x {cb.dim}, token MSE {mse:.4g} (var "
+            f"{float(x.var(0).mean()):.4g}) on {len(x)} training tokens, hash "
+            f"{cb.hash[:12]}, {time.perf_counter() - t1:.1f}s"
+        )
+        paths.append(path)
+    return paths

@@ -5,10 +5,29 @@ See :mod:`semcom.world.vocab` for the vocabulary and grammar and
 """
 
 from semcom.world.scene import (
-    IMAGE_SIZE, SPLITS, Obj, Scene, make_question, make_scene, patch_labels, question_for,
-    render, scenes,
+    IMAGE_SIZE,
+    SPLITS,
+    Obj,
+    Scene,
+    make_question,
+    make_scene,
+    patch_labels,
+    question_for,
+    render,
+    scenes,
 )
 from semcom.world.vocab import words
 
-__all__ = ["IMAGE_SIZE", "SPLITS", "Obj", "Scene", "make_question", "make_scene",
-           "patch_labels", "question_for", "render", "scenes", "words"]
+__all__ = [
+    "IMAGE_SIZE",
+    "SPLITS",
+    "Obj",
+    "Scene",
+    "make_question",
+    "make_scene",
+    "patch_labels",
+    "question_for",
+    "render",
+    "scenes",
+    "words",
+]

@@ -32,9 +32,9 @@ class Obj:
     shape: str
     colour: str
     size: str
-    row: int          # grid cell
+    row: int  # grid cell
     col: int
-    cx: float         # centre in pixels
+    cx: float  # centre in pixels
     cy: float
 
     @property
@@ -53,8 +53,8 @@ class Obj:
 class Scene:
     split: str
     index: int
-    objects: tuple[Obj, ...]          # canonical order: grid cells in raster order
-    background: int                   # grey level of the background
+    objects: tuple[Obj, ...]  # canonical order: grid cells in raster order
+    background: int  # grey level of the background
     noise_seed: int
     meta: dict = field(default_factory=dict, compare=False)
 
@@ -71,8 +71,12 @@ class Scene:
         return render(self)
 
     def to_dict(self) -> dict:
-        return {"split": self.split, "index": self.index, "background": self.background,
-                "objects": [asdict(o) | {"position": o.position} for o in self.objects]}
+        return {
+            "split": self.split,
+            "index": self.index,
+            "background": self.background,
+            "objects": [asdict(o) | {"position": o.position} for o in self.objects],
+        }
 
 
 def _scene_rng(seed: int, split: str, index: int, attempt: int) -> np.random.Generator:
@@ -95,8 +99,17 @@ def make_scene(seed: int, split: str, index: int, attempt: int = 0) -> Scene:
         lo, hi = half + 2, CELL - half - 2  # the object stays inside its cell
         cx = col * CELL + float(r.integers(lo, hi + 1))
         cy = row * CELL + float(r.integers(lo, hi + 1))
-        objs.append(Obj(shapes[r.integers(len(shapes))], colours[r.integers(len(colours))],
-                        size, row, col, cx, cy))
+        objs.append(
+            Obj(
+                shapes[r.integers(len(shapes))],
+                colours[r.integers(len(colours))],
+                size,
+                row,
+                col,
+                cx,
+                cy,
+            )
+        )
     background = int(r.integers(185, 236))
     return Scene(split, index, tuple(objs), background, int(r.integers(2**31)))
 
@@ -164,6 +177,7 @@ def patch_labels(labels: np.ndarray, patch: int, min_pixels: int = 1) -> np.ndar
 
 # ---------------------------------------------------------------------------- questions
 
+
 def _unique(objs, key):
     counts: dict = {}
     for o in objs:
@@ -185,21 +199,33 @@ def make_question(scene: Scene, r: np.random.Generator) -> dict:
     for _ in range(20):
         qt = types[r.choice(len(types), p=probs / probs.sum())]
         if qt == "count":
-            return {"question": T[qt], "answer": V.COUNT_WORDS[len(objs)], "type": qt,
-                    "relevant": list(range(len(objs)))}
+            return {
+                "question": T[qt],
+                "answer": V.COUNT_WORDS[len(objs)],
+                "type": qt,
+                "relevant": list(range(len(objs))),
+            }
         if qt == "exists":
             if r.random() < 0.5:
                 i = int(r.integers(len(objs)))
                 o = objs[i]
-                return {"question": T[qt].format(colour=o.colour, shape=o.shape),
-                        "answer": "yes", "type": qt,
-                        "relevant": [j for j, p in enumerate(objs)
-                                     if (p.colour, p.shape) == (o.colour, o.shape)]}
+                return {
+                    "question": T[qt].format(colour=o.colour, shape=o.shape),
+                    "answer": "yes",
+                    "type": qt,
+                    "relevant": [
+                        j for j, p in enumerate(objs) if (p.colour, p.shape) == (o.colour, o.shape)
+                    ],
+                }
             present = {(o.colour, o.shape) for o in objs}
             absent = [(c, s) for c in V.COLOURS for s in V.SHAPES if (c, s) not in present]
             c, s = absent[r.integers(len(absent))]
-            return {"question": T[qt].format(colour=c, shape=s), "answer": "no", "type": qt,
-                    "relevant": []}
+            return {
+                "question": T[qt].format(colour=c, shape=s),
+                "answer": "no",
+                "type": qt,
+                "relevant": [],
+            }
         if qt == "colour":
             cand = _unique(objs, lambda o: o.shape)
         elif qt == "shape":
@@ -210,12 +236,19 @@ def make_question(scene: Scene, r: np.random.Generator) -> dict:
             continue
         i = cand[int(r.integers(len(cand)))]
         o = objs[i]
-        answer = {"colour": o.colour, "shape": o.shape, "size": o.size,
-                  "position": o.position}[qt]
-        return {"question": T[qt].format(colour=o.colour, shape=o.shape), "answer": answer,
-                "type": qt, "relevant": [i]}
-    return {"question": T["count"], "answer": V.COUNT_WORDS[len(objs)], "type": "count",
-            "relevant": list(range(len(objs)))}
+        answer = {"colour": o.colour, "shape": o.shape, "size": o.size, "position": o.position}[qt]
+        return {
+            "question": T[qt].format(colour=o.colour, shape=o.shape),
+            "answer": answer,
+            "type": qt,
+            "relevant": [i],
+        }
+    return {
+        "question": T["count"],
+        "answer": V.COUNT_WORDS[len(objs)],
+        "type": "count",
+        "relevant": list(range(len(objs))),
+    }
 
 
 def question_for(seed: int, scene: Scene, k: int = 0) -> dict:
@@ -225,8 +258,10 @@ def question_for(seed: int, scene: Scene, k: int = 0) -> dict:
 
 # ------------------------------------------------------------------------------- splits
 
-def scenes(seed: int, split: str, n: int, *, unique_captions: bool | None = None,
-           start: int = 0) -> list[Scene]:
+
+def scenes(
+    seed: int, split: str, n: int, *, unique_captions: bool | None = None, start: int = 0
+) -> list[Scene]:
     """The first ``n`` scenes of a split (``start``: skip the first ones).
 
     ``unique_captions`` (default: True for ``eval``): a scene whose caption already

@@ -41,8 +41,14 @@ QUESTION_TEMPLATES: dict[str, str] = {
     "position": "where is the {colour} {shape}?",
     "exists": "is there a {colour} {shape}?",
 }
-QUESTION_P: dict[str, float] = {"colour": 0.2, "shape": 0.15, "size": 0.1, "count": 0.15,
-                                "position": 0.2, "exists": 0.2}
+QUESTION_P: dict[str, float] = {
+    "colour": 0.2,
+    "shape": 0.15,
+    "size": 0.1,
+    "count": 0.15,
+    "position": 0.2,
+    "exists": 0.2,
+}
 
 # LLaVA-1.5 style conversation template; <image> expands to one placeholder per token.
 LLAVA_TEMPLATE = "USER: <image>\n{prompt} ASSISTANT:"
@@ -77,11 +83,21 @@ def split_words(text: str) -> list[str]:
 
 def words() -> list[str]:
     """Every word the tiny world can produce (captions, questions, answers, prompts)."""
-    texts = [object_phrase(s, c, sh, p) for s in SIZES for c in COLOURS for sh in SHAPES
-             for row in POSITION_NAMES for p in row]
+    texts = [
+        object_phrase(s, c, sh, p)
+        for s in SIZES
+        for c in COLOURS
+        for sh in SHAPES
+        for row in POSITION_NAMES
+        for p in row
+    ]
     texts += [", and a"]
-    texts += [t.format(shape=sh, colour=c) for t in QUESTION_TEMPLATES.values()
-              for sh in SHAPES for c in COLOURS]
+    texts += [
+        t.format(shape=sh, colour=c)
+        for t in QUESTION_TEMPLATES.values()
+        for sh in SHAPES
+        for c in COLOURS
+    ]
     texts += list(COUNT_WORDS) + ["yes", "no"] + [n for row in POSITION_NAMES for n in row]
     texts += [LLAVA_TEMPLATE.replace(IMAGE_TOKEN, "").format(prompt=CAPTION_PROMPT)]
     texts += ["a picture of", "an image of"]
