@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from semcom.errors import SemcomError
+from semcom.stages.npzfile import FileCache, read_npz, write_npz
 
 FORMAT = "semcom.codebook/2"
 FORMATS = ("semcom.codebook/1", FORMAT)
@@ -240,34 +241,26 @@ class Codebook:
 
     # -- files -------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(
-            tmp,
+        return write_npz(
+            path,
+            self.meta,
             codewords=self.books.astype(np.float16),
             counts=self.stage_counts,
             mean=self.mean,
             lo=self.lo,
             hi=self.hi,
-            meta=np.array(json.dumps(self.meta, sort_keys=True)),
         )
-        tmp.replace(path)
-        return path
 
     @classmethod
     def load(cls, path: str | Path) -> Codebook:
         path = Path(path)
-        if not path.is_file():
-            raise CodebookError(
-                f"codebook file not found: {path} (train one with `semcom train codebook`)"
-            )
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                arrays = {k: z[k] for k in ("codewords", "counts", "mean", "lo", "hi")}
-        except (OSError, ValueError, KeyError) as exc:
-            raise CodebookError(f"{path} is not a semcom codebook file: {exc}") from None
+        meta, arrays = read_npz(
+            path,
+            ("codewords", "counts", "mean", "lo", "hi"),
+            CodebookError,
+            "codebook",
+            "train one with `semcom train codebook`",
+        )
         if meta.get("format") not in FORMATS:
             raise CodebookError(
                 f"{path}: unsupported codebook format {meta.get('format')!r} (this reads "
@@ -279,18 +272,8 @@ class Codebook:
         return cb
 
 
-_CACHE: dict[tuple[str, float], Codebook] = {}
-
-
-def load_cached(path: str | Path) -> Codebook:
-    """:meth:`Codebook.load`, cached by path and modification time."""
-    p = Path(path).resolve()
-    if not p.is_file():
-        return Codebook.load(p)
-    key = (str(p), p.stat().st_mtime)
-    if key not in _CACHE:
-        _CACHE[key] = Codebook.load(p)
-    return _CACHE[key]
+load_cached = FileCache(Codebook.load)
+"""A :meth:`Codebook.load`, cached by path and modification time."""
 
 
 def nearest(

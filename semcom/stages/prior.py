@@ -48,6 +48,7 @@ import numpy as np
 
 from semcom.errors import SemcomError, WireFormatError
 from semcom.stages.entropy import BinaryModel
+from semcom.stages.npzfile import FileCache, read_npz, write_npz
 
 FORMAT = "semcom.tokenprior/1"
 PRECISION = 4096  # P(kept) is stored as an integer count out of this
@@ -254,36 +255,24 @@ class TokenPrior:
 
     # -- files -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(
-            tmp,
+        return write_npz(
+            path,
+            self.meta,
             pos_mean=self.pos_mean,
             mean=self.mean,
             lo=self.lo,
             hi=self.hi,
             budgets=self.budgets,
             position_freqs=self.position_freqs,
-            meta=np.array(json.dumps(self.meta, sort_keys=True)),
         )
-        tmp.replace(path)
-        return path
 
     @classmethod
     def load(cls, path: str | Path) -> TokenPrior:
         path = Path(path)
-        if not path.is_file():
-            raise PriorError(
-                f"token prior file not found: {path} (`semcom train codebook` writes one)"
-            )
         keys = ("pos_mean", "mean", "lo", "hi", "budgets", "position_freqs")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                arrays = {k: z[k] for k in keys}
-        except (OSError, ValueError, KeyError) as exc:
-            raise PriorError(f"{path} is not a semcom token prior file: {exc}") from None
+        meta, arrays = read_npz(
+            path, keys, PriorError, "token prior", "`semcom train codebook` writes one"
+        )
         if meta.get("format") != FORMAT:
             raise PriorError(
                 f"{path}: unsupported token prior format {meta.get('format')!r} (this is {FORMAT})"
@@ -360,15 +349,5 @@ def check_prior(prior: TokenPrior, backend, where: str = "edge.quant.prior") -> 
         raise ConfigError(where, "the token prior and the model disagree on the CLS token")
 
 
-_CACHE: dict[tuple[str, float], TokenPrior] = {}
-
-
-def load_cached(path: str | Path) -> TokenPrior:
-    """:meth:`TokenPrior.load`, cached by path and modification time."""
-    p = Path(path).resolve()
-    if not p.is_file():
-        return TokenPrior.load(p)
-    key = (str(p), p.stat().st_mtime)
-    if key not in _CACHE:
-        _CACHE[key] = TokenPrior.load(p)
-    return _CACHE[key]
+load_cached = FileCache(TokenPrior.load)
+"""A :meth:`TokenPrior.load`, cached by path and modification time."""
