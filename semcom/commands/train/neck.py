@@ -11,22 +11,8 @@ W/codecs/). Any dataset trains it (``--data``; images square-resized to the mode
 input size); the neck records the model id and the data, and a run with another model
 is an error naming both.
 
-Teacher: the model's own vision tokens of the UNCOMPRESSED image (final tokens, and the
-hidden state at the injection layer L for the warm-up hint), computed once per training
-image. Student: ``backend.vision_tokens_from_layer(neck(latent, k), L)``, i.e. the neck
-then the encoder's layers L.. (frozen). Loss (see :mod:`semcom.neck`): token MSE over all
-1+P tokens / teacher variance, plus a hint term decaying to 0 over the first half.
-
-- d1: the base variable-rate codec is frozen; its latents at every rate point are
-  computed once (eval-mode rounding = what the cloud decodes); one neck serves all rate
-  points (rate index drawn per sample; the neck has a rate embedding).
-- d2 / d3: start from the base codec and the d1 neck; fine-tune both, one rate point per
-  step (round robin), with ``R + lambda_k 255^2 (MSE_pix + s_k D_feat)`` (d2, human and
-  machine) or ``R + lambda_k 255^2 s_k D_feat`` (d3, machine only). ``s_k`` =
-  MSE_pix / D_feat of the base codec + d1 neck at rate point k, measured before
-  fine-tuning: the feature distortion is expressed in pixel-MSE units so each rate point
-  keeps the rate-distortion slope the base codec was trained at. The codec is saved as
-  ``codecs/<arch>-<setting>-<model>.safetensors`` (d3 without g_s: never used).
+How the neck is trained (teacher, student, loss, the d1 / d2 / d3 settings) is
+documented in :mod:`semcom.train.neck`.
 
 At the end the neck is evaluated through the REAL bitstream (encode, entropy-decode,
 neck, layers L..) on eval-split images, against the decode-then-encoder path of the same
