@@ -23,7 +23,7 @@ def plot_budgets(doc, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from experiments.tokens.eval import METHOD_NAMES, PRIMARY
+    from experiments.tokens.tables import METHOD_NAMES, PRIMARY
 
     tasks = doc["tasks"]
     res = doc["results"]
@@ -67,7 +67,7 @@ def plot_mdc(doc, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from experiments.tokens.eval import PRIMARY
+    from experiments.tokens.tables import PRIMARY
 
     tasks = doc["tasks"]
     res = [r for r in doc["results"] if r["lost"] == "random"]
