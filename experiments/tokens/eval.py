@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -346,13 +347,24 @@ def quantiser_candidates(model: str) -> list[tuple[str, list[str]]]:
     ]
 
 
-def exp_quantisers(ev: Evaluator, budgets, scorer: str, reducer: str) -> list[dict]:
+def exp_quantisers(
+    ev: Evaluator, budgets, scorer: str, reducer: str, only: list[str] | None = None
+) -> list[dict]:
+    """Every candidate of :func:`quantiser_candidates` (or those whose label contains one
+    of ``only``) at each budget, beside all tokens in float16."""
+    cands = [
+        (label, over)
+        for label, over in quantiser_candidates(ev.model)
+        if not only or any(o == label or (o != "float16" and o in label) for o in only)
+    ]
+    if only and not cands:
+        raise SystemExit(f"--only {only} matches no candidate quantiser")
     res = []
     full = ev.run(["edge.quant.type=none"], label="all tokens, float16")
     full.update(quant="all tokens, float16", budget="all")
     res.append(full)
     for b in budgets:
-        for label, over in quantiser_candidates(ev.model):
+        for label, over in cands:
             r = ev.run(sel(scorer, reducer, b) + over, label=f"{label} k={b}")
             r.update(quant=label, budget=b)
             res.append(r)
@@ -438,6 +450,13 @@ def main(argv=None) -> int:
     p.add_argument("--scalar-bits", type=int, nargs="*", default=[8, 6, 4])
     p.add_argument("--probs", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.5])
     p.add_argument("--D", type=int, nargs="+", default=[1, 2, 4, 8])
+    p.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="quantisers: only the candidates whose label contains one of these "
+        "('float16' alone means float16 with the fill)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument(
@@ -473,7 +492,7 @@ def main(argv=None) -> int:
         methods = [tuple(m.split("/")) for m in args.methods] if args.methods else METHODS
         res = exp_budgets(ev, args.budgets, methods)
     elif args.exp == "quantisers":
-        res = exp_quantisers(ev, args.budgets, scorer, reducer)
+        res = exp_quantisers(ev, args.budgets, scorer, reducer, args.only)
     elif args.exp == "quant":
         res = exp_quant(ev, args.budget, scorer, reducer, args.codebook_bits, args.scalar_bits)
     else:
@@ -484,7 +503,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "command": "OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python experiments/tokens/eval.py "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        + shlex.join(sys.argv[1:] if argv is None else argv),
         "model_id": ev.backend.model_id,
         "tasks": ev.tasks,
         "samples": len(ev.samples),

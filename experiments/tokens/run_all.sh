@@ -33,6 +33,10 @@ step() {
       $EVAL --model llava --images 500 --world-seed 2026 --exp mdc --budget 12 \
         --method text-sim/topk --quant edge.quant.type=codebook --probs 0 0.2 0.5 --D 1 2 4 \
         --out $R/mdc-llava-2026.json ;;
+    where-llava)  # world seed 7777, used for nothing else: "where" with 2,000 questions
+      $EVAL --model llava --images 2000 --world-seed 7777 --exp quantisers --budgets 10 12 24 \
+        --method text-sim/topk --only float16 "(default)" \
+        --out $R/quantisers-llava-7777.json ;;
     judged-blip)
       $EVAL --model blip --images 500 --world-seed 2026 --exp quantisers --budgets 32 \
         --method text-sim/topk --out $R/quantisers-blip-2026.json ;;
@@ -57,7 +61,7 @@ step() {
 }
 
 if [ $# -eq 0 ]; then
-  set -- codebooks candidates budgets-llava headline-llava quantisers-llava judged-llava \
+  set -- codebooks candidates budgets-llava headline-llava quantisers-llava judged-llava where-llava \
     budgets-blip quantisers-blip judged-blip runner-check plot
 fi
 for s in "$@"; do echo "== $s ($(date -u +%H:%M:%S))"; step "$s"; done
