@@ -190,6 +190,21 @@ def expected_own_patches(stream: TokenStream, index: int) -> int | None:
     return sum(1 for i in range(index, k + E, D) if i < k)
 
 
+def _check_agreed(what: str, want: str | None, have, key: str) -> None:
+    """The file the stream names by its short hash ``want`` (None: the stream uses none)
+    against this end's ``have`` (an object with ``.hash``, or None)."""
+    if want is None:
+        return
+    if have is None:
+        raise WireFormatError(
+            f"the stream uses {what} {want} and this end has none configured ({key})"
+        )
+    if short_hash(have.hash) != want:
+        raise WireFormatError(
+            f"{what} mismatch: the stream uses {want}, this end has {short_hash(have.hash)}"
+        )
+
+
 class TokenWire(Stage):
     """One token description of a stream (see the module docstring).
 
@@ -212,28 +227,9 @@ class TokenWire(Stage):
 
     def __init__(self, stream: TokenStream, *, codebook=None, prior=None):
         self.stream = stream
-        if stream.codebook is not None:
-            if codebook is None:
-                raise WireFormatError(
-                    f"the stream uses codebook {stream.codebook} and this end has none "
-                    "configured (edge.quant.codebook)"
-                )
-            if short_hash(codebook.hash) != stream.codebook:
-                raise WireFormatError(
-                    f"codebook mismatch: the stream uses codebook {stream.codebook}, this "
-                    f"end has {short_hash(codebook.hash)}"
-                )
+        _check_agreed("codebook", stream.codebook, codebook, "edge.quant.codebook")
+        _check_agreed("token prior", stream.prior, prior, "edge.quant.prior")
         if stream.prior is not None:
-            if prior is None:
-                raise WireFormatError(
-                    f"the stream uses token prior {stream.prior} and this end has none "
-                    "configured (edge.quant.prior)"
-                )
-            if short_hash(prior.hash) != stream.prior:
-                raise WireFormatError(
-                    f"token prior mismatch: the stream uses {stream.prior}, this end has "
-                    f"{short_hash(prior.hash)}"
-                )
             if tuple(prior.grid) != tuple(stream.grid) or prior.dim != stream.dim:
                 raise WireFormatError(
                     f"token prior is for a {prior.grid} grid of {prior.dim}-d tokens, the "
