@@ -193,11 +193,15 @@ def read_record(path: str | Path) -> dict:
 
 
 def iter_records(paths: Iterable[str | Path]) -> Iterator[dict]:
-    """Records from files or folders (folders are searched recursively for record.json)."""
+    """Records from files or folders (folders are searched recursively for record.json;
+    each such record gets ``run_dir``, the folder it was found in)."""
     for p in map(Path, paths):
         if p.is_dir():
             for f in sorted(p.rglob("record.json")):
-                yield read_record(f)
+                rec = read_record(f)
+                if isinstance(rec, dict):
+                    rec.setdefault("run_dir", str(f.parent))
+                yield rec
         elif p.suffix == ".jsonl":
             yield from read_jsonl(p)
         else:

@@ -1,7 +1,12 @@
 """The aggregate of a sweep: one flat row per point, ``aggregate.{csv,json}``, summaries.
 
 ``<run.out_dir>/sweeps/<name>/aggregate.json`` holds the table and embeds every record,
-so ``semcom plot`` can read it alone; ``aggregate.csv`` is the same table. Also the
+so ``semcom plot`` can read it alone; ``aggregate.csv`` is the same table.
+
+Presentation is the sweep's: the label (the colour key of the figures) and the settings
+of each row and embedded record come from the point of the sweep being run
+(:func:`present`), never from the record on disk, which keeps only what determines
+results and may have been written by another sweep. Also the
 stdout table of ``semcom sweep`` (:func:`format_table`) and the executor-independence
 check (:func:`measured`, :func:`compare_runs`).
 """
@@ -33,8 +38,26 @@ LINK_COLUMNS = ("snr_db", "esno_db", "ebno_db", "bler", "description_loss_rate",
 LATENCY_COLUMNS = ("edge_s_mean", "airtime_s_mean", "cloud_s_mean")
 
 
+def point_label(point) -> str:
+    """The label a sweep point is shown with: ``run.label`` of the point, else the
+    default label of its method (:func:`semcom.commands.runner.default_label`)."""
+    from semcom.commands.runner import default_label
+
+    return point.config.run.label or default_label(point.config)
+
+
+def present(rec: dict, point) -> dict:
+    """``rec`` with the presentation of ``point`` (label, settings, run folder)."""
+    return dict(
+        rec,
+        label=point_label(point),
+        settings=dict(point.settings),
+        run_dir=str(Path(point.config.run.out_dir) / point.run_id),
+    )
+
+
 def table_row(rec: dict, *, sweep: str = "", skipped: bool = False) -> dict[str, Any]:
-    """One flat row of the aggregate table from a record."""
+    """One flat row of the aggregate table from a (presented) record."""
     row: dict[str, Any] = {
         "sweep": sweep,
         "run_id": rec.get("run_id"),
@@ -75,7 +98,7 @@ def _missing_row(o: Outcome, sweep: str) -> dict:
         "run_id": o.point.run_id,
         "status": "missing",
         "resumed": False,
-        "label": o.point.config.run.label,
+        "label": point_label(o.point),
         "method": o.point.config.edge.method,
     }
     for key, value in o.point.settings.items():
@@ -103,11 +126,12 @@ def _strip_record(rec: dict) -> dict:
 def write_aggregate(report: SweepReport) -> dict[str, Path]:
     """``aggregate.json`` (table + records) and ``aggregate.csv`` for the whole sweep."""
     sweep = report.sweep
+    shown = [present(o.record, o.point) if o.record is not None else None for o in report.outcomes]
     rows = [
-        table_row(o.record, sweep=sweep.name, skipped=o.skipped)
-        if o.record is not None
+        table_row(rec, sweep=sweep.name, skipped=o.skipped)
+        if rec is not None
         else _missing_row(o, sweep.name)
-        for o in report.outcomes
+        for o, rec in zip(report.outcomes, shown)
     ]
     cols = _columns(rows)
     from semcom.provenance import git_info, utc_now
@@ -131,7 +155,7 @@ def write_aggregate(report: SweepReport) -> dict[str, Path]:
         "resumed": report.skipped,
         "columns": cols,
         "rows": rows,
-        "records": [_strip_record(o.record) for o in report.outcomes if o.record is not None],
+        "records": [_strip_record(rec) for rec in shown if rec is not None],
     }
     out = sweep.results_dir
     json_path = atomic_write_json(out / "aggregate.json", doc)
@@ -165,7 +189,7 @@ def format_table(report: SweepReport, max_rows: int = 200) -> str:
             if k != "run.label"
         )
         status = o.status + (" (resumed)" if o.skipped else "")
-        row = [status, str(rec.get("label") or o.point.config.run.label or ""), settings]
+        row = [status, point_label(o.point), settings]
         if metric:
             m = ((rec.get("metrics") or {}).get(metric[0]) or {}).get(metric[1]) or {}
             row.append(_num(m.get("value")))
@@ -211,7 +235,7 @@ MEASURED_FIELDS = (
     "status",
     "label",
     "method",
-    "settings",
+    "config",
     "num_samples",
     "metrics",
     "rate",
