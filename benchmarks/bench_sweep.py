@@ -1,17 +1,22 @@
-"""Sweep throughput with 1 and 2 workers (and Ray when installed).
+"""Sweep throughput: 1 worker, 2 warm workers and Ray with 2 CPUs, side by side.
 
-Two measurements, each on a fresh results folder:
+Two measurements, each executor on a fresh results folder:
 
-- ``real``: a small sweep of real runs through the pipeline (tiny world, JPEG and the
-  token path over the BLER-table link, ``SEMCOM_BENCH_SWEEP_SAMPLES`` samples per run,
-  default 32); skipped with the reason when the pipeline cannot run here. The 1- and
-  2-worker records are compared (measured fields and per-sample outputs must be equal).
-- ``synthetic``: the test fake ``synthetic_run`` (``tests/sweep_fakes.py``, imported as
-  ``tests.sweep_fakes``: benchmarks run from the repo root) with 300 ms of CPU work per
-  run, i.e. the executors' own overhead and scaling, independent of the models.
+- ``real``: the compare sweep (``configs/sweeps/compare.yaml``: tokens + codebook + MDC
+  at 6 budgets, tokens D=1 at 4, JPEG and WebP at 5 and 4 qualities, full tokens on the
+  ideal link) at one SNR (``SEMCOM_BENCH_SWEEP_SNR``, default 1 dB), 200 samples per
+  run (``SEMCOM_BENCH_SWEEP_SAMPLES``): 20 real runs through the pipeline with the tiny
+  LLaVA. The records of every executor are compared with the serial ones (measured
+  fields and per-sample outputs must be equal). Skipped with the reason when the
+  pipeline cannot run here.
+- ``synthetic``: the test fake ``synthetic_run`` (``tests/sweep_fakes.py``) with 300 ms
+  of CPU work per run: the executors' own overhead and scaling, without models.
 
-Runs per second include worker start-up (spawned processes import torch and load the
-models once each), which is what a user waits for.
+Wall times include everything a user waits for: spawning workers, importing torch,
+loading the models once per worker (warm workers keep them across their runs) and
+starting Ray. Each executor uses its default threads (cores / workers). The load
+average at the start and end says how far the machine was from idle (the cores may be
+shared); the speed-ups are ratios of wall times measured back to back in one run.
 """
 
 from __future__ import annotations
@@ -22,27 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REAL_SWEEP = {
-    "data": {"num_images": 200},
-    "edge": {"model": {"name": "llava"}},
-    "cloud": {"model": {"name": "llava"}, "tasks": ["vqa"]},
-    "channel": {"link": "nr-table", "snr_db": 1.0},
-    "sweep": {
-        "method": [
-            *({"edge.method": "jpeg", "edge.image.quality": q} for q in (10, 30, 50, 90)),
-            *(
-                {
-                    "edge.method": "tokens",
-                    "edge.select.budget": b,
-                    "edge.quant.type": "codebook",
-                    "edge.quant.bits": 8,
-                    "edge.mdc.descriptions": 4,
-                }
-                for b in (8, 16, 32, 64)
-            ),
-        ]
-    },
-}
+REPO = Path(__file__).resolve().parent.parent
+COMPARE = REPO / "configs" / "sweeps" / "compare.yaml"
 SYNTH_SWEEP = {
     "data": {"num_images": 20},
     "channel": {"link": "nr-table"},
@@ -51,85 +37,111 @@ SYNTH_SWEEP = {
 }
 
 
-def _measure(
-    data: dict, root: Path, name: str, workers: int, executor: str = "local", run_fn=None
-) -> dict:
+def _has_ray() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _measure(sweep_of, root: Path, name: str, workers: int, executor="local", run_fn=None):
     from semcom.commands.sweep.run import run_sweep
-    from semcom.commands.sweep.spec import load_sweep
 
     out = root / f"{name}-{executor}-{workers}"
     shutil.rmtree(out, ignore_errors=True)
-    sweep = load_sweep(
-        None, data=dict(data, run={**data.get("run", {}), "out_dir": str(out)}), name=name
-    )
+    sweep = sweep_of(out)
+    load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     rep = run_sweep(sweep, run_fn=run_fn, workers=workers, executor=executor, progress=False)
     wall = time.perf_counter() - t0
     errors = [
-        o.record.get("error", {}).get("message")
+        (o.record.get("error") or {}).get("message")
         for o in rep.outcomes
         if o.record and o.status != "ok"
     ]
     return {
-        "executor": executor,
+        "executor": rep.executor,
         "workers": workers,
         "runs": len(sweep.points),
         "ok": rep.count("ok"),
         "wall_s": round(wall, 2),
         "runs_per_min": round(60 * len(sweep.points) / wall, 2),
+        "loadavg_1min_before": round(load0, 2),
         "out": str(out),
         "ids": [p.run_id for p in sweep.points],
         "first_error": errors[0] if errors else None,
     }
 
 
-def _compare(a: dict, b: dict) -> list[str]:
+def _series(sweep_of, root, name, run_fn=None) -> tuple[list[dict], dict]:
+    """Serial, 2 local workers, Ray with 2 CPUs; speed-ups and record equality."""
+    rows = [_measure(sweep_of, root, name, 1, run_fn=run_fn)]
+    if rows[0]["ok"] == 0:
+        return rows, {"skipped": f"the pipeline failed here ({rows[0]['first_error']})"}
+    rows.append(_measure(sweep_of, root, name, 2, run_fn=run_fn))
+    if _has_ray():
+        rows.append(_measure(sweep_of, root, name, 2, "ray", run_fn=run_fn))
     from semcom.commands.sweep.aggregate import compare_runs
 
-    return compare_runs(a["out"], b["out"], a["ids"])
+    base = rows[0]
+    info = {}
+    for m in rows[1:]:
+        m["speedup_vs_serial"] = round(base["wall_s"] / m["wall_s"], 2)
+        diffs = compare_runs(base["out"], m["out"], base["ids"])
+        m["records_identical_to_serial"] = not diffs
+        if diffs:
+            info[f"differences_{m['executor']}"] = diffs[:10]
+    return [{k: v for k, v in m.items() if k not in ("ids", "out")} for m in rows], info
 
 
 def run() -> dict:
+    from semcom.commands.sweep.spec import load_sweep
     from tests.sweep_fakes import synthetic_run
 
     root = Path(tempfile.mkdtemp(prefix="semcom-bench-sweep-"))
-    # the load average says how far the timings are from an idle machine (shared cores)
     result: dict = {"cores": os.cpu_count(), "loadavg_start": os.getloadavg()}
+    if not _has_ray():
+        result["ray"] = "not installed (pip install -e '.[ray]')"
+    n = int(os.environ.get("SEMCOM_BENCH_SWEEP_SAMPLES", "200"))
+    snr = float(os.environ.get("SEMCOM_BENCH_SWEEP_SNR", "1.0"))
+
+    def real_of(out: Path):
+        return load_sweep(
+            COMPARE,
+            [
+                f"sweep.channel.snr_db=[{snr}]",
+                f"run.limit={n}",
+                f"run.out_dir={out}",
+                "run.progress=false",
+            ],
+            name="bench-compare",
+        )
+
+    def synth_of(out: Path):
+        return load_sweep(
+            None, data=dict(SYNTH_SWEEP, run={"progress": False, "out_dir": str(out)}), name="s"
+        )
+
     try:
         os.environ["SEMCOM_SYNTHETIC_WORK_MS"] = "300"
-        synth = [_measure(SYNTH_SWEEP, root, "synth", w, run_fn=synthetic_run) for w in (1, 2)]
-        try:
-            import ray  # noqa: F401
-
-            synth.append(_measure(SYNTH_SWEEP, root, "synth", 2, "ray", run_fn=synthetic_run))
-        except ImportError:
-            result["ray"] = "not installed (pip install -e '.[ray]')"
+        result["synthetic"], info = _series(synth_of, root, "synth", synthetic_run)
+        result.update({f"synthetic_{k}": v for k, v in info.items()})
         os.environ.pop("SEMCOM_SYNTHETIC_WORK_MS", None)
-        result["synthetic"] = [
-            {k: v for k, v in m.items() if k not in ("ids", "out")} for m in synth
-        ]
-        result["synthetic_identical"] = all(not _compare(synth[0], m) for m in synth[1:])
-
-        n = int(os.environ.get("SEMCOM_BENCH_SWEEP_SAMPLES", "32"))
-        real_sweep = dict(REAL_SWEEP, run={"limit": n, "progress": False})
-        real = [_measure(real_sweep, root, "real", 1)]
-        if real[0]["ok"] == 0:
-            result["real"] = f"skipped: the pipeline failed here ({real[0]['first_error']})"
+        result["real_sweep"] = f"compare.yaml at {snr} dB, {n} samples per run"
+        real, info = _series(real_of, root, "real")
+        if "skipped" in info:
+            result["real"] = f"skipped: {info['skipped']}"
         else:
-            real.append(_measure(real_sweep, root, "real", 2))
-            result["real_samples_per_run"] = n
-            result["real"] = [{k: v for k, v in m.items() if k not in ("ids", "out")} for m in real]
-            diffs = _compare(real[0], real[1])
-            result["real_identical_1_vs_2_workers"] = not diffs
-            if diffs:
-                result["real_differences"] = diffs[:10]
+            result["real"] = real
+            result.update({f"real_{k}": v for k, v in info.items()})
     finally:
         shutil.rmtree(root, ignore_errors=True)
     result["loadavg_end"] = os.getloadavg()
     lines = [
-        f"sweep throughput (runs/min, including worker start-up; {result['cores']} "
-        f"cores, load average {result['loadavg_start'][0]:.1f} at the start, "
-        f"{result['loadavg_end'][0]:.1f} at the end):"
+        f"sweep throughput ({result['cores']} cores; load average "
+        f"{result['loadavg_start'][0]:.1f} at the start, {result['loadavg_end'][0]:.1f} at "
+        "the end; wall times include worker start-up and model loading):"
     ]
     for kind in ("real", "synthetic"):
         rows = result.get(kind)
@@ -137,16 +149,18 @@ def run() -> dict:
             lines.append(f"  {kind}: {rows}")
             continue
         for m in rows or []:
+            extra = ""
+            if "speedup_vs_serial" in m:
+                extra = (
+                    f", {m['speedup_vs_serial']:.2f}x serial, records identical: "
+                    f"{m['records_identical_to_serial']}"
+                )
             lines.append(
-                f"  {kind:9s} {m['executor']:5s} workers={m['workers']}: {m['runs']} runs "
-                f"in {m['wall_s']:.1f} s = {m['runs_per_min']:.1f} runs/min "
-                f"({m['ok']} ok)"
+                f"  {kind:9s} {m['executor']:7s} workers={m['workers']}: {m['runs']} runs "
+                f"in {m['wall_s']:.1f} s = {m['runs_per_min']:.1f} runs/min ({m['ok']} ok; "
+                f"load {m['loadavg_1min_before']:.1f} before){extra}"
             )
-    if "real_identical_1_vs_2_workers" in result:
-        lines.append(
-            f"  real records identical with 1 and 2 workers: "
-            f"{result['real_identical_1_vs_2_workers']}"
-        )
-    lines.append(f"  synthetic records identical across executors: {result['synthetic_identical']}")
+    if "ray" in result:
+        lines.append(f"  ray: {result['ray']}")
     result["summary"] = "\n".join(lines)
     return result

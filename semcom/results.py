@@ -193,11 +193,15 @@ def read_record(path: str | Path) -> dict:
 
 
 def iter_records(paths: Iterable[str | Path]) -> Iterator[dict]:
-    """Records from files or folders (folders are searched recursively for record.json)."""
+    """Records from files or folders (folders are searched recursively for record.json;
+    each such record gets ``run_dir``, the folder it was found in)."""
     for p in map(Path, paths):
         if p.is_dir():
             for f in sorted(p.rglob("record.json")):
-                yield read_record(f)
+                rec = read_record(f)
+                if isinstance(rec, dict):
+                    rec.setdefault("run_dir", str(f.parent))
+                yield rec
         elif p.suffix == ".jsonl":
             yield from read_jsonl(p)
         else:
@@ -208,3 +212,41 @@ def iter_records(paths: Iterable[str | Path]) -> Iterator[dict]:
                 yield from data["records"]
             else:
                 yield data
+
+
+# --------------------------------------------------------------------------- per-sample columns
+
+SAMPLE_RATE_FIELDS = ("pixels", "wire_bits", "payload_bits", "coded_bits", "channel_uses")
+
+
+def compact_samples(rows: Iterable[dict]) -> dict:
+    """A run's per-sample columns for paired statistics: ``sample_id``, the rate fields
+    (:data:`SAMPLE_RATE_FIELDS`) and ``scores`` ``{"task.metric": [...]}`` (``None``
+    where a sample has no such score). A sweep's aggregate embeds this in each record
+    (``per_sample``), so paired comparisons and BD intervals need only the aggregate."""
+    ok = [r for r in rows if not r.get("error")]
+    out: dict[str, Any] = {"sample_id": [r.get("sample_id") for r in ok]}
+    for f in SAMPLE_RATE_FIELDS:
+        out[f] = [(r.get("rate") or {}).get(f) for r in ok]
+    keys = sorted(
+        {f"{t}.{m}" for r in ok for t, ms in (r.get("scores") or {}).items() for m in (ms or {})}
+    )
+    out["scores"] = {
+        k: [
+            ((r.get("scores") or {}).get(k.split(".", 1)[0]) or {}).get(k.split(".", 1)[1])
+            for r in ok
+        ]
+        for k in keys
+    }
+    return out
+
+
+def run_samples(rec: dict) -> dict | None:
+    """The per-sample columns of a record: embedded (``per_sample``) or read from the
+    ``samples.jsonl`` beside it (``run_dir``); ``None`` when neither is there."""
+    if isinstance(rec.get("per_sample"), dict):
+        return rec["per_sample"]
+    run_dir = rec.get("run_dir")
+    if run_dir and (Path(run_dir) / "samples.jsonl").is_file():
+        return compact_samples(read_jsonl(Path(run_dir) / "samples.jsonl"))
+    return None

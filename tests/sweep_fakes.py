@@ -133,11 +133,10 @@ def synthetic_run(config: dict, overwrite: bool = False, settings: dict | None =
         "status": "ok",
         "error": None,
         "synthetic": True,
-        "label": cfg.run.label or default_label(cfg),
+        "label": default_label(cfg),
         "method": e.method,
         "tasks": ["vqa"],
-        "config": to_dict(cfg),
-        "settings": settings or {},
+        "config": to_dict(cfg, hashed_only=True),
         "num_samples": n,
         "metrics": {
             "vqa": {

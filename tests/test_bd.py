@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from semcom.metrics.bd import bd_accuracy, bd_rate, bd_table, check_curve, table_markdown
+from semcom.metrics.bd import (
+    bd_accuracy,
+    bd_rate,
+    bd_table,
+    check_curve,
+    monotone_fit,
+    table_markdown,
+)
 
 RATES = [0.05, 0.1, 0.2, 0.4, 0.8]
 ACC = [0.30, 0.45, 0.58, 0.66, 0.70]
@@ -66,8 +73,7 @@ def test_bd_matches_the_reference_package_when_installed():
 @pytest.mark.parametrize(
     "rates,acc,reason",
     [
-        ([0.1, 0.2, 0.4, 0.8], [0.5, 0.6, 0.55, 0.7], "accuracy not increasing"),
-        ([0.1, 0.2, 0.4, 0.8], [0.5, 0.6, 0.6, 0.7], "accuracy not increasing"),
+        ([0.1, 0.2, 0.4, 0.8], [0.6, 0.6, 0.6, 0.6], "flat (monotone fit leaves 1 point)"),
         ([0.1, 0.2, 0.4], [0.5, 0.6, 0.7], "3 points < 4"),
         ([0.1, 0.2, 0.2, 0.8], [0.5, 0.6, 0.65, 0.7], "repeated rates"),
         ([0.0, 0.2, 0.4, 0.8], [0.5, 0.6, 0.65, 0.7], "rates must be > 0"),
@@ -112,8 +118,9 @@ def test_bd_table_is_per_condition_and_never_pooled():
     by = {(r["condition"], r["test"]): r for r in rows}
     assert by[("SNR 5 dB", "ours")]["bd_rate_pct"] == pytest.approx(-50.0)
     assert by[("SNR 10 dB", "ours")]["bd_rate_pct"] == pytest.approx(100.0)
-    assert by[("SNR 10 dB", "dip")]["bd_rate_pct"] is None
-    assert "not increasing" in by[("SNR 10 dB", "dip")]["bd_rate"]
+    dip = by[("SNR 10 dB", "dip")]  # a dip: the monotone rule, reported as such
+    assert dip["fit"] == "monotone" and "monotone fit, 5 -> 4 points" in dip["note"]
+    assert dip["bd_rate"].endswith("(monotone fit)")
     assert "no points" in by[("SNR 0 dB", "ours")]["note"]
     md = table_markdown(rows, units="pp")
     assert md.count("\n") == len(rows) + 1 and "-50.0 %" in md and "+100.0 %" in md
@@ -121,3 +128,36 @@ def test_bd_table_is_per_condition_and_never_pooled():
         by[("SNR 5 dB", "ours")]["bd_accuracy"],
         100 * bd_accuracy(RATES, ACC, [r * 0.5 for r in RATES], ACC).value,
     )
+
+
+def test_a_dipping_curve_gets_the_monotone_rule_reported_as_such():
+    rates, acc = [0.1, 0.2, 0.4, 0.8], [0.5, 0.6, 0.55, 0.7]
+    fr, fa = monotone_fit(rates, acc)
+    # the dip (0.6, 0.55) is pooled: its mean accuracy at the geometric-mean rate
+    assert fr == pytest.approx([0.1, math.sqrt(0.2 * 0.4), 0.8])
+    assert fa == pytest.approx([0.5, 0.575, 0.7])
+    res = bd_rate(RATES[:4], ACC[:4], rates, acc)
+    assert res.ok and res.fit == "monotone" and res.caveat == "test: monotone fit, 4 -> 3 points"
+    assert res.value == pytest.approx(bd_rate(RATES[:4], ACC[:4], fr, fa, min_points=3).value)
+    assert res.text().endswith("(monotone fit)")
+    # ties are pooled too; an increasing curve is left alone
+    assert monotone_fit([0.1, 0.2, 0.4, 0.8], [0.5, 0.6, 0.6, 0.7])[1] == pytest.approx(
+        [0.5, 0.6, 0.7]
+    )
+    assert monotone_fit(RATES, ACC) == (pytest.approx(RATES), pytest.approx(ACC))
+    assert bd_rate(RATES, ACC, RATES, ACC).fit == "raw"
+
+
+def test_the_monotone_rule_is_conservative_it_never_raises_a_curve():
+    # pooling replaces points by their mean: the fitted curve stays inside the data's range
+    # and never above the best point measured up to that rate
+    import numpy as np
+
+    g = np.random.default_rng(3)
+    for _ in range(50):
+        rates = sorted(g.uniform(0.05, 2.0, 6))
+        acc = list(g.uniform(0.3, 0.9, 6))
+        fr, fa = monotone_fit(rates, acc)
+        assert all(b > a for a, b in zip(fa, fa[1:])) and all(b > a for a, b in zip(fr, fr[1:]))
+        for r, a in zip(fr, fa):
+            assert a <= max(x for q, x in zip(rates, acc) if q <= r * (1 + 1e-12)) + 1e-12

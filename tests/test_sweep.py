@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sweep_fakes import RUN_FN, env_with_fakes, synthetic_run
 
+from semcom.commands.runner import default_label
 from semcom.commands.sweep.aggregate import compare_runs, measured
 from semcom.commands.sweep.executors import run_point, threads_per_worker
 from semcom.commands.sweep.run import run_sweep
@@ -59,11 +60,10 @@ def _fake_record(config: dict, settings: dict, **extra) -> dict:
         "run_id": rid,
         "status": "ok",
         "error": None,
-        "label": cfg.run.label,
+        "label": default_label(cfg),
         "method": cfg.edge.method,
         "tasks": ["vqa"],
-        "config": to_dict(cfg),
-        "settings": settings,
+        "config": to_dict(cfg, hashed_only=True),
         "num_samples": 3,
         "metrics": {"vqa": {"accuracy": {"value": value, "ci95": [value - 0.1, value + 0.1]}}},
         "rate": {"bpp_wire": 0.1 + cfg.edge.image.quality / 100},
@@ -230,7 +230,8 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(sweep_file):
     rec = read_record(RunPaths(sweep.out_dir, bad.point.run_id).record)
     assert rec["status"] == "error" and rec["error"]["type"] == "ValueError"
     assert "boom at 8 dB" in rec["error"]["message"] and "Traceback" in rec["error"]["traceback"]
-    assert rec["settings"] == bad.point.settings
+    assert "settings" not in rec and "label" not in rec  # presentation is the sweep's
+    assert "out_dir" not in rec["config"]["run"]  # only what determines results
     rows = list(csv.DictReader(open(report.files["csv"])))
     assert sorted(r["status"] for r in rows) == ["error", "ok", "ok", "ok"]
     assert "boom at 8 dB" in next(r["error"] for r in rows if r["status"] == "error")
@@ -324,15 +325,14 @@ def test_run_point_resolves_the_plain_config_and_calls_the_runner(monkeypatch):
     class Result:
         record = {"status": "ok"}
 
-    def fake_run(cfg, overwrite=False, settings=None, transport=None):
-        seen.update(cfg=cfg, overwrite=overwrite, settings=settings)
+    def fake_run(cfg, overwrite=False, transport=None):
+        seen.update(cfg=cfg, overwrite=overwrite)
         return Result()
 
     monkeypatch.setattr(runner, "run", fake_run)
     cfg = load_config(None, ["channel.snr_db=4", "edge.method=jpeg"])
     assert run_point(to_dict(cfg), True, {"channel.snr_db": 4}) == {"status": "ok"}
     assert run_id(seen["cfg"]) == run_id(cfg) and seen["overwrite"] is True
-    assert seen["settings"] == {"channel.snr_db": 4}
 
 
 def test_measured_ignores_provenance_and_timing():
@@ -415,19 +415,20 @@ def test_cli_sweep_exit_codes(sweep_file, capsys):
 
 
 def test_ray_task_returns_the_run_files_for_drivers_without_a_shared_disk(sweep_file, monkeypatch):
-    from semcom.commands.sweep.executors import _THREAD_VARS, Task, _ray_task, _restore_files
+    from semcom.commands.sweep.executors import THREAD_VARS, Task
+    from semcom.commands.sweep.ray_executor import RunActor, restore_files
 
-    for var in _THREAD_VARS:  # _ray_task sets them; restore them afterwards
+    for var in THREAD_VARS:  # the actor sets them; restore them afterwards
         monkeypatch.setenv(var, os.environ.get(var, ""))
 
     p = load_sweep(sweep_file).points[0]
     task = Task(0, p.run_id, to_dict(p.config), dict(p.settings))
-    out = _ray_task(synthetic_run, task, 1, "")  # "": stay in this directory
+    out = RunActor(synthetic_run, 1, "").run(task)  # "": stay in this directory
     assert out["record"]["run_id"] == p.run_id and set(out["files"]) == {"samples.jsonl"}
     samples = Path(p.config.run.out_dir) / p.run_id / "samples.jsonl"
     text = samples.read_text()
     samples.unlink()  # as if the run had happened on another node
-    _restore_files(task, out["files"])
+    restore_files(task, out["files"])
     assert samples.read_text() == text
 
 

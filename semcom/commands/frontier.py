@@ -102,12 +102,15 @@ def _rows(rec: dict, runs: str | None) -> list[dict]:
     from semcom.errors import DataError
     from semcom.results import read_jsonl
 
-    root = (
-        Path(runs)
-        if runs
-        else Path(((rec.get("config") or {}).get("run") or {}).get("out_dir", "."))
-    )
-    path = root / rec["run_id"] / "samples.jsonl"
+    if runs:
+        run_dir = Path(runs) / rec["run_id"]
+    elif rec.get("run_dir"):  # a sweep's aggregate says where each run is
+        run_dir = Path(rec["run_dir"])
+    else:  # records written before run_dir existed kept run.out_dir in their config
+        run_dir = (
+            Path(((rec.get("config") or {}).get("run") or {}).get("out_dir", ".")) / rec["run_id"]
+        )
+    path = run_dir / "samples.jsonl"
     if not path.is_file():
         raise DataError(f"run {rec['run_id']}: {path} not found (give --runs DIR)")
     return read_jsonl(path)

@@ -144,10 +144,14 @@ def load_samples(cfg: Config, task: str):
     return samples[: cfg.run.limit] if cfg.run.limit else samples
 
 
-def run(
-    cfg: Config, *, overwrite: bool = False, settings: dict | None = None, transport=None
-) -> RunResult:
+def run(cfg: Config, *, overwrite: bool = False, transport=None) -> RunResult:
     """Run ``cfg`` (or skip it if its record exists) and return the record.
+
+    The record keeps only what determines results: the config's hashed fields (no
+    output folder, label or batch size) and ``label`` = :func:`default_label` (derived
+    from those fields). Presentation (the label a sweep gives a point, its settings) is
+    the sweep's, applied when it aggregates, so a record reused by another sweep never
+    brings its first sweep's names along.
 
     ``transport`` reaches the cloud (default: :class:`cloud.session.InProcessTransport`);
     the edge daemon passes its gRPC transport, and everything else stays the same.
@@ -168,11 +172,10 @@ def run(
         "run_id": rid,
         "status": "ok",
         "error": None,
-        "label": cfg.run.label or default_label(cfg),
+        "label": default_label(cfg),
         "method": cfg.edge.method,
         "tasks": list(cfg.cloud.tasks),
-        "config": to_dict(cfg),
-        "settings": settings or {},
+        "config": to_dict(cfg, hashed_only=True),
         "assets": fingerprint(cfg),
     }
     t0 = time.perf_counter()

@@ -16,31 +16,34 @@ from semcom.plotting.points import MetricSpec, Point, varying_fields
 from semcom.plotting.style import METRIC_NAMES
 
 
-def bd_curves(points: Sequence[Point]) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
-    """``{condition: {label: (rates, accuracies)}}`` (upper bounds excluded), for BD."""
+def _cond_name(cond, varying) -> str:
+    return (
+        cond.describe(varying).replace("$", "").replace("_", "").replace("{", "").replace("}", "")
+    )
+
+
+def bd_points(points: Sequence[Point]) -> dict[str, dict[str, list[Point]]]:
+    """``{condition: {label: points by rate}}`` (upper bounds excluded), for BD."""
     conds = sorted({p.cond for p in points}, key=lambda c: c.sort_key())
     varying = varying_fields(conds) or {"snr_db"}
-    out: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+    out: dict[str, dict[str, list[Point]]] = {}
     for cond in conds:
-        name = (
-            cond.describe(varying)
-            .replace("$", "")
-            .replace("_", "")
-            .replace("{", "")
-            .replace("}", "")
-        )
         by_label: dict[str, list[Point]] = defaultdict(list)
         for p in points:
             if p.cond == cond and not p.upper:
                 by_label[p.label].append(p)
-        out[name] = {
-            lab: (
-                [p.x for p in sorted(ps, key=lambda p: p.x)],
-                [p.y for p in sorted(ps, key=lambda p: p.x)],
-            )
-            for lab, ps in sorted(by_label.items())
+        out[_cond_name(cond, varying)] = {
+            lab: sorted(ps, key=lambda p: p.x) for lab, ps in sorted(by_label.items())
         }
     return out
+
+
+def bd_curves(points: Sequence[Point]) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
+    """``{condition: {label: (rates, accuracies)}}`` (upper bounds excluded), for BD."""
+    return {
+        name: {lab: ([p.x for p in ps], [p.y for p in ps]) for lab, ps in by_label.items()}
+        for name, by_label in bd_points(points).items()
+    }
 
 
 def write_bd(
@@ -66,13 +69,20 @@ def write_bd(
         raise DataError(
             f"anchor '{anchor}' is not a label in the results; labels: {', '.join(sorted(labels))}"
         )
+    from semcom.plotting.compare import bd_intervals
+
     rows = bd_table(bd_curves(points), anchor, method=method, min_points=min_points)
+    bd_intervals(bd_points(points), rows, spec, x, method=method, min_points=min_points)
     units = "pp" if spec.percent else METRIC_NAMES.get(spec.name, spec.name)
+    name = METRIC_NAMES.get(spec.name, spec.name)
     md = (
         f"BD against **{anchor}** on `{x}` and {spec.ylabel()}, per channel condition "
-        f"({method.upper()}, >= {min_points} points, accuracy must increase with rate; "
-        f"negative BD-rate = fewer bits, positive BD-{METRIC_NAMES.get(spec.name, spec.name)} "
-        f"= better).\n\n"
+        f"(the `bjontegaard` package, {method.upper()}, >= {min_points} points per curve; "
+        f"negative BD-rate = fewer bits, positive BD-{name} = better). A curve whose "
+        "accuracy does not rise with rate is replaced by its monotone (isotonic) fit, "
+        "marked *(monotone fit)*, with the points it keeps in the note. Brackets: 95 % "
+        "intervals of a paired bootstrap over the samples (every run of the condition "
+        "resampled on the same samples, metric and rate recomputed).\n\n"
         + table_markdown(rows, metric=METRIC_NAMES.get(spec.name, spec.name), units=units)
         + "\n"
     )
@@ -87,7 +97,12 @@ def write_bd(
         "points_test",
         "points_anchor",
         "bd_rate_pct",
+        "bd_rate_ci_lo",
+        "bd_rate_ci_hi",
         "bd_accuracy",
+        "bd_accuracy_ci_lo",
+        "bd_accuracy_ci_hi",
+        "fit",
         "overlap_accuracy",
         "overlap_rate",
         "method",
@@ -96,7 +111,11 @@ def write_bd(
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
+        flat = dict(r)
+        for key in ("bd_rate", "bd_accuracy"):
+            ci = r.get(f"{key}_ci95") or [None, None]
+            flat[f"{key}_ci_lo"], flat[f"{key}_ci_hi"] = ci[0], ci[1]
+        w.writerow({k: ("" if flat.get(k) is None else flat.get(k)) for k in cols})
     files["csv"] = atomic_write_text(out_dir / f"{stem}.csv", buf.getvalue())
     files["json"] = atomic_write_json(
         out_dir / f"{stem}.json",
@@ -107,7 +126,7 @@ def write_bd(
             "scale": spec.scale,
             "method": method,
             "min_points": min_points,
-            "rows": rows,
+            "rows": [{k: v for k, v in r.items()} for r in rows],
         },
     )
     return rows, files

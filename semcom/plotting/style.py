@@ -141,3 +141,6 @@ def marker_map(points: Sequence[Point]) -> dict[Condition, str]:
     """One marker per channel condition of ``points``, in the conditions' sort order."""
     conds = sorted({p.cond for p in points}, key=lambda c: c.sort_key())
     return {c: MARKERS[i % len(MARKERS)] for i, c in enumerate(conds)}
+
+
+LINESTYLES_BY_KIND = {"proposed": "-", "anchor": "--", "upper": ":"}

@@ -1,7 +1,12 @@
 """The aggregate of a sweep: one flat row per point, ``aggregate.{csv,json}``, summaries.
 
 ``<run.out_dir>/sweeps/<name>/aggregate.json`` holds the table and embeds every record,
-so ``semcom plot`` can read it alone; ``aggregate.csv`` is the same table. Also the
+so ``semcom plot`` can read it alone; ``aggregate.csv`` is the same table.
+
+Presentation is the sweep's: the label (the colour key of the figures) and the settings
+of each row and embedded record come from the point of the sweep being run
+(:func:`present`), never from the record on disk, which keeps only what determines
+results and may have been written by another sweep. Also the
 stdout table of ``semcom sweep`` (:func:`format_table`) and the executor-independence
 check (:func:`measured`, :func:`compare_runs`).
 """
@@ -33,8 +38,65 @@ LINK_COLUMNS = ("snr_db", "esno_db", "ebno_db", "bler", "description_loss_rate",
 LATENCY_COLUMNS = ("edge_s_mean", "airtime_s_mean", "cloud_s_mean")
 
 
+def point_label(point) -> str:
+    """The label a sweep point is shown with: ``run.label`` of the point, else the
+    default label of its method (:func:`semcom.commands.runner.default_label`)."""
+    from semcom.commands.runner import default_label
+
+    return point.config.run.label or default_label(point.config)
+
+
+def present(rec: dict, point) -> dict:
+    """``rec`` with the presentation of ``point`` (label, settings, run folder) and its
+    per-sample columns (``per_sample``, for paired statistics from the aggregate alone)."""
+    from semcom.results import compact_samples
+
+    run_dir = Path(point.config.run.out_dir) / point.run_id
+    out = dict(rec, label=point_label(point), settings=dict(point.settings), run_dir=str(run_dir))
+    samples = run_dir / "samples.jsonl"
+    if rec.get("status") == "ok" and samples.is_file():
+        try:
+            out["per_sample"] = compact_samples(read_jsonl(samples))
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+PAIRED_COLUMNS = ("baseline", "ref_run_id", "diff", "ci_lo", "ci_hi", "test", "p")
+
+
+def paired_columns(records: list[dict], baseline: str | None) -> dict[str, dict]:
+    """``{run_id: {"paired.<col>": value}}``: each run against ``baseline`` (a label) on
+    the same samples, in the sweep's default metric (see
+    :func:`semcom.plotting.compare.paired_against`); empty without a baseline."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    if not baseline or not ok or baseline not in {r.get("label") for r in ok}:
+        return {}
+    from semcom.plotting.compare import paired_against
+    from semcom.plotting.points import collect_points, default_metric, metric_spec
+
+    metric = default_metric(ok)
+    if metric is None:
+        return {}
+    spec = metric_spec(ok, *metric)
+    out = {}
+    for row in paired_against(collect_points(ok, "bpp_wire", spec), baseline, spec, "bpp_wire"):
+        ci = row.get("ci95") or [None, None]
+        vals = {
+            "baseline": baseline,
+            "ref_run_id": row.get("ref_run_id"),
+            "diff": row.get("diff"),
+            "ci_lo": ci[0],
+            "ci_hi": ci[1],
+            "test": row.get("test") or row.get("note"),
+            "p": row.get("p"),
+        }
+        out[row["run_id"]] = {f"paired.{k}": v for k, v in vals.items()}
+    return out
+
+
 def table_row(rec: dict, *, sweep: str = "", skipped: bool = False) -> dict[str, Any]:
-    """One flat row of the aggregate table from a record."""
+    """One flat row of the aggregate table from a (presented) record."""
     row: dict[str, Any] = {
         "sweep": sweep,
         "run_id": rec.get("run_id"),
@@ -75,7 +137,7 @@ def _missing_row(o: Outcome, sweep: str) -> dict:
         "run_id": o.point.run_id,
         "status": "missing",
         "resumed": False,
-        "label": o.point.config.run.label,
+        "label": point_label(o.point),
         "method": o.point.config.edge.method,
     }
     for key, value in o.point.settings.items():
@@ -100,14 +162,21 @@ def _strip_record(rec: dict) -> dict:
     return rec
 
 
-def write_aggregate(report: SweepReport) -> dict[str, Path]:
-    """``aggregate.json`` (table + records) and ``aggregate.csv`` for the whole sweep."""
+def write_aggregate(report: SweepReport, baseline: str | None = None) -> dict[str, Path]:
+    """``aggregate.json`` (table + records) and ``aggregate.csv`` for the whole sweep.
+
+    ``baseline`` (default: the sweep's ``plot.anchor``) adds the paired comparison of
+    every run against it (``paired.*`` columns, :func:`paired_columns`)."""
     sweep = report.sweep
+    shown = [present(o.record, o.point) if o.record is not None else None for o in report.outcomes]
+    baseline = baseline or sweep.plot.get("anchor")
+    paired = paired_columns([r for r in shown if r is not None], baseline)
+    report.paired = paired
     rows = [
-        table_row(o.record, sweep=sweep.name, skipped=o.skipped)
-        if o.record is not None
+        {**table_row(rec, sweep=sweep.name, skipped=o.skipped), **paired.get(rec.get("run_id"), {})}
+        if rec is not None
         else _missing_row(o, sweep.name)
-        for o in report.outcomes
+        for o, rec in zip(report.outcomes, shown)
     ]
     cols = _columns(rows)
     from semcom.provenance import git_info, utc_now
@@ -119,6 +188,7 @@ def write_aggregate(report: SweepReport) -> dict[str, Path]:
         "description": sweep.description,
         "source": sweep.source,
         "plot": sweep.plot,
+        "baseline": baseline if paired else None,
         "utc": utc_now(),
         "git": git_info(),
         "executor": report.executor,
@@ -131,7 +201,7 @@ def write_aggregate(report: SweepReport) -> dict[str, Path]:
         "resumed": report.skipped,
         "columns": cols,
         "rows": rows,
-        "records": [_strip_record(o.record) for o in report.outcomes if o.record is not None],
+        "records": [_strip_record(rec) for rec in shown if rec is not None],
     }
     out = sweep.results_dir
     json_path = atomic_write_json(out / "aggregate.json", doc)
@@ -156,6 +226,10 @@ def format_table(report: SweepReport, max_rows: int = 200) -> str:
     if metric:
         head.append(f"{metric[0]}.{metric[1]}")
     head += ["bpp_wire", "bler", "wall_s"]
+    paired = getattr(report, "paired", None) or {}
+    base = next((v["paired.baseline"] for v in paired.values()), None)
+    if base:
+        head.append(f"vs {base} (paired, 95% CI, p)")
     lines = []
     for o in report.outcomes[:max_rows]:
         rec = o.record or {}
@@ -165,7 +239,7 @@ def format_table(report: SweepReport, max_rows: int = 200) -> str:
             if k != "run.label"
         )
         status = o.status + (" (resumed)" if o.skipped else "")
-        row = [status, str(rec.get("label") or o.point.config.run.label or ""), settings]
+        row = [status, point_label(o.point), settings]
         if metric:
             m = ((rec.get("metrics") or {}).get(metric[0]) or {}).get(metric[1]) or {}
             row.append(_num(m.get("value")))
@@ -174,6 +248,8 @@ def format_table(report: SweepReport, max_rows: int = 200) -> str:
             _num((rec.get("link") or {}).get("bler")),
             _num(rec.get("wall_s"), 3),
         ]
+        if base:
+            row.append(_paired_text(paired.get(o.point.run_id) or {}))
         lines.append(row)
     if len(report.outcomes) > max_rows:
         lines.append(
@@ -186,6 +262,15 @@ def format_table(report: SweepReport, max_rows: int = 200) -> str:
     out = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
     out += [fmt.format(*r) for r in lines]
     return "\n".join(out)
+
+
+def _paired_text(cols: dict) -> str:
+    d = cols.get("paired.diff")
+    if d is None:
+        return str(cols.get("paired.test") or "-")
+    lo, hi, p = cols.get("paired.ci_lo"), cols.get("paired.ci_hi"), cols.get("paired.p")
+    ci = f" [{lo:+.3g}, {hi:+.3g}]" if lo is not None else ""
+    return f"{d:+.3g}{ci}" + (f" p={p:.2g}" if p is not None else "")
 
 
 def _short(v: Any) -> str:
@@ -211,7 +296,7 @@ MEASURED_FIELDS = (
     "status",
     "label",
     "method",
-    "settings",
+    "config",
     "num_samples",
     "metrics",
     "rate",

@@ -49,6 +49,12 @@ def build_parser():
         "torch threads per worker = cores / N (default 1: in this process)",
     )
     p.add_argument(
+        "--threads",
+        type=int,
+        metavar="T",
+        help="torch/OpenMP threads per worker (default: cores / workers; serial: torch's)",
+    )
+    p.add_argument(
         "--executor",
         choices=("local", "ray"),
         default="local",
@@ -78,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.workers < 1:
         raise SemcomError(f"--workers must be >= 1, got {args.workers}")
+    if args.threads is not None and args.threads < 1:
+        raise SemcomError(f"--threads must be >= 1, got {args.threads}")
     from semcom.commands.sweep.aggregate import format_table
     from semcom.commands.sweep.run import run_sweep, sigterm_as_interrupt
     from semcom.commands.sweep.spec import load_sweep
@@ -104,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             executor=args.executor,
             workers=args.workers,
             address=args.ray_address,
+            threads=args.threads,
             overwrite=args.overwrite,
             progress=not args.quiet,
         )
@@ -120,7 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"aggregate: {report.files['csv']} and {report.files['json'].name}", file=sys.stderr)
     if report.interrupted:
-        print("interrupted: rerun the same command to finish the missing runs", file=sys.stderr)
+        print(
+            "interrupted: rerun the same command to finish the missing runs"
+            if n_missing
+            else "interrupted after the last run finished",
+            file=sys.stderr,
+        )
         return 130
     return 0 if report.ok else 1
 

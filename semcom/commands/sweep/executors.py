@@ -1,4 +1,4 @@
-"""Executing runs: run functions, thread limits, serial / process-pool / Ray executors.
+"""Executing runs: run functions, thread limits, task order, the serial executor.
 
 An executor runs a *run function* ``run_fn(config: dict, overwrite: bool, settings:
 dict) -> record`` on :class:`Task` objects and yields ``(task, record or exception)`` as
@@ -7,23 +7,33 @@ and calls :func:`semcom.commands.runner.run`; tests and benchmarks plug in other
 (``--run-fn module:function``, :func:`resolve_run_fn`). Configs travel as plain data,
 so every executor runs exactly the same thing, and per-sample randomness is seeded per
 run and sample (:mod:`semcom.seeding`), so records do not depend on the executor or
-the worker count. Workers get ``cores // workers`` torch/OpenMP threads each.
+the worker count.
+
+Executors: :class:`SerialExecutor` (here), the warm local pool
+(:mod:`semcom.commands.sweep.pool`) and Ray actors
+(:mod:`semcom.commands.sweep.ray_executor`). Both parallel executors keep one
+long-lived worker per slot that loads each model once (the runner caches backends per
+process) and hand a worker the runs of the model it already holds first
+(:func:`model_key`, :func:`take_task`); each worker gets ``cores // workers``
+torch/OpenMP threads unless told otherwise. Every executor takes a ``stop`` callable:
+once it returns true no new run starts and the runs in flight finish (a drain).
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from semcom.errors import SemcomError
-from semcom.results import atomic_write_text
 
 RunFn = Callable[[dict, bool, dict], dict]
+StopFn = Callable[[], bool]
+
+
+def _never() -> bool:
+    return False
 
 
 # --------------------------------------------------------------------------- run functions
@@ -32,7 +42,7 @@ _THREADS_SET = False
 
 
 def _limit_threads() -> None:
-    """Apply ``SEMCOM_TORCH_THREADS`` (set by the pool initialiser) to torch, once."""
+    """Apply ``SEMCOM_TORCH_THREADS`` (set in each worker) to torch, once."""
     global _THREADS_SET
     n = os.environ.get("SEMCOM_TORCH_THREADS")
     if _THREADS_SET or not n:
@@ -48,7 +58,9 @@ def _limit_threads() -> None:
 
 
 def run_point(config: dict, overwrite: bool = False, settings: dict | None = None) -> dict:
-    """The default run function: validate ``config`` and run it with :func:`semcom.commands.runner.run`.
+    """The default run function: validate ``config`` and run it with
+    :func:`semcom.commands.runner.run`. ``settings`` (the sweep point) is not part of the
+    record: the sweep adds it when it aggregates.
 
     Backends are cached per process by the runner, so a worker loads each model once.
     """
@@ -56,7 +68,7 @@ def run_point(config: dict, overwrite: bool = False, settings: dict | None = Non
     from semcom.config import resolve
 
     _limit_threads()
-    return run(resolve(config), overwrite=overwrite, settings=settings).record
+    return run(resolve(config), overwrite=overwrite).record
 
 
 def resolve_run_fn(spec: str | RunFn | None) -> RunFn:
@@ -76,7 +88,7 @@ def resolve_run_fn(spec: str | RunFn | None) -> RunFn:
         raise SemcomError(f"cannot load run function {spec!r}: {exc}") from None
 
 
-# --------------------------------------------------------------------------- executors
+# --------------------------------------------------------------------------- tasks
 
 
 @dataclass
@@ -89,6 +101,41 @@ class Task:
     settings: dict
     overwrite: bool = False
 
+    @property
+    def model_key(self) -> str:
+        return model_key(self.config)
+
+
+def model_key(config: dict) -> str:
+    """What a worker keeps loaded between runs: the edge and cloud models (and, for
+    the token path, the codebook it reads). Runs with one key share a warm worker."""
+    edge, cloud = config.get("edge") or {}, config.get("cloud") or {}
+    quant = edge.get("quant") or {}
+    return json.dumps(
+        [edge.get("model"), cloud.get("model"), quant.get("codebook")], sort_keys=True
+    )
+
+
+def group_by_model(tasks: list[Task]) -> list[Task]:
+    """``tasks`` reordered so that runs of one model are adjacent (stable otherwise)."""
+    first: dict[str, int] = {}
+    for i, t in enumerate(tasks):
+        first.setdefault(t.model_key, i)
+    return sorted(tasks, key=lambda t: first[t.model_key])
+
+
+def take_task(pending: list[Task], key: str | None) -> Task:
+    """The next run for a worker that holds ``key``: the first of that model, else the
+    first pending one. ``pending`` is in :func:`group_by_model` order."""
+    if key is not None:
+        for i, t in enumerate(pending):
+            if t.model_key == key:
+                return pending.pop(i)
+    return pending.pop(0)
+
+
+# --------------------------------------------------------------------------- threads
+
 
 def cpu_count() -> int:
     try:
@@ -97,12 +144,15 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def threads_per_worker(workers: int) -> int:
-    """Torch/OpenMP threads each worker may use so that workers do not oversubscribe."""
+def threads_per_worker(workers: int, threads: int | None = None) -> int:
+    """Torch/OpenMP threads of each worker: ``threads`` if given, else
+    ``cores // workers`` (at least 1) so that workers do not oversubscribe the cores."""
+    if threads is not None:
+        return max(1, int(threads))
     return max(1, cpu_count() // max(1, workers))
 
 
-_THREAD_VARS = (
+THREAD_VARS = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
@@ -110,14 +160,30 @@ _THREAD_VARS = (
 )
 
 
-def _init_worker(threads: int) -> None:
-    """Pool initialiser: cap the threads of this worker before torch is imported."""
-    for var in _THREAD_VARS:
+def init_worker(threads: int) -> None:
+    """Cap the threads of this worker (before torch is imported, or via torch if it is)."""
+    for var in THREAD_VARS:
         os.environ[var] = str(threads)
+    global _THREADS_SET
+    _THREADS_SET = False
 
 
-def _call(run_fn: RunFn, task: Task) -> dict:
+def call(run_fn: RunFn, task: Task) -> dict:
     return run_fn(task.config, task.overwrite, task.settings)
+
+
+class RemoteError(RuntimeError):
+    """A run's exception that could not be sent back as itself; keeps its type name."""
+
+    def __init__(self, type_name: str, message: str, remote_traceback: str = ""):
+        super().__init__(message)
+        self.type_name, self.remote_traceback = type_name, remote_traceback
+
+    def __reduce__(self):
+        return (RemoteError, (self.type_name, str(self), self.remote_traceback))
+
+
+# --------------------------------------------------------------------------- serial
 
 
 class SerialExecutor:
@@ -125,13 +191,21 @@ class SerialExecutor:
 
     name = "serial"
 
-    def __init__(self, run_fn: RunFn, workers: int = 1):
-        self.run_fn, self.workers = run_fn, 1
+    def __init__(self, run_fn: RunFn, workers: int = 1, threads: int | None = None):
+        self.run_fn, self.workers, self.threads = run_fn, 1, threads
 
-    def execute(self, tasks: list[Task]) -> Iterator[tuple[Task, dict | BaseException]]:
-        for task in tasks:
+    def execute(
+        self, tasks: list[Task], stop: StopFn = _never
+    ) -> Iterator[tuple[Task, dict | BaseException]]:
+        if self.threads is not None:
+            import torch
+
+            torch.set_num_threads(max(1, int(self.threads)))
+        for task in group_by_model(tasks):
+            if stop():
+                return
             try:
-                yield task, _call(self.run_fn, task)
+                yield task, call(self.run_fn, task)
             except Exception as exc:
                 yield task, exc
 
@@ -139,180 +213,24 @@ class SerialExecutor:
         pass
 
 
-class ProcessExecutor:
-    """A local pool of ``workers`` spawned processes (``--workers N``).
-
-    Each worker is a long-lived process (models are loaded once per worker by the
-    runner's cache) with ``cores // workers`` torch/OpenMP threads. At most ``workers``
-    runs are in flight, so a crashed worker costs only the runs it held; the pool is
-    restarted for the rest.
-    """
-
-    name = "process"
-
-    def __init__(self, run_fn: RunFn, workers: int = 2):
-        self.run_fn, self.workers = run_fn, max(1, int(workers))
-        self.threads = threads_per_worker(self.workers)
-        self._pool: cf.ProcessPoolExecutor | None = None
-
-    def _new_pool(self) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(self.threads,),
-        )
-
-    def execute(self, tasks: list[Task]) -> Iterator[tuple[Task, dict | BaseException]]:
-        queue = list(reversed(tasks))
-        suspects: list[Task] = []  # in flight when a worker died: retried one at a time
-        running: dict[cf.Future, Task] = {}
-        self._pool = self._new_pool()
-        while queue or suspects or running:
-            if suspects:
-                if not running:
-                    task = suspects.pop()
-                    running[self._pool.submit(_call, self.run_fn, task)] = task
-            else:
-                while queue and len(running) < self.workers:
-                    task = queue.pop()
-                    running[self._pool.submit(_call, self.run_fn, task)] = task
-            isolated = len(running) == 1
-            done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-            broken = False
-            for fut in done:
-                task = running.pop(fut)
-                try:
-                    yield task, fut.result()
-                except cf.process.BrokenProcessPool:
-                    broken = True
-                    running[fut] = task  # handled below with the other runs in flight
-                except Exception as exc:
-                    yield task, exc
-            if broken:
-                # A worker died (segfault, out of memory, os._exit); which run killed it is
-                # unknown when several were in flight: those are retried one at a time,
-                # and a run that kills its worker alone is recorded as failed.
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                for fut, task in list(running.items()):
-                    running.pop(fut)
-                    if isolated:
-                        yield (
-                            task,
-                            RuntimeError(
-                                "the worker process died while running this "
-                                "run (crash, out of memory or exit); see the "
-                                "worker's stderr"
-                            ),
-                        )
-                    else:
-                        suspects.insert(0, task)
-                self._pool = self._new_pool()
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-
-def _ray_task(run_fn: RunFn, task: Task, threads: int, cwd: str) -> dict:
-    """Body of a Ray task: run, then return the record and the run's files.
-
-    On a cluster without a shared file system the driver writes the files it lacks,
-    so the results end up where a local run would put them.
-    """
-    if cwd and os.path.isdir(cwd):
-        os.chdir(cwd)
-    _init_worker(threads)
-    record = _call(run_fn, task)
-    out_dir = Path((task.config.get("run") or {}).get("out_dir") or "experiments/runs")
-    files = {}
-    for name in ("samples.jsonl", "config.yaml"):
-        f = out_dir / task.run_id / name
-        if f.is_file():
-            files[name] = f.read_text()
-    return {"record": record, "files": files, "node": os.uname().nodename}
-
-
-class RayExecutor:
-    """Ray tasks on a local Ray (started here) or on a running cluster (``address``).
-
-    A local Ray gets ``workers`` CPUs; each task asks for one CPU and runs with
-    ``cores // workers`` threads. Ray reuses its worker processes, so models stay
-    loaded across the runs a worker executes.
-    """
-
-    name = "ray"
-
-    def __init__(self, run_fn: RunFn, workers: int = 2, address: str | None = None):
-        try:
-            import ray
-        except ImportError:
-            raise SemcomError(
-                "--executor ray needs Ray, which is not installed: "
-                "pip install -e '.[ray]' (or pip install 'ray[default]'); "
-                "or use --workers N for a local process pool"
-            ) from None
-        self.ray, self.run_fn, self.address = ray, run_fn, address
-        self.workers = max(1, int(workers))
-        self.threads = threads_per_worker(self.workers) if not address else 1
-        self._started = False
-
-    def _init(self) -> None:
-        ray = self.ray
-        if ray.is_initialized():
-            return
-        kwargs: dict[str, Any] = {
-            "include_dashboard": False,
-            "log_to_driver": False,
-            "configure_logging": False,
-        }
-        if self.address:
-            ray.init(address=self.address, **kwargs)
-        else:
-            ray.init(num_cpus=self.workers, **kwargs)
-        self._started = True
-
-    def execute(self, tasks: list[Task]) -> Iterator[tuple[Task, dict | BaseException]]:
-        self._init()
-        ray = self.ray
-        remote = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
-        fn_ref = ray.put(self.run_fn)
-        refs = {remote.remote(fn_ref, t, self.threads, os.getcwd()): t for t in tasks}
-        while refs:
-            done, _ = ray.wait(list(refs), num_returns=1)
-            for ref in done:
-                task = refs.pop(ref)
-                try:
-                    out = ray.get(ref)
-                except Exception as exc:
-                    cause = getattr(exc, "cause", None)
-                    yield task, cause if isinstance(cause, Exception) else exc
-                    continue
-                _restore_files(task, out.get("files") or {})
-                yield task, out["record"]
-
-    def close(self) -> None:
-        if self._started and self.ray.is_initialized():
-            self.ray.shutdown()
-        self._started = False
-
-
-def _restore_files(task: Task, files: dict[str, str]) -> None:
-    run_dir = (
-        Path((task.config.get("run") or {}).get("out_dir") or "experiments/runs") / task.run_id
-    )
-    for name, text in files.items():
-        if not (run_dir / name).exists():
-            atomic_write_text(run_dir / name, text)
-
-
-def make_executor(kind: str, run_fn: RunFn, workers: int = 1, address: str | None = None):
-    """``local`` (serial for 1 worker, a process pool for more) or ``ray``."""
+def make_executor(
+    kind: str,
+    run_fn: RunFn,
+    workers: int = 1,
+    address: str | None = None,
+    threads: int | None = None,
+):
+    """``local`` (serial for 1 worker, a warm process pool for more) or ``ray``."""
     if kind == "ray":
-        return RayExecutor(run_fn, workers, address)
+        from semcom.commands.sweep.ray_executor import RayExecutor
+
+        return RayExecutor(run_fn, workers, address, threads)
     if kind != "local":
         raise SemcomError(f"unknown executor {kind!r}; choose local or ray")
     if address:
         raise SemcomError("--ray-address needs --executor ray")
-    return SerialExecutor(run_fn) if workers <= 1 else ProcessExecutor(run_fn, workers)
+    if workers <= 1:
+        return SerialExecutor(run_fn, threads=threads)
+    from semcom.commands.sweep.pool import ProcessExecutor
+
+    return ProcessExecutor(run_fn, workers, threads)

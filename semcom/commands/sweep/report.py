@@ -37,6 +37,7 @@ class SweepReport:
     wall_s: float
     interrupted: bool = False
     files: dict[str, Path] = field(default_factory=dict)
+    paired: dict[str, dict] = field(default_factory=dict)  # run id -> paired.* columns
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)

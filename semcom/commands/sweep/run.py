@@ -3,8 +3,13 @@
 Resuming is per run: a point whose ``<run.out_dir>/<run_id>/record.json`` holds a
 complete ``ok`` record is skipped (unless ``overwrite``), so an interrupted sweep
 continues where it stopped. A failing run is recorded with ``status: "error"`` and the
-sweep goes on; it is redone next time. Ctrl-C (and SIGTERM under
-:func:`sigterm_as_interrupt`) stops the sweep after writing the aggregate of what is done.
+sweep goes on; it is redone next time.
+
+Stopping: Ctrl-C stops at once (the workers are ended); under :func:`sigterm_as_interrupt`
+a first SIGTERM *drains* (no new run starts, the runs in flight finish and are
+recorded) and a second one stops at once. Either way the aggregate is written, and it
+counts every run whose record is complete on disk, including runs that finished while
+the sweep was shutting down.
 """
 
 from __future__ import annotations
@@ -27,7 +32,10 @@ log = logging.getLogger(__name__)
 
 
 def _error_record(task: Task, exc: BaseException) -> dict:
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    tb = getattr(exc, "remote_traceback", None) or "".join(
+        traceback.format_exception(type(exc), exc, exc.__traceback__)
+    )
+    type_name = getattr(exc, "type_name", None) or type(exc).__name__
     from semcom.provenance import provenance
 
     return {
@@ -35,19 +43,41 @@ def _error_record(task: Task, exc: BaseException) -> dict:
         "run_id": task.run_id,
         "status": "error",
         "error": {
-            "type": type(exc).__name__,
+            "type": type_name,
             "message": str(exc),
             "user_error": isinstance(exc, SemcomError),
             "traceback": tb,
             "where": "sweep executor",
         },
-        "label": (task.config.get("run") or {}).get("label") or "",
         "method": (task.config.get("edge") or {}).get("method"),
-        "config": task.config,
-        "settings": task.settings,
+        "config": _hashed_config(task.config),
         "wall_s": None,
         "provenance": provenance(),
     }
+
+
+def _hashed_config(config: dict) -> dict:
+    """The part of a plain config that determines results (what records keep)."""
+    from semcom.config import resolve
+
+    try:
+        return to_dict(resolve(config), hashed_only=True)
+    except Exception:  # an invalid config: keep it as given, it is the error's context
+        return config
+
+
+class Drain:
+    """The drain request of a sweep: set by the first SIGTERM (see
+    :func:`sigterm_as_interrupt`), read by the executors before each dispatch."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+DRAIN = Drain()
 
 
 def run_sweep(
@@ -57,17 +87,21 @@ def run_sweep(
     executor: str = "local",
     workers: int = 1,
     address: str | None = None,
+    threads: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
     aggregate: bool = True,
+    stop: Drain | None = None,
 ) -> SweepReport:
     """Run every point of ``sweep`` that has no complete record yet; then aggregate.
 
     A run function that raises (rather than recording its own error) gets an error
     record written for it, so the failure is visible and the run is redone next time.
     Ctrl-C stops the sweep after writing the aggregate of what is done
-    (``report.interrupted``); rerunning resumes.
+    (``report.interrupted``); ``stop`` (default: the SIGTERM drain request) makes it
+    finish the runs in flight and start no new one. Rerunning resumes.
     """
+    stop = DRAIN if stop is None else stop
     fn = resolve_run_fn(run_fn)
     t0 = time.perf_counter()
     outcomes = [Outcome(p) for p in sweep.points]
@@ -78,11 +112,11 @@ def run_sweep(
             outcomes[i].record, outcomes[i].skipped = read_record(paths.record), True
         else:
             tasks.append(Task(i, p.run_id, to_dict(p.config), dict(p.settings), overwrite))
-    ex = make_executor(executor, fn, workers, address)
+    ex = make_executor(executor, fn, workers, address, threads)
     bar = _bar(sweep, len(sweep.points), len(sweep.points) - len(tasks), progress)
     interrupted = False
     try:
-        for task, result in ex.execute(tasks) if tasks else ():
+        for task, result in ex.execute(tasks, stop) if tasks else ():
             if isinstance(result, BaseException):
                 record = _error_record(task, result)
                 paths = RunPaths(Path(sweep.points[task.index].config.run.out_dir), task.run_id)
@@ -112,12 +146,27 @@ def run_sweep(
             ex.close()
         except KeyboardInterrupt:  # a second Ctrl-C while shutting down the workers
             interrupted = True
+    interrupted = interrupted or stop()
+    _collect_finished(sweep, outcomes)
     report = SweepReport(
         sweep, outcomes, ex.name, ex.workers, time.perf_counter() - t0, interrupted
     )
     if aggregate:
         report.files = write_aggregate(report)
     return report
+
+
+def _collect_finished(sweep: Sweep, outcomes: list[Outcome]) -> None:
+    """Outcomes without a record whose run completed anyway (it finished while the sweep
+    was stopping, or its result was lost with an ended worker): read it from disk."""
+    for o in outcomes:
+        if o.record is None:
+            paths = RunPaths(Path(o.point.config.run.out_dir), o.point.run_id)
+            if paths.done():
+                try:
+                    o.record = read_record(paths.record)
+                except (OSError, ValueError):
+                    pass
 
 
 def _bar(sweep: Sweep, total: int, done: int, progress: bool):
@@ -137,18 +186,25 @@ def _bar(sweep: Sweep, total: int, done: int, progress: bool):
 
 @contextlib.contextmanager
 def sigterm_as_interrupt():
-    """``kill`` (SIGTERM) stops like Ctrl-C: finished runs stay, the aggregate is written."""
+    """``kill`` (SIGTERM) drains the sweep: the first SIGTERM lets the runs in flight
+    finish and starts no new one (:data:`DRAIN`), a second stops at once like Ctrl-C.
+    The aggregate is written either way and the exit code is 130."""
     import signal
 
+    DRAIN.requested = False
+
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        if DRAIN.requested:
+            raise KeyboardInterrupt
+        DRAIN.requested = True
 
     try:
         old = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread
-        yield
+        yield DRAIN
         return
     try:
-        yield
+        yield DRAIN
     finally:
         signal.signal(signal.SIGTERM, old)
+        DRAIN.requested = False
