@@ -17,10 +17,10 @@ from channel.link import (
     Link,
     LinkStats,
     NrLink,
-    NrTableLink,
     TransmitResult,
     build_link,
 )
+from channel.table_link import NrTableLink
 
 __all__ = [
     "build_link",

@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from channel.crc import crc_length
-from channel.ldpc import K_CB, K_MIN, LdpcCode, select_base_graph
+from channel.ldpc import LdpcCode
+from semcom.linkmodel.segmentation import segment, split_bytes
+
+__all__ = ["Numerology", "TbPlan", "plan_tb", "rate_matched_length", "split_bytes"]
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,8 @@ def rate_matched_length(k_prime: int, code_rate: float, qm: int) -> int:
 
 @lru_cache(maxsize=4096)
 def plan_tb(payload_bits: int, code_rate: float, qm: int, tb_crc: str = "crc24a") -> TbPlan:
-    """Plan a TB of ``payload_bits`` (``A``) at rate ``code_rate`` with ``qm`` bits/symbol.
+    """Plan a TB of ``payload_bits`` (``A``) at rate ``code_rate`` with ``qm`` bits/symbol
+    (segmentation arithmetic: :func:`semcom.linkmodel.segmentation.segment`).
 
     >>> p = plan_tb(1000, 0.5, 2)
     >>> (p.tb_crc, p.bg, p.num_cbs, p.k_prime, p.e, p.symbols, p.code.z)
@@ -80,45 +84,11 @@ def plan_tb(payload_bits: int, code_rate: float, qm: int, tb_crc: str = "crc24a"
     >>> (p.bg, p.num_cbs, p.k_prime, p.pad_bits)
     (1, 3, 6699, 1)
     """
-    A = int(payload_bits)
-    if A < 0:
-        raise ValueError(f"payload_bits must be >= 0, got {A}")
-    if tb_crc == "crc24a":
-        crc = "CRC24A"
-    elif tb_crc == "38.212":
-        crc = "CRC16" if A <= 3824 else "CRC24A"
-    else:
-        raise ValueError(f"tb_crc must be 'crc24a' or '38.212', got {tb_crc!r}")
-    L = crc_length(crc)
-    bg = select_base_graph(A, code_rate)
-    k_cb = K_CB[bg]
-    B = A + L
-    pad = 0
-    if B <= k_cb:
-        C, k_prime = 1, B
-        if k_prime < K_MIN:  # tiny TB: pad to the smallest code block
-            pad = K_MIN - k_prime
-            k_prime = K_MIN
-    else:
-        C = math.ceil(B / (k_cb - 24))
-        pad = (-(B + 24 * C)) % C
-        k_prime = (B + pad + 24 * C) // C
-    e = rate_matched_length(k_prime, code_rate, qm)
-    return TbPlan(A, pad, crc, bg, C, k_prime, e, qm, float(code_rate))
-
-
-def split_bytes(n_bytes: int, tb_bits: int) -> list[int]:
-    """Bytes per transport block: ``ceil(8 n / tb_bits)`` near-equal parts (none if empty).
-
-    >>> split_bytes(1000, 3816), split_bytes(10, 3816), split_bytes(0, 3816)
-    ([334, 333, 333], [10], [])
-    """
-    if n_bytes <= 0:
-        return []
-    per = tb_bits // 8
-    n_tb = -(-n_bytes // per)
-    base, extra = divmod(n_bytes, n_tb)
-    return [base + (1 if i < extra else 0) for i in range(n_tb)]
+    s = segment(int(payload_bits), code_rate, tb_crc)
+    e = rate_matched_length(s.k_prime, code_rate, qm)
+    return TbPlan(
+        int(payload_bits), s.pad_bits, s.tb_crc, s.bg, s.num_cbs, s.k_prime, e, qm, float(code_rate)
+    )
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from semcom.linkmodel.segmentation import K_CB, K_MIN, select_base_graph
+
+__all__ = ["K_CB", "K_MIN", "LdpcCode", "lifting_size", "select_base_graph"]
+
 # Table 5.3.2-1: sets of lifting sizes, by set index i_LS
 LIFTING_SETS: tuple[tuple[int, ...], ...] = (
     (2, 4, 8, 16, 32, 64, 128, 256),
@@ -37,25 +41,11 @@ LIFTING_SETS: tuple[tuple[int, ...], ...] = (
     (13, 26, 52, 104, 208),
     (15, 30, 60, 120, 240),
 )
-K_CB = {1: 8448, 2: 3840}  # maximum code block size (5.2.2)
 INFO_COLS = {1: 22, 2: 10}  # systematic columns of the base matrix
 N_COLS = {1: 68, 2: 52}  # columns of the base matrix
 N_ROWS = {1: 46, 2: 42}  # rows of the base matrix
 RV_COEF = {1: (0, 17, 33, 56), 2: (0, 13, 25, 43)}  # Table 5.4.2.1-2 numerators
 RV_DENOM = {1: 66, 2: 50}
-K_MIN = 12  # smallest K' with K_b = 6, Z = 2
-
-
-def select_base_graph(payload_bits: int, code_rate: float) -> int:
-    """Base graph of 38.212 Sec. 7.2.2 from the transport block size ``A`` and rate ``R``.
-
-    >>> select_base_graph(1000, 0.5), select_base_graph(1000, 0.75), select_base_graph(200, 0.9)
-    (2, 1, 2)
-    """
-    A, R = payload_bits, code_rate
-    if A <= 292 or (A <= 3824 and R <= 0.67) or R <= 0.25:
-        return 2
-    return 1
 
 
 def lifting_size(k_prime: int, bg: int, b: int | None = None) -> tuple[int, int]:

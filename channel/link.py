@@ -6,8 +6,10 @@
 - :class:`ErasureLink` (``erasure``): loses each description with ``loss_prob``;
 - :class:`NrLink` (``nr``): the exact 5G NR link (CRC, segmentation, LDPC, rate matching,
   QAM, channel, APP demapping, BP decoding, HARQ);
-- :class:`NrTableLink` (``nr-table``): the same transport blocks, code blocks, rounds and
-  accounting, with each code block's success drawn from a BLER table.
+- :class:`channel.table_link.NrTableLink` (``nr-table``): the same transport blocks, code
+  blocks, rounds and accounting, with each code block's success drawn from a BLER table;
+- :class:`channel.pusch.PuschLink` (``pusch``): 5G NR PUSCH on Sionna (OFDM, DMRS,
+  channel estimation, 38.901 TDL/CDL channels).
 
 All four account the coded bits, channel uses and airtime the NR link spends (see
 :mod:`channel.framing`), so rates are comparable across link types. Randomness comes only
@@ -62,6 +64,7 @@ class LinkStats:
     code_blocks: int = 0
     pad_bits: int = 0
     undetected: int = 0
+    mcs: int | None = None  # MCS index (of the first TB under link adaptation)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -285,70 +288,22 @@ class NrLink(Link):
         return self._result(received, stats)
 
 
-class NrTableLink(Link):
-    """The NR link with code-block outcomes drawn from a BLER table.
-
-    Same TBs, code blocks, HARQ rounds and accounting as :class:`NrLink`. Per code block
-    one uniform ``u`` is drawn (descriptions, TBs, CBs in order); the block is still not
-    decoded after round ``r`` iff ``u < p_r``, with ``p_r`` the table's probability of
-    failing ``r`` transmissions (non-increasing in ``r``). A TB passes in the first round
-    in which all its code blocks are decoded.
-    """
-
-    name = "nr-table"
-
-    def __init__(self, cfg, table=None):
-        super().__init__(cfg)
-        from channel.tables import BlerTable
-
-        self.table = table or BlerTable.load(cfg.table or None)
-        k_max = self.plan(cfg.tb_bits).k_prime
-        self.table.check_covers(cfg, k_max)
-        self._p: dict[int, np.ndarray] = {}
-        for k in {k_max, self.table.k_primes(cfg.code_rate, cfg.modulation, cfg.fading)[0]}:
-            self.fail_probs(k)  # SNR outside the table's range: fail here, not mid-run
-
-    def fail_probs(self, k_prime: int) -> np.ndarray:
-        """[rounds] P(code block of ``K'`` not decoded after r = 1.. transmissions)."""
-        if k_prime not in self._p:
-            c = self.cfg
-            p = [
-                self.table.cb_fail_prob(
-                    k_prime, c.code_rate, c.modulation, c.fading, c.esno_db, c.harq, r
-                )
-                for r in range(1, c.rounds + 1)
-            ]
-            self._p[k_prime] = np.minimum.accumulate(np.asarray(p))
-        return self._p[k_prime]
-
-    def transmit(self, descriptions, rng):
-        plans = [self.tb_plans(d) for d in descriptions]
-        n_cb = sum(p.num_cbs for ps in plans for p in ps)
-        u = rng.random(n_cb)
-        pos = 0
-        received, stats = [], []
-        R = self.cfg.rounds
-        for d, ps in zip(descriptions, plans):
-            rounds, lost, fails = [], [], []
-            for p in ps:
-                probs = self.fail_probs(p.k_prime)  # [R]
-                uc = u[pos : pos + p.num_cbs]
-                pos += p.num_cbs
-                # after round r the TB fails iff some block has u < p_r
-                tb_fail = (uc[None, :] < probs[:, None]).any(axis=1)  # [R]
-                first_ok = int(np.argmin(tb_fail)) if not tb_fail.all() else R
-                rounds.append(min(first_ok + 1, R))
-                lost.append(bool(tb_fail.all()))
-                fails.append(int(tb_fail[: rounds[-1]].sum()))
-            st = self._stats(d, ps, rounds, lost, fails)
-            stats.append(st)
-            received.append(d if st.delivered else erase(d, "crc"))
-        return self._result(received, stats)
-
-
 def build_link(cfg) -> Link:
-    """The link of ``cfg.link`` (``ideal``, ``erasure``, ``nr`` or ``nr-table``)."""
-    kinds = {"ideal": IdealLink, "erasure": ErasureLink, "nr": NrLink, "nr-table": NrTableLink}
+    """The link of ``cfg.link`` (``ideal``, ``erasure``, ``nr``, ``nr-table`` or ``pusch``)."""
+    from channel.table_link import NrTableLink
+
+    def pusch(cfg):
+        from channel.pusch import PuschLink
+
+        return PuschLink(cfg)
+
+    kinds = {
+        "ideal": IdealLink,
+        "erasure": ErasureLink,
+        "nr": NrLink,
+        "nr-table": NrTableLink,
+        "pusch": pusch,
+    }
     try:
         cls = kinds[cfg.link]
     except KeyError:

@@ -331,8 +331,9 @@ def bler_table_parser():
     )
     b.add_argument(
         "--append",
+        "--resume",
         action="store_true",
-        help="add the grid's missing curves to the existing output table (same "
+        help="resume an interrupted build / add the grid's missing curves to the existing output table (same "
         "build settings) instead of starting a new one",
     )
     b.add_argument(
@@ -342,6 +343,12 @@ def bler_table_parser():
     )
     b.add_argument("--code-rates", metavar="LIST", help="e.g. 1/3,1/2,2/3,3/4")
     b.add_argument("--modulations", metavar="LIST", help="e.g. qpsk,16qam")
+    b.add_argument(
+        "--mcs-tables",
+        metavar="LIST",
+        help="every (code rate, modulation) of these TS 38.214 MCS tables, e.g. 1,2 "
+        "(instead of --code-rates x --modulations)",
+    )
     b.add_argument("--fadings", metavar="LIST", help="e.g. awgn,rayleigh-block")
     b.add_argument("--harq", metavar="LIST", help="modes to tabulate: none,ir,chase")
     b.add_argument("--rounds", type=int, default=4, help="HARQ transmissions tabulated")
@@ -408,6 +415,16 @@ def bler_table_main(argv=None) -> int:
     grid["modulation"] = _list(args.modulations, str, grid["modulation"])
     grid["fading"] = _list(args.fadings, str, grid["fading"])
     grid["harq"] = _list(args.harq, str, grid["harq"])
+    if args.mcs_tables:
+        from semcom.linkmodel.mcs import all_settings
+
+        try:
+            mcs_tables = tuple(int(t) for t in args.mcs_tables.split(","))
+            grid["settings"] = [list(x) for x in all_settings(mcs_tables)]
+        except (ValueError, KeyError):
+            raise ConfigError("", f"--mcs-tables {args.mcs_tables!r}: use 1, 2 or 1,2") from None
+        grid["code_rate"] = sorted({r for r, _ in grid["settings"]})
+        grid["modulation"] = sorted({m for _, m in grid["settings"]})
     for a in grid["payload_bits"]:
         if a % 8 or not 8 <= a <= 8424:
             raise ConfigError(

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal
 
 from semcom.config.core import check, option
 
 MODULATIONS = {"bpsk": 1, "qpsk": 2, "16qam": 4, "64qam": 6, "256qam": 8}
+FLAT_FADINGS = ("awgn", "rayleigh-block", "rayleigh-fast", "rician-block", "rician-fast")
+# 38.901 tapped-delay-line and clustered-delay-line models (link: pusch, or tables of it)
+NR_CHANNELS = tuple(f"{k}-{m}" for k in ("tdl", "cdl") for m in "abcde")
+TABLE_LINKS = ("nr-table",)
 
 # TS 38.214 Tables 5.1.3.1-1..3: target code rates span 30/1024 .. 948/1024
 CODE_RATE_MIN = 30 / 1024
@@ -54,10 +59,11 @@ N_RB = {
 
 @dataclass(frozen=True)
 class ChannelConfig:
-    link: Literal["ideal", "erasure", "nr", "nr-table"] = option(
+    link: Literal["ideal", "erasure", "nr", "nr-table", "pusch"] = option(
         "ideal",
         help="ideal (lossless), erasure (each description lost with loss_prob), "
-        "nr (exact 5G NR link) or nr-table (BLER-table abstraction of it)",
+        "nr (exact single-carrier 5G NR link), nr-table (BLER-table abstraction of it) "
+        "or pusch (5G NR PUSCH on Sionna: OFDM, DMRS, channel estimation, 38.901 channels)",
     )
     snr_db: float = option(
         10.0,
@@ -69,22 +75,67 @@ class ChannelConfig:
         help="what snr_db means: Es/N0 (per channel use) or Eb/N0 (per information "
         "bit: Eb/N0 = Es/N0 - 10 log10(code_rate * bits_per_symbol))",
     )
-    code_rate: float = option(
+    code_rate: float | str = option(
         0.5,
         help="LDPC code rate K'/E per code block after rate "
-        "matching (TS 38.214 range 30/1024 .. 948/1024)",
+        "matching (TS 38.214 range 30/1024 .. 948/1024); a number or a fraction such as "
+        "'1/3'. Set from the MCS when mcs is given",
     )
     modulation: Literal["bpsk", "qpsk", "16qam", "64qam", "256qam"] = option(
-        "qpsk", help="Gray QAM of TS 38.211 Sec. 5.1"
+        "qpsk", help="Gray QAM of TS 38.211 Sec. 5.1. Set from the MCS when mcs is given"
+    )
+    mcs: int | Literal["auto"] | None = option(
+        None,
+        help="MCS index of TS 38.214 table mcs_table (sets code_rate and modulation), "
+        "'auto' (link adaptation: the MCS from the SNR for bler_target, with an outer "
+        "loop on HARQ feedback) or null (code_rate and modulation as given)",
+    )
+    mcs_table: int = option(
+        1, help="TS 38.214 MCS table: 1 (Table 5.1.3.1-1, up to 64-QAM) or 2 (up to 256-QAM)"
+    )
+    bler_target: float = option(
+        0.1, help="mcs: auto: target first-transmission TB error rate of the MCS choice"
+    )
+    olla_step_db: float = option(
+        0.5,
+        help="mcs: auto: outer-loop step in dB after a NACK (after an ACK it moves back "
+        "by step * bler_target / (1 - bler_target)); 0 turns the outer loop off",
     )
     loss_prob: float = option(0.0, help="erasure link: probability that a description is lost")
     # --- the NR link (nr, nr-table); ideal and erasure use it for rate accounting -------
-    fading: Literal["awgn", "rayleigh-block", "rayleigh-fast", "rician-block", "rician-fast"] = (
-        option(
-            "awgn",
-            help="flat channel: AWGN, or Rayleigh/Rician fading constant per code block "
-            "and transmission (-block) or independent per symbol (-fast); perfect CSI",
-        )
+    fading: Literal[
+        "awgn",
+        "rayleigh-block",
+        "rayleigh-fast",
+        "rician-block",
+        "rician-fast",
+        "tdl-a",
+        "tdl-b",
+        "tdl-c",
+        "tdl-d",
+        "tdl-e",
+        "cdl-a",
+        "cdl-b",
+        "cdl-c",
+        "cdl-d",
+        "cdl-e",
+    ] = option(
+        "awgn",
+        help="channel: AWGN; flat Rayleigh/Rician fading constant per code block and "
+        "transmission (-block) or independent per symbol (-fast), perfect CSI (nr, "
+        "nr-table); or a 38.901 TDL/CDL model with delay_spread_ns and speed_kmh (pusch, "
+        "and nr-table with a table built on pusch)",
+    )
+    delay_spread_ns: float = option(100.0, help="TDL/CDL: RMS delay spread in ns")
+    speed_kmh: float = option(3.0, help="TDL/CDL: UE speed in km/h (Doppler)")
+    carrier_ghz: float = option(3.5, help="pusch: carrier frequency in GHz (Doppler)")
+    channel_estimation: Literal["perfect", "ls"] = option(
+        "perfect",
+        help="pusch: perfect CSI, or LS estimates on the DMRS with linear interpolation "
+        "(detection is LMMSE either way)",
+    )
+    pusch_prb: int = option(
+        0, help="pusch: PRBs per slot for the PUSCH (0: the whole carrier, n_rb)"
     )
     rician_k_db: float = option(6.0, help="Rician K factor in dB (rician-* fading)")
     tb_bits: int = option(
@@ -126,6 +177,64 @@ class ChannelConfig:
 
     def __post_init__(self):
         check(not math.isnan(self.snr_db), "snr_db", self.snr_db, "must be a number")
+        object.__setattr__(self, "code_rate", _rate(self.code_rate))
+        check(self.mcs_table in (1, 2), "mcs_table", self.mcs_table, "must be 1 or 2")
+        if isinstance(self.mcs, int):
+            from semcom.linkmodel.mcs import TABLES, mcs_entry
+
+            n = len(TABLES[self.mcs_table])
+            check(
+                0 <= self.mcs < n,
+                "mcs",
+                self.mcs,
+                f"must be in 0..{n - 1} (table {self.mcs_table}) or 'auto'",
+            )
+            m = mcs_entry(self.mcs_table, self.mcs)
+            object.__setattr__(self, "code_rate", m.code_rate)
+            object.__setattr__(self, "modulation", m.modulation)
+        if self.mcs == "auto":
+            check(
+                self.snr_type == "esno",
+                "snr_type",
+                self.snr_type,
+                "must be 'esno' with mcs: auto (Eb/N0 depends on the MCS chosen)",
+            )
+            check(
+                self.link in ("nr", "nr-table", "pusch"),
+                "mcs",
+                self.mcs,
+                "'auto' needs an NR link (nr, nr-table or pusch)",
+            )
+        check(0.0 < self.bler_target < 1.0, "bler_target", self.bler_target, "must be in (0, 1)")
+        check(
+            0.0 <= self.olla_step_db <= 10.0,
+            "olla_step_db",
+            self.olla_step_db,
+            "must be in [0, 10]",
+        )
+        check(self.delay_spread_ns >= 0, "delay_spread_ns", self.delay_spread_ns, "must be >= 0")
+        check(0 <= self.speed_kmh <= 1000, "speed_kmh", self.speed_kmh, "must be in [0, 1000]")
+        check(
+            0.4 <= self.carrier_ghz <= 100, "carrier_ghz", self.carrier_ghz, "must be in [0.4, 100]"
+        )
+        check(
+            self.link not in ("nr",) or self.fading in FLAT_FADINGS,
+            "fading",
+            self.fading,
+            f"the single-carrier nr link has {', '.join(FLAT_FADINGS)}; TDL/CDL need link: pusch",
+        )
+        check(
+            self.link != "pusch" or self.fading == "awgn" or self.fading in NR_CHANNELS,
+            "fading",
+            self.fading,
+            f"link: pusch takes awgn or a 38.901 model ({', '.join(NR_CHANNELS)})",
+        )
+        check(
+            self.link != "pusch" or self.modulation != "bpsk",
+            "modulation",
+            self.modulation,
+            "PUSCH (without transform precoding) uses qpsk .. 256qam",
+        )
         check(
             CODE_RATE_MIN <= self.code_rate <= CODE_RATE_MAX,
             "code_rate",
@@ -176,6 +285,51 @@ class ChannelConfig:
             self.symbols_per_slot,
             "must be in [1, 14]",
         )
+        check(
+            0 <= self.pusch_prb <= self.n_rb,
+            "pusch_prb",
+            self.pusch_prb,
+            f"must be in [0, {self.n_rb}] (0: the whole carrier of {self.n_rb} PRBs)",
+        )
+        if self.link in TABLE_LINKS:  # the table must serve this link: checked on load
+            from semcom.errors import ConfigError
+            from semcom.linkmodel.bler import BlerTable
+
+            try:
+                table = BlerTable.load(self.table or None)
+                table.check_covers(self, settings=self.adaptation_settings(table))
+            except ConfigError as exc:  # keys relative to this section, as check() gives
+                key = exc.key.removeprefix("channel").removeprefix(".") or "table"
+                raise ConfigError(key, exc.message) from None
+
+    def adaptation_settings(self, table=None) -> list[tuple[float, str]] | None:
+        """mcs: auto: the ``(code_rate, modulation)`` of every MCS of ``mcs_table`` the
+        table has (all of them without a table); ``None`` for a fixed setting."""
+        if self.mcs != "auto":
+            return None
+        from semcom.errors import ConfigError
+        from semcom.linkmodel.mcs import mcs_list
+
+        out = [
+            (m.code_rate, m.modulation)
+            for m in mcs_list(self.mcs_table)
+            if table is None or table.has(m.code_rate, m.modulation, self.fading_key)
+        ]
+        if not out:
+            raise ConfigError(
+                "channel.mcs",
+                f"'auto': the BLER table {table.path} has no MCS of table {self.mcs_table} "
+                f"for fading {self.fading_key}",
+            )
+        return out
+
+    @property
+    def fading_key(self) -> str:
+        """The channel as BLER tables name it: the fading, with delay spread and speed
+        for the 38.901 models (e.g. ``tdl-a/100ns/3kmh``)."""
+        if self.fading in NR_CHANNELS:
+            return f"{self.fading}/{self.delay_spread_ns:g}ns/{self.speed_kmh:g}kmh"
+        return self.fading
 
     @property
     def bits_per_symbol(self) -> int:
@@ -204,3 +358,13 @@ class ChannelConfig:
         if self.snr_type == "ebno":
             return self.snr_db
         return self.snr_db - 10 * math.log10(self.code_rate * self.bits_per_symbol)
+
+
+def _rate(value) -> float:
+    """A code rate from a number or a fraction such as ``'1/3'``."""
+    if isinstance(value, str):
+        try:
+            return float(Fraction(value.strip()))
+        except (ValueError, ZeroDivisionError):
+            check(False, "code_rate", value, "must be a number or a fraction such as '1/3'")
+    return float(value)
