@@ -14,9 +14,12 @@ Two measurements, each executor on a fresh results folder:
 
 Wall times include everything a user waits for: spawning workers, importing torch,
 loading the models once per worker (warm workers keep them across their runs) and
-starting Ray. Each executor uses its default threads (cores / workers). The load
-average at the start and end says how far the machine was from idle (the cores may be
-shared); the speed-ups are ratios of wall times measured back to back in one run.
+starting Ray. Each executor uses its default threads (cores / workers; serial: all
+cores), or ``SEMCOM_BENCH_SWEEP_THREADS`` for all of them. The load average before each
+measurement says how far the machine was from idle (the cores may be shared: other
+work then takes its share of the CPUs, and more workers cannot help); the CPU seconds
+(local executors) say how much work each did; the speed-ups are ratios of wall times
+measured back to back in one run.
 """
 
 from __future__ import annotations
@@ -52,9 +55,19 @@ def _measure(sweep_of, root: Path, name: str, workers: int, executor="local", ru
     shutil.rmtree(out, ignore_errors=True)
     sweep = sweep_of(out)
     load0 = os.getloadavg()[0]
+    cpu0 = _cpu_s()
     t0 = time.perf_counter()
-    rep = run_sweep(sweep, run_fn=run_fn, workers=workers, executor=executor, progress=False)
+    threads = os.environ.get("SEMCOM_BENCH_SWEEP_THREADS")
+    rep = run_sweep(
+        sweep,
+        run_fn=run_fn,
+        workers=workers,
+        executor=executor,
+        threads=int(threads) if threads else None,
+        progress=False,
+    )
     wall = time.perf_counter() - t0
+    cpu = _cpu_s() - cpu0
     errors = [
         (o.record.get("error") or {}).get("message")
         for o in rep.outcomes
@@ -68,10 +81,21 @@ def _measure(sweep_of, root: Path, name: str, workers: int, executor="local", ru
         "wall_s": round(wall, 2),
         "runs_per_min": round(60 * len(sweep.points) / wall, 2),
         "loadavg_1min_before": round(load0, 2),
+        # CPU seconds of this process and its reaped children (the local pool's workers;
+        # Ray's workers are not our children, so not for Ray)
+        "cpu_s": round(cpu, 1) if executor != "ray" else None,
         "out": str(out),
         "ids": [p.run_id for p in sweep.points],
         "first_error": errors[0] if errors else None,
     }
+
+
+def _cpu_s() -> float:
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _series(sweep_of, root, name, run_fn=None) -> tuple[list[dict], dict]:
@@ -158,7 +182,8 @@ def run() -> dict:
             lines.append(
                 f"  {kind:9s} {m['executor']:7s} workers={m['workers']}: {m['runs']} runs "
                 f"in {m['wall_s']:.1f} s = {m['runs_per_min']:.1f} runs/min ({m['ok']} ok; "
-                f"load {m['loadavg_1min_before']:.1f} before){extra}"
+                + (f"{m['cpu_s']:.0f} CPU-s; " if m.get("cpu_s") is not None else "")
+                + f"load {m['loadavg_1min_before']:.1f} before){extra}"
             )
     if "ray" in result:
         lines.append(f"  ray: {result['ray']}")

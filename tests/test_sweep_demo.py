@@ -62,6 +62,15 @@ def test_demo_writes_results_figures_and_summary_and_resumes(tmp_path, capsys):
         assert f"(figures/{fig}.png)" in summary
     assert "BD-rate" in summary and (out / "figures" / "bd_vqa-accuracy_bpp_wire.csv").is_file()
     assert "| ours | 0.0" in summary and "| Es/N0 5 dB | Es/N0 9 dB |" in summary
+    # paired differences against the anchor, and BD numbers with intervals or a reason
+    assert "## Paired differences against JPEG" in summary
+    paired = [
+        line for line in summary.splitlines() if line.startswith("| Es/N0") and "McNemar" in line
+    ]
+    assert len(paired) == 8  # 4 token points x 2 SNRs, each against a JPEG point
+    bd = json.loads((out / "figures" / "bd_vqa-accuracy_bpp_wire.json").read_text())["rows"]
+    assert bd and all(r["bd_rate_pct"] is not None or r["note"] for r in bd)
+    assert all(r.get("bd_rate_ci95") or r.get("ci_note") for r in bd)
 
     # interrupted half way: remove some runs; the next invocation redoes only those
     victims = sorted((out / "runs").glob("*/record.json"))[:5]

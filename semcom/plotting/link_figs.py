@@ -111,13 +111,16 @@ def plot_bler(
             ax.set_xlabel(f"{snr_symbol(snr_type)} [dB]")
             ax.set_ylabel(yl)
             ax.grid(True, which="both", alpha=0.3)
-            if ax.lines:
-                many = len(ax.lines) > 5
-                ax.legend(
-                    loc="upper left" if many else "lower left",
-                    bbox_to_anchor=(1.02, 1.0) if many else None,
-                    fontsize=6.5 if many else None,
-                )
+            if ax.lines and (ax is ax2 or len(ax.lines) <= 5):
+                ax.legend(loc="lower left")
+        if len(ax1.lines) > 5:  # many settings: their legend outside, right of both panels
+            fig.legend(
+                *ax1.get_legend_handles_labels(),
+                loc="upper left",
+                bbox_to_anchor=(1.0, 0.98),
+                fontsize=6.5,
+                title="link setting (BLER)",
+            )
         fig.text(
             0.99,
             -0.02,
