@@ -121,17 +121,21 @@ def test_bd_table_from_the_sweep_hint(figures):
     assert {r["condition"] for r in res.bd_rows} == {"Es/N0 4 dB", "Es/N0 7 dB", "Es/N0 12 dB"}
     assert all(r["test"] == "ours" for r in res.bd_rows)  # full tokens is not a curve
     for r in res.bd_rows:  # noisy curves get the monotone rule, reported, and a number
-        assert r["bd_rate_pct"] is not None and r["bd_accuracy"] is not None
+        assert r["bd_rate_pct"] is not None
+        # BD-accuracy needs overlapping rate ranges: a number, or the reason in the note
+        assert r["bd_accuracy"] is not None or "no rate overlap" in r["note"]
         assert (r["fit"] == "monotone") == ("monotone fit" in r["note"])
         assert "paired bootstrap over 40 samples" in r["ci_note"]
         for key in ("bd_rate_ci95", "bd_accuracy_ci95"):  # an interval or the reason
             ci = r[key]
             assert (ci is not None and ci[0] < ci[1]) or "defined in" in r["ci_note"]
     assert sum(r["bd_rate_ci95"] is not None for r in res.bd_rows) >= 2
+    assert sum(r["bd_accuracy"] is not None for r in res.bd_rows) >= 2
     md = (out / "bd_vqa-accuracy_bpp_wire.md").read_text()
     assert "| Es/N0 12 dB | ours | JPEG | 4/4 |" in md
-    row = next(line for line in md.splitlines() if line.startswith("| Es/N0 12 dB"))
-    assert row.count("[") >= 2 and "monotone fit" in row  # intervals, and the rule used
+    mono = next(r["condition"] for r in res.bd_rows if r["fit"] == "monotone")
+    row = next(line for line in md.splitlines() if line.startswith(f"| {mono} |"))
+    assert row.count("[") >= 1 and "monotone fit" in row  # intervals, and the rule used
 
 
 def test_colors_are_fixed_per_label():

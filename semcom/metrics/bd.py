@@ -241,7 +241,10 @@ def bd_row(
         "overlap_rate": ba.overlap,
         "method": method,
         "fit": br.fit if br.ok else ba.fit,
-        "note": br.reason or ba.reason or br.caveat or ba.caveat,
+        # why a value is missing and which rule made the others, each said once
+        "note": "; ".join(
+            dict.fromkeys(n for n in (br.reason, ba.reason, br.caveat, ba.caveat) if n)
+        ),
     }
 
 
