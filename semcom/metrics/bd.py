@@ -241,9 +241,8 @@ def bd_row(
         "overlap_rate": ba.overlap,
         "method": method,
         "fit": br.fit if br.ok else ba.fit,
-        # why a value is missing and which rule made the others, each said once
         "note": "; ".join(
-            dict.fromkeys(n for n in (br.reason, ba.reason, br.caveat, ba.caveat) if n)
+            dict.fromkeys(x for x in (br.reason, ba.reason, br.caveat or ba.caveat) if x)
         ),
     }
 
@@ -311,6 +310,8 @@ def table_markdown(rows: list[dict], *, metric: str = "accuracy", units: str = "
         rate = str(r.get("bd_rate") or f"n/a ({r.get('note')})")
         acc = str(r.get("bd_accuracy_text") or "n/a")
         note = r.get("note") or ""
+        # a reason given in the note is not repeated in the cells
+        rate, acc = ("n/a" if t.startswith("n/a (") and t[5:-1] in note else t for t in (rate, acc))
         if r.get("ci_note"):
             note = f"{note}; {r['ci_note']}" if note else r["ci_note"]
         out.append(

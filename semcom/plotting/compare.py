@@ -157,10 +157,13 @@ def bd_intervals(
             if ba.ok:
                 vals["acc"].append(ba.value)
         notes = []
-        for key, col, name in (
-            ("rate", "bd_rate_ci95", "BD-rate"),
-            ("acc", "bd_accuracy_ci95", "BD-acc"),
+        for key, col, name, point in (
+            ("rate", "bd_rate_ci95", "BD-rate", row.get("bd_rate_pct")),
+            ("acc", "bd_accuracy_ci95", "BD-acc", row.get("bd_accuracy")),
         ):
+            if point is None:  # no point estimate: its reason is the row's note
+                row[col] = None
+                continue
             v = vals[key]
             if len(v) >= 0.5 * resamples:
                 row[col] = [float(np.quantile(v, 0.025)), float(np.quantile(v, 0.975))]
