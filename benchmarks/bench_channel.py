@@ -140,6 +140,90 @@ def link_throughput(
     }
 
 
+class _TimedDecoder:
+    """Wraps a decoder backend and sums the CPU time of its calls."""
+
+    def __init__(self, dec):
+        self.dec, self.cpu_s, self.name = dec, 0.0, dec.name
+
+    def __call__(self, code, llr, rows, **kw):
+        t = time.process_time()
+        out = self.dec(code, llr, rows, **kw)
+        self.cpu_s += time.process_time() - t
+        return out
+
+
+def exact_link_vs_decoder(ebno_db: float = 1.5, descriptions: int = 400, reps: int = 3) -> dict:
+    """The exact link's information rate against its own decoder's, in the same run: TBs
+    of 1000 bits (K' = 1024 with CRC24A), rate 1/2 (n = 2048), QPSK, AWGN at Eb/N0
+    ``ebno_db`` (the decoder benchmark's code and point); the decoder's CPU time is summed
+    inside ``NrLink.transmit``. ``ratio`` = link rate / decoder rate (target >= 0.7)."""
+    from channel.link import build_link
+    from semcom.config.channel import ChannelConfig
+    from semcom.types import Description
+
+    rng = np.random.default_rng(0)
+    descs = [
+        Description(f"i{j}", 0, 1, rng.integers(0, 256, 125, dtype=np.uint8).tobytes(), (96, 96))
+        for j in range(descriptions)
+    ]
+    cfg = ChannelConfig(link="nr", snr_db=ebno_db, snr_type="ebno", tb_bits=1000)
+    link = build_link(cfg)
+    link.transmit(descs[:4], np.random.default_rng(1))  # warm-up
+    best = None
+    for r in range(reps):
+        timed = _TimedDecoder(link.phy.decoder)
+        link.phy.decoder = timed
+        t = time.process_time()
+        res = link.transmit(descs, np.random.default_rng(2 + r))
+        total = time.process_time() - t
+        link.phy.decoder = timed.dec
+        row = (total, timed.cpu_s, res.totals)
+        best = row if best is None or total < best[0] else best
+    total, dec_s, tot = best
+    bits = tot["info_bits"]
+    return {
+        "ebno_db": ebno_db,
+        "descriptions": descriptions,
+        "tb_bits": 1000,
+        "link_mbps_cpu": bits / total / 1e6,
+        "decoder_mbps_cpu": bits / dec_s / 1e6,
+        "outside_decoder_share": 1 - dec_s / total,
+        "ratio": dec_s / total,
+        "bler": tot["bler"],
+    }
+
+
+def table_link_speed(descriptions: int = 20000, size: int = 3000, esno_db: float = 1.25) -> dict:
+    """Code blocks per second of the ``nr-table`` link, vectorised (``outcomes``: arrays,
+    no per-description objects) and through ``transmit`` (LinkStats and Erasures per
+    description): QPSK, rate 1/2, AWGN, descriptions of ``size`` bytes (TBs of 3816 bits)."""
+    from channel.link import build_link
+    from semcom.config.channel import ChannelConfig
+    from semcom.types import Description
+
+    link = build_link(ChannelConfig(link="nr-table", snr_db=esno_db))
+    sizes = np.full(descriptions, size)
+    link.outcomes(sizes[:10], np.random.default_rng(0))
+    o, t_arr, c_arr = _timed_cpu(lambda: link.outcomes(sizes, np.random.default_rng(1)))
+    cbs = int(o.code_blocks.sum())
+    blob = bytes(size)
+    descs = [Description(f"i{j}", 0, 1, blob, (96, 96)) for j in range(descriptions // 4)]
+    res, t_tx, c_tx = _timed_cpu(lambda: link.transmit(descs, np.random.default_rng(2)))
+    cbs_tx = sum(s.code_blocks for s in res.stats)
+    return {
+        "descriptions": descriptions,
+        "description_bytes": size,
+        "code_blocks": cbs,
+        "outcomes_cb_per_s": cbs / t_arr,
+        "outcomes_cb_per_cpu_s": cbs / c_arr,
+        "outcomes_desc_per_s": descriptions / t_arr,
+        "transmit_cb_per_s": cbs_tx / t_tx,
+        "transmit_desc_per_s": len(descs) / t_tx,
+        "loss": float(1 - o.delivered.mean()),
+    }
+
+
 def run(speed_blocks: int = 200, gap_blocks: int = 4000, gap_ebno=(1.25, 1.5, 1.75, 2.0)) -> dict:
     import torch
     from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder
@@ -208,6 +292,8 @@ def run(speed_blocks: int = 200, gap_blocks: int = 4000, gap_ebno=(1.25, 1.5, 1.
     gap = None if x_fast is None or x_sion is None else x_fast - x_sion
     wp = speed[1.5]
     links = link_throughput()
+    exact = exact_link_vs_decoder()
+    tspeed = table_link_speed()
     summary = "\n".join(
         [
             f"LDPC k={K} n={N} (BG2, Z={code.z}), QPSK, AWGN, {ITER} iterations; fast kernel: "
@@ -240,6 +326,15 @@ def run(speed_blocks: int = 200, gap_blocks: int = 4000, gap_ebno=(1.25, 1.5, 1.
                 for e, v in links["by_esno_db"].items()
             ),
             f"  (load average {links['loadavg_1min']:.1f} on {links['cpu_count']} CPUs)",
+            f"Exact link vs its decoder (k=1024 R=1/2 QPSK AWGN, Eb/N0 {exact['ebno_db']} dB, "
+            f"{exact['descriptions']} TBs, CPU time): link {exact['link_mbps_cpu']:.2f} Mbit/s, "
+            f"decoder {exact['decoder_mbps_cpu']:.2f} Mbit/s, ratio {exact['ratio']:.2f} "
+            f"(target >= 0.7; {100 * exact['outside_decoder_share']:.0f}% outside the decoder)",
+            f"Table link ({tspeed['descriptions']} descriptions of {tspeed['description_bytes']} "
+            f"bytes): vectorised {tspeed['outcomes_cb_per_s']:.3g} code blocks/s "
+            f"({tspeed['outcomes_desc_per_s']:.3g} descriptions/s; target >= 1e6 CB/s) | "
+            f"transmit() {tspeed['transmit_cb_per_s']:.3g} code blocks/s "
+            f"({tspeed['transmit_desc_per_s']:.3g} descriptions/s)",
         ]
     )
     return {
@@ -266,6 +361,8 @@ def run(speed_blocks: int = 200, gap_blocks: int = 4000, gap_ebno=(1.25, 1.5, 1.
         "gap_db": gap,
         "gap_wall_s": round(time.perf_counter() - t_gap, 1),
         "links": links,
+        "exact_vs_decoder": exact,
+        "table_link": tspeed,
         "summary": summary,
     }
 
@@ -277,8 +374,11 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--links-only", action="store_true", help="only the link throughputs")
     ap.add_argument("--gap-blocks", type=int, default=4000, help="blocks per BLER point")
+    ap.add_argument("--speed-only", action="store_true", help="exact vs decoder, table link")
     a = ap.parse_args()
-    if a.links_only:
+    if a.speed_only:
+        print(json.dumps({"exact": exact_link_vs_decoder(), "table": table_link_speed()}, indent=2))
+    elif a.links_only:
         print(json.dumps(link_throughput(), indent=2))
     else:
         print(run(gap_blocks=a.gap_blocks)["summary"])

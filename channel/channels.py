@@ -8,6 +8,10 @@ variance ``N0 / |h|^2`` per symbol, which the demapper uses.
 - ``rayleigh-block`` / ``rayleigh-fast``: ``h ~ CN(0, 1)``, one value per row of ``x``
   (a code block's transmission) or one per symbol.
 - ``rician-block`` / ``rician-fast``: ``h = sqrt(K/(K+1)) + sqrt(1/(K+1)) CN(0, 1)``.
+
+:func:`awgn_llrs` is the AWGN fast path of the exact link: bits straight to LLRs in
+float32 over the real dimensions (no complex symbols), the same distribution as
+``demodulate(transmit(modulate(bits)))`` (tests/test_channel_link.py compares them).
 """
 
 from __future__ import annotations
@@ -52,3 +56,30 @@ def transmit(
     y = h * x + w
     g = np.abs(h) ** 2
     return y / h, np.broadcast_to(np.maximum(n0 / g, _NV_FLOOR), x.shape)
+
+
+def awgn_llrs(bits: np.ndarray, qm: int, n0: float, rng: np.random.Generator) -> np.ndarray:
+    """[B, E] bits -> [B, E] float32 exact LLRs after AWGN of ``N0 = n0`` (``Es = 1``).
+
+    BPSK and QPSK: ``LLR = 4 a^2 (1 - 2b) / N0 + 4 a sqrt(N0 / 2) n / N0`` with
+    ``n ~ N(0, 1)`` per bit (``a = 1``, ``1/sqrt(2)``); higher orders: Gray PAM per real
+    dimension plus noise of variance ``N0 / 2``, exact APP demapping per dimension.
+    """
+    from channel.modulation import _pam_llr, _scale, pam_levels
+
+    bits = np.asarray(bits, np.uint8)
+    if n0 <= 0:
+        return np.where(bits == 0, np.float32(1e4), np.float32(-1e4))
+    if qm <= 2:
+        a = 1.0 if qm == 1 else _scale(2)
+        sign = 1.0 - 2.0 * bits.astype(np.float32)
+        n = rng.standard_normal(bits.shape, dtype=np.float32)
+        return np.float32(4 * a * a / n0) * sign + np.float32(4 * a * np.sqrt(n0 / 2) / n0) * n
+    m, sc = qm // 2, _scale(qm)
+    b = bits.reshape(*bits.shape[:-1], -1, m)  # [B, S*2, m]: I, Q, I, Q, ... dimensions
+    amp, _ = pam_levels(m)
+    weights = 1 << np.arange(m - 1, -1, -1)
+    y = amp[(b.astype(np.int64) * weights).sum(-1)] * sc
+    y += rng.standard_normal(y.shape) * np.sqrt(n0 / 2)
+    s2 = np.full(y.shape, n0 / 2)
+    return _pam_llr(y, s2, m, sc).reshape(bits.shape).astype(np.float32)

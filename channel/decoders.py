@@ -225,8 +225,15 @@ class FastDecoder:
             raise ValueError(f"backend must be auto, c or numpy, got {backend!r}")
         self.backend = backend
 
-    def __call__(self, code: LdpcCode, llr: np.ndarray, rows: np.ndarray) -> DecodeResult:
-        L = np.ascontiguousarray(llr, dtype=np.float32).copy()
+    def __call__(
+        self, code: LdpcCode, llr: np.ndarray, rows: np.ndarray, *, overwrite: bool = False
+    ) -> DecodeResult:
+        """``overwrite=True``: ``llr`` (C-contiguous float32) may be used as the decoder's
+        working memory (the caller's fresh copy), saving a copy."""
+        if overwrite and llr.dtype == np.float32 and llr.flags.c_contiguous:
+            L = llr
+        else:
+            L = np.ascontiguousarray(llr, dtype=np.float32).copy()
         B = L.shape[0]
         if L.ndim != 2 or L.shape[1] != code.n:
             raise ValueError(f"expected LLRs of shape [B, {code.n}], got {L.shape}")

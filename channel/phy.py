@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from channel.channels import awgn_llrs
 from channel.channels import transmit as channel_transmit
 from channel.crc import crc_attach, crc_check
 from channel.decoders import LLR_CLIP, make_decoder
@@ -23,6 +24,11 @@ from channel.framing import TbPlan, plan_tb
 from channel.modulation import demodulate, modulate
 
 IR_RVS = (0, 2, 3, 1)  # redundancy version sequence of IR-HARQ
+
+
+def _unique_idx(idx: np.ndarray) -> bool:
+    """No repetition in the rate-matching map (E within the circular buffer)."""
+    return bool(np.unique(idx).size == idx.size)
 
 
 @dataclass
@@ -173,10 +179,21 @@ class NrPhy:
         idx = code.rm_indices(p.e, rv, self.qm)
         batch.covered |= code.covered_cols(idx)
         rows = (pend[:, None] * C + np.arange(C)).ravel()
-        x = modulate(batch.cw[rows][:, idx], self.qm)
-        z, nv = channel_transmit(x, self.n0, self.cfg.fading, rng, rician_k_db=self.cfg.rician_k_db)
-        llr = np.clip(demodulate(z, nv, self.qm), -LLR_CLIP, LLR_CLIP)
-        if np.unique(idx).size == idx.size:
+        full = pend.size == batch.size
+        coded = (batch.cw if full else batch.cw[rows])[:, idx]
+        if self.cfg.fading == "awgn":  # real-valued float32 fast path
+            llr = awgn_llrs(coded, self.qm, self.n0, rng)
+        else:
+            x = modulate(coded, self.qm)
+            z, nv = channel_transmit(
+                x, self.n0, self.cfg.fading, rng, rician_k_db=self.cfg.rician_k_db
+            )
+            llr = demodulate(z, nv, self.qm)
+        np.clip(llr, -LLR_CLIP, LLR_CLIP, out=llr)
+        unique = _unique_idx(idx)
+        if unique and full:
+            batch.llr[:, idx] += llr
+        elif unique:
             sub = batch.llr[rows]
             sub[:, idx] += llr
             batch.llr[rows] = sub
@@ -187,7 +204,11 @@ class NrPhy:
         batch.rounds[pend] = r + 1
         dec = rows[~batch.cb_ok[rows]]
         if dec.size:
-            res = self.decoder(code, batch.llr[dec], code.active_rows(batch.covered))
+            rows_ = code.active_rows(batch.covered)
+            if getattr(self.decoder, "name", "") == "fast":  # the gathered copy is scratch
+                res = self.decoder(code, batch.llr[dec], rows_, overwrite=True)
+            else:
+                res = self.decoder(code, batch.llr[dec], rows_)
             bits = res.bits if self.fault is None else self.fault(res.bits.copy(), r)
             batch.iterations[dec] += res.iterations
             batch.decodes[dec] += 1

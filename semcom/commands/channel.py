@@ -349,7 +349,20 @@ def bler_table_parser():
         help="every (code rate, modulation) of these TS 38.214 MCS tables, e.g. 1,2 "
         "(instead of --code-rates x --modulations)",
     )
-    b.add_argument("--fadings", metavar="LIST", help="e.g. awgn,rayleigh-block")
+    b.add_argument("--fadings", metavar="LIST", help="e.g. awgn,rayleigh-block (pusch: tdl-a,...)")
+    b.add_argument(
+        "--link",
+        choices=("nr", "pusch"),
+        default="nr",
+        help="nr: the exact single-carrier link (default); pusch: Sionna's PUSCH, for the "
+        "38.901 channels (every MCS of --mcs-tables, HARQ none; GPU when present)",
+    )
+    b.add_argument("--speeds", metavar="LIST", default="3,60", help="pusch: km/h (default 3,60)")
+    b.add_argument("--delay-spread-ns", type=float, default=100.0, help="pusch: RMS delay spread")
+    b.add_argument(
+        "--channel-estimation", choices=("perfect", "ls"), default="perfect", help="pusch"
+    )
+    b.add_argument("--blocks", type=int, default=60, help="pusch: TBs per SNR point")
     b.add_argument("--harq", metavar="LIST", help="modes to tabulate: none,ir,chase")
     b.add_argument("--rounds", type=int, default=4, help="HARQ transmissions tabulated")
     b.add_argument("--decoder", choices=("fast", "sionna"), default="fast")
@@ -409,6 +422,8 @@ def bler_table_main(argv=None) -> int:
         return 0
     if not args.out and not args.default:
         raise ConfigError("", "bler-table build needs --out FILE (or --default)")
+    if args.link == "pusch":
+        return _build_pusch(args)
     grid = dict(tables.DEFAULT_GRID)
     grid["payload_bits"] = _list(args.payload_bits, int, grid["payload_bits"])
     grid["code_rate"] = _list(args.code_rates, parse_rate, grid["code_rate"])
@@ -463,6 +478,48 @@ def bler_table_main(argv=None) -> int:
         append=args.append,
     )
     print(f"wrote {out}: {len(table['entries'])} curves, built in {table['build_s']} s in all")
+    return 0
+
+
+def _build_pusch(args) -> int:
+    from channel.tables.pusch_build import build_pusch_table
+    from semcom.config.channel import NR_CHANNELS, ChannelConfig
+    from semcom.errors import ConfigError
+
+    fadings = _list(args.fadings, str, ["tdl-a", "tdl-c"])
+    for f in fadings:
+        if f != "awgn" and f not in NR_CHANNELS:
+            raise ConfigError(
+                "", f"--fadings {f!r}: pusch tables take awgn, {', '.join(NR_CHANNELS)}"
+            )
+    speeds = _list(args.speeds, float, [3.0, 60.0])
+    base = ChannelConfig(
+        link="pusch",
+        mcs=9,
+        bandwidth_mhz=40,
+        decoder=args.decoder,
+        iterations=args.iterations,
+        minsum_scale=args.minsum_scale,
+        channel_estimation=args.channel_estimation,
+    )
+    chans = [
+        dict(fading=f, delay_spread_ns=args.delay_spread_ns, speed_kmh=v)
+        for f in fadings
+        for v in (speeds if f != "awgn" else [0.0])
+    ]
+    tables = tuple(int(t) for t in (args.mcs_tables or "1,2").split(","))
+    table = build_pusch_table(
+        base,
+        chans,
+        out=args.out,
+        mcs_tables=tables,
+        progress=not args.quiet and sys.stderr.isatty(),
+        blocks=args.blocks,
+        step=args.snr_step or 2.0,
+        min_bler=args.min_bler or 3e-2,
+        seed=args.seed,
+    )
+    print(f"wrote {args.out}: {len(table['entries'])} curves, built in {table['build_s']} s in all")
     return 0
 
 

@@ -14,6 +14,7 @@ FLAT_FADINGS = ("awgn", "rayleigh-block", "rayleigh-fast", "rician-block", "rici
 # 38.901 tapped-delay-line and clustered-delay-line models (link: pusch, or tables of it)
 NR_CHANNELS = tuple(f"{k}-{m}" for k in ("tdl", "cdl") for m in "abcde")
 TABLE_LINKS = ("nr-table",)
+PUSCH_RATE_MIN = 0.2  # Sionna's LDPC5GEncoder: no repetition below the mother code rate
 
 # TS 38.214 Tables 5.1.3.1-1..3: target code rates span 30/1024 .. 948/1024
 CODE_RATE_MIN = 30 / 1024
@@ -228,6 +229,34 @@ class ChannelConfig:
             "fading",
             self.fading,
             f"link: pusch takes awgn or a 38.901 model ({', '.join(NR_CHANNELS)})",
+        )
+        check(
+            self.link != "pusch" or self.harq != "ir",
+            "harq",
+            self.harq,
+            "link: pusch retransmits with Chase combining (Sionna's TB encoder sends "
+            "redundancy version 0 only): use none or chase",
+        )
+        if self.link == "pusch" and self.mcs is None:
+            from semcom.linkmodel.mcs import mcs_list
+
+            check(
+                any(
+                    m.modulation == self.modulation and abs(m.code_rate - self.code_rate) <= 0.005
+                    for m in mcs_list(self.mcs_table)
+                ),
+                "mcs",
+                self.mcs,
+                f"link: pusch needs an MCS: set channel.mcs (or a modulation and code_rate "
+                f"of an MCS of table {self.mcs_table}; {self.modulation} at "
+                f"{self.code_rate:.4f} is none)",
+            )
+        check(
+            self.link != "pusch" or self.mcs == "auto" or self.code_rate >= PUSCH_RATE_MIN,
+            "mcs",
+            self.mcs,
+            f"link: pusch needs code rates >= 1/5 (Sionna's LDPC encoder has no repetition "
+            f"beyond the mother code; rate {self.code_rate:.4f}); the nr link has them",
         )
         check(
             self.link != "pusch" or self.modulation != "bpsk",
