@@ -305,6 +305,8 @@ class Assembler:
         self._order: list[int] = []  # positions (in header order) of delivered descriptions
         self._cur = 0
         self._sha = hashlib.sha256()
+        self._fill: list[int] = []
+        self.declared_bytes = 0  # description bytes the header announces
 
     # -- messages --------------------------------------------------------------------
     def feed(self, msg: pb.SubmitRequest) -> None:
@@ -414,7 +416,9 @@ class Assembler:
                 f"than this cloud's limit of {self.max_request_bytes}"
             )
         self._sizes = [int(d.size) for d in h.descriptions]
-        self._bufs = [bytearray() for _ in h.descriptions]
+        self._bufs = [None] * len(h.descriptions)  # each allocated at its first chunk
+        self._fill = [0] * len(h.descriptions)
+        self.declared_bytes = total
 
     def _chunk(self, c: pb.Chunk) -> None:
         h = self.header
@@ -434,25 +438,28 @@ class Assembler:
             raise WireFormatError(
                 f"chunk of {n} bytes exceeds the chunk limit of {self.max_chunk_bytes} bytes"
             )
-        buf = self._bufs[pos]
-        if c.offset != len(buf):
+        fill = self._fill[pos]
+        if c.offset != fill:
             raise WireFormatError(
                 f"chunk offset {c.offset} for description {want}, expected "
-                f"{len(buf)} (chunks must be contiguous)"
+                f"{fill} (chunks must be contiguous)"
             )
-        if len(buf) + n > self._sizes[pos]:
+        if fill + n > self._sizes[pos]:
             raise WireFormatError(
                 f"chunk overruns description {want}: it declares "
-                f"{self._sizes[pos]} bytes, the chunks carry {len(buf) + n}"
+                f"{self._sizes[pos]} bytes, the chunks carry {fill + n}"
             )
         if self.received_bytes + n > self.max_request_bytes:
             raise WireFormatError(
                 f"stream exceeds this cloud's limit of {self.max_request_bytes} bytes"
             )
-        buf += c.data
+        if self._bufs[pos] is None:
+            self._bufs[pos] = bytearray(self._sizes[pos])
+        self._bufs[pos][fill : fill + n] = c.data
+        self._fill[pos] = fill + n
         self._sha.update(c.data)
         self.received_bytes += n
-        if len(buf) == self._sizes[pos]:
+        if self._fill[pos] == self._sizes[pos]:
             self._cur += 1
 
     def _incomplete(self) -> str | None:
@@ -460,7 +467,7 @@ class Assembler:
             pos = self._order[self._cur]
             return (
                 f"description {self.header.descriptions[pos].index} has "
-                f"{len(self._bufs[pos])} of {self._sizes[pos]} bytes"
+                f"{self._fill[pos]} of {self._sizes[pos]} bytes"
             )
         return None
 
@@ -477,6 +484,10 @@ class Assembler:
                 "SHA-256 of the description bytes does not match the end marker (corrupted stream)"
             )
         self.ended = True
+
+    def discard(self) -> None:
+        """Drop the buffers (the item :meth:`finish` returned keeps its own references)."""
+        self._bufs = []
 
     # -- the item --------------------------------------------------------------------
     def finish(self) -> WireItem:
@@ -497,7 +508,7 @@ class Assembler:
             if d.erased:
                 received.append(Erasure(image_id, d.index, d.count, hw, d.erasure_reason or "crc"))
                 continue
-            data = bytes(self._bufs[pos])
+            data = self._bufs[pos]  # the received bytes themselves (no copy)
             ledger = RateLedger()
             for e in d.ledger:
                 ledger.add(e.stage, e.category, int(e.bits))
@@ -505,7 +516,7 @@ class Assembler:
                 received.append(Description(image_id, d.index, d.count, data, hw, ledger))
                 continue
             try:
-                env, _ = Envelope.unpack(data)
+                env, _ = Envelope.unpack(bytes(data[:16]))
             except WireFormatError as exc:
                 raise WireFormatError(f"description {d.index}: {exc}") from None
             if (env.index, env.count) != (d.index, d.count):

@@ -416,7 +416,9 @@ def test_full_queue_answers_resource_exhausted_and_the_edge_retries(monkeypatch)
     from edge.client import CloudClient
 
     install_fakes(monkeypatch, delay_s=0.3)
-    with ServerThread(_cfg(), token=TOKEN, limits=Limits(workers=1, max_queue=1)) as srv:
+    with ServerThread(
+        _cfg(), token=TOKEN, limits=Limits(workers=1, max_queue=1, max_batch=1)
+    ) as srv:
         codes, trailing = [], []
 
         def raw(i):
@@ -465,7 +467,7 @@ def _settles(cond, timeout=2.0):
 
 def test_stalled_or_abandoned_streams_give_their_admission_back(monkeypatch):
     install_fakes(monkeypatch)
-    limits = Limits(workers=1, max_queue=0, stream_timeout_s=0.5)
+    limits = Limits(workers=1, max_queue=0, max_batch=1, stream_timeout_s=0.5)
     with ServerThread(_cfg(), token=TOKEN, limits=limits) as srv:
         msgs = _msgs()
 

@@ -65,12 +65,42 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="answer health checks without a token (for load-balancer probes)",
     )
-    s.add_argument("--workers", type=int, default=1, help="requests on the model at once (1)")
+    s.add_argument("--workers", type=int, default=1, help="model calls (batches) at once (1)")
+    s.add_argument(
+        "--max-batch", type=int, default=8, help="requests gathered into one model call (8)"
+    )
+    s.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=5.0,
+        metavar="MS",
+        help="how long a batch's first request waits for more (5)",
+    )
+    s.add_argument(
+        "--batch",
+        action="append",
+        default=[],
+        metavar="TASK=N[:MS]",
+        help="per-task max batch (and wait), e.g. vqa=16:10; repeatable",
+    )
+    s.add_argument(
+        "--max-inflight-mib",
+        type=float,
+        default=None,
+        metavar="MIB",
+        help="description bytes held across all requests at once; beyond: "
+        "RESOURCE_EXHAUSTED with a retry hint (default 1/16 of host memory, 256 to 2048)",
+    )
+    s.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (off by default)",
+    )
     s.add_argument(
         "--max-queue",
         type=int,
         default=64,
-        help="admitted requests waiting for a worker; beyond: RESOURCE_EXHAUSTED (64)",
+        help="admitted requests beyond the running batches; beyond: RESOURCE_EXHAUSTED (64)",
     )
     s.add_argument(
         "--max-request-mib",
@@ -181,7 +211,14 @@ def serve_main(args) -> int:
     from cloud.server import Limits
 
     try:
+        extra = {}
+        if args.max_inflight_mib is not None:
+            extra["max_inflight_bytes"] = int(args.max_inflight_mib * MIB)
         limits = Limits(
+            max_batch=args.max_batch,
+            max_wait_ms=args.max_wait_ms,
+            task_batch=tuple(_task_batch(b, args.max_wait_ms) for b in args.batch),
+            **extra,
             workers=args.workers,
             max_queue=args.max_queue,
             max_request_bytes=int(args.max_request_mib * MIB),
@@ -205,8 +242,21 @@ def serve_main(args) -> int:
             warmup=not args.no_warmup,
             open_health=args.open_health,
             port_file=args.port_file,
+            metrics_listen=args.metrics_listen,
         )
     )
+
+
+def _task_batch(text: str, wait_ms: float) -> tuple[str, int, float]:
+    """``TASK=N[:MS]`` -> (task, max batch, max wait ms; default ``wait_ms``)."""
+    from semcom.security import SecurityError
+
+    task, _, rest = text.partition("=")
+    n, _, ms = rest.partition(":")
+    try:
+        return task.strip(), int(n), float(ms) if ms else wait_ms
+    except ValueError:
+        raise SecurityError(f"--batch {text!r}: expected TASK=N[:MS], e.g. vqa=16:10") from None
 
 
 async def serve(
@@ -222,6 +272,7 @@ async def serve(
     port_file=None,
     backend=None,
     loader=None,
+    metrics_listen=None,
 ) -> int:
     """Run the daemon until SIGTERM / SIGINT; 0 after a clean drain, 1 if the model failed."""
     import asyncio
@@ -242,6 +293,7 @@ async def serve(
         loader=loader,
         warmup=warmup,
         open_health=open_health,
+        metrics_listen=metrics_listen,
     )
     port = await srv.start()
     if port_file:

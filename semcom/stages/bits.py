@@ -103,24 +103,31 @@ class BitWriter:
 
 class BitReader:
     """Reads what :class:`BitWriter` wrote; running past the end raises WireFormatError
-    naming ``what`` (e.g. "token description truncated: ...")."""
+    naming ``what`` (e.g. "token description truncated: ...").
+
+    The bytes are kept as they are and only the bytes a read spans are unpacked, so
+    reading a small header of a large description costs the header, not 8 x its size.
+    """
 
     def __init__(self, data: bytes, what: str = "description"):
-        self.bits = np.unpackbits(np.frombuffer(data, np.uint8))
+        self._data = np.frombuffer(data, np.uint8)
+        self._nbits = 8 * len(self._data)
         self.pos = 0
         self.what = what
 
     @property
     def remaining(self) -> int:
-        return len(self.bits) - self.pos
+        return self._nbits - self.pos
 
     def _take(self, n: int, field: str) -> np.ndarray:
-        if n < 0 or self.pos + n > len(self.bits):
+        if n < 0 or self.pos + n > self._nbits:
             raise WireFormatError(
                 f"{self.what} truncated: {field} needs {n} bits at bit "
                 f"{self.pos}, {self.remaining} left"
             )
-        out = self.bits[self.pos : self.pos + n]
+        lo, hi = self.pos // 8, (self.pos + n + 7) // 8
+        skip = self.pos - 8 * lo
+        out = np.unpackbits(self._data[lo:hi])[skip : skip + n]
         self.pos += n
         return out
 
@@ -139,6 +146,10 @@ class BitReader:
         return self._take(n, field).copy()
 
     def read_bytes(self, n: int, field: str = "bytes") -> bytes:
+        if self.pos % 8 == 0 and 0 <= n and self.pos + 8 * n <= self._nbits:
+            lo = self.pos // 8
+            self.pos += 8 * n
+            return self._data[lo : lo + n].tobytes()
         return np.packbits(self._take(8 * n, field)).tobytes()
 
     def read_varint(self, field: str = "varint") -> int:
@@ -156,9 +167,7 @@ class BitReader:
         raise WireFormatError(f"truncated or overlong varint at byte {start}")
 
     def rest(self) -> np.ndarray:
-        out = self.bits[self.pos :].copy()
-        self.pos = len(self.bits)
-        return out
+        return self._take(self.remaining, "rest")
 
     def end(self) -> None:
         """Check that only zero padding (under a byte) is left."""
