@@ -167,7 +167,8 @@ class ProcessExecutor:
             if not stop():
                 for w in self._pool:
                     if w.task is None and pending:
-                        w.give(take_task(pending, w.key))
+                        held = {o.key for o in self._pool if o is not w and o.key}
+                        w.give(take_task(pending, w.key, held))
             busy = [w for w in self._pool if w.task is not None]
             if not busy:
                 return
