@@ -132,6 +132,10 @@ def test_bd_table_from_the_sweep_hint(figures):
     assert "| Es/N0 12 dB | ours | JPEG | 4/4 |" in md
     row = next(line for line in md.splitlines() if line.startswith("| Es/N0 12 dB"))
     assert row.count("[") >= 2 and "monotone fit" in row  # intervals, and the rule used
+    # and the paired table: every "ours" point against a JPEG point of its SNR
+    assert len(res.paired_rows) == 12 and {r["label"] for r in res.paired_rows} == {"ours"}
+    assert all(r["test"] == "mcnemar-exact" and r["n"] == 40 for r in res.paired_rows)
+    assert (out / "paired_vqa-accuracy_bpp_wire.csv").is_file()
 
 
 def test_colors_are_fixed_per_label():
