@@ -136,6 +136,10 @@ def test_bd_table_from_the_sweep_hint(figures):
     mono = next(r["condition"] for r in res.bd_rows if r["fit"] == "monotone")
     row = next(line for line in md.splitlines() if line.startswith(f"| {mono} |"))
     assert row.count("[") >= 1 and "monotone fit" in row  # intervals, and the rule used
+    # and the paired table: every "ours" point against a JPEG point of its SNR
+    assert len(res.paired_rows) == 12 and {r["label"] for r in res.paired_rows} == {"ours"}
+    assert all(r["test"] == "mcnemar-exact" and r["n"] == 40 for r in res.paired_rows)
+    assert (out / "paired_vqa-accuracy_bpp_wire.csv").is_file()
 
 
 def test_colors_are_fixed_per_label():

@@ -369,8 +369,13 @@ def write_summary(out: Path, doc: dict, recs: list[dict], res) -> str:
                 else:
                     row.append(f"{p.y:.3g} [{_fmt(p.lo)}, {_fmt(p.hi)}]")
             lines.append("| " + " | ".join(row) + " |")
-    if res.anchor:
-        lines += _paired_section(points, res.anchor, spec, res.x, varying)
+    if res.paired_files.get("md"):
+        lines += [
+            "",
+            f"## Paired differences against {res.anchor}",
+            "",
+            res.paired_files["md"].read_text().strip(),
+        ]
     if res.bd_rows is not None:
         lines += [
             "",
@@ -400,50 +405,3 @@ def write_summary(out: Path, doc: dict, recs: list[dict], res) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def _paired_section(points, anchor: str, spec, x: str, varying) -> list[str]:
-    """Every operating point against the anchor's nearest-rate point at the same SNR, on
-    the same samples (:func:`semcom.plotting.compare.paired_against`)."""
-    from semcom.plotting.compare import paired_against
-
-    rows = [
-        r
-        for r in paired_against([p for p in points if not p.ideal_ref], anchor, spec, x)
-        if not any(p.upper for p in points if p.rec.get("run_id") == r["run_id"])
-    ]
-    if not rows:
-        return []
-    units = "pp" if spec.percent else ""
-    out = [
-        "",
-        f"## Paired differences against {anchor}",
-        "",
-        f"Each operating point against the {anchor} point nearest in {x} at the same "
-        f"channel condition, on the same samples: mean per-sample difference of {spec.name}"
-        f"{' [' + units + ']' if units else ''} with its bootstrap 95% CI "
-        "(`scipy.stats.bootstrap`, BCa), and the exact McNemar test on the discordant "
-        f"pairs ({anchor} wrong / method right, and the reverse) for right/wrong scores "
-        "(Wilcoxon signed-rank otherwise).",
-        "",
-        f"| condition | method | {x} | {anchor}'s {x} | difference [95% CI] | test, p "
-        "| discordant | n |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        cond = r["condition"].describe(varying).replace("$", "").replace("_", "")
-        cond = cond.replace("{", "").replace("}", "")
-        if r.get("diff") is None:
-            out.append(
-                f"| {cond} | {r['label']} | {_fmt(r['x'])} | - | n/a ({r.get('note')}) | | | |"
-            )
-            continue
-        lo, hi = r["ci95"]
-        test = {"mcnemar-exact": "McNemar", "wilcoxon": "Wilcoxon"}.get(r["test"], r["test"])
-        disc = "/".join(map(str, r.get("discordant") or [])) or "-"
-        out.append(
-            f"| {cond} | {r['label']} | {_fmt(r['x'])} | {_fmt(r['ref_x'])} | "
-            f"{r['diff']:+.1f} [{lo:+.1f}, {hi:+.1f}] | {test} {r['p']:.2g} | {disc} | "
-            f"{r['n']} |"
-        )
-    return out

@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{f.files[0].parent}/{f.name}.{{{','.join(p.suffix[1:] for p in f.files)}}}")
     if res.bd_rows is not None:
         print(res.bd_files["md"].read_text())
+    if res.paired_files.get("md"):
+        print(res.paired_files["md"].read_text())
     elif not res.anchor:
         print("(no BD table: name an anchor with --anchor LABEL)", file=sys.stderr)
     return 0

@@ -16,7 +16,9 @@ Every run of a sweep answers the same samples, so comparisons are paired:
   overlap, a flat curve), which scipy cannot skip; those are counted and reported.
 
 Per-sample columns come from :func:`semcom.results.run_samples` (embedded in a
-sweep's aggregate, or the ``samples.jsonl`` beside a record).
+sweep's aggregate, or the ``samples.jsonl`` beside a record). :func:`write_paired`
+writes the paired table (``paired_<task>-<metric>_<x>.{md,csv,json}``) beside the BD
+table.
 """
 
 from __future__ import annotations
@@ -176,3 +178,92 @@ def bd_intervals(
         row["ci_note"] = f"95 % CI: paired bootstrap over {len(ids)} samples" + (
             f" ({'; '.join(notes)})" if notes else ""
         )
+
+
+def _cond_text(cond, varying) -> str:
+    text = cond.describe(varying)
+    for ch in "$_{}":
+        text = text.replace(ch, "")
+    return text
+
+
+def write_paired(
+    points: Sequence[Point], anchor: str, spec: MetricSpec, x: str, out_dir, *, seed: int = 0
+) -> tuple[list[dict], dict]:
+    """Every operating point (upper bounds aside) against the anchor's nearest-rate point
+    in its condition: ``paired_<task>-<metric>_<x>.{md,csv,json}``."""
+    import csv
+    import io
+    from pathlib import Path
+
+    from semcom.plotting.points import varying_fields
+    from semcom.results import atomic_write_json, atomic_write_text
+
+    pts = [p for p in points if not p.ideal_ref]
+    rows = [r for r in paired_against([p for p in pts if not p.upper], anchor, spec, x, seed=seed)]
+    varying = varying_fields({p.cond for p in pts}) or {"snr_db"}
+    for r in rows:
+        r["condition"] = _cond_text(r["condition"], varying)
+    units = " [pp]" if spec.percent else ""
+    md = [
+        f"Each operating point against the **{anchor}** point nearest in `{x}` at the same "
+        f"channel condition, on the same samples: the mean per-sample difference of "
+        f"{spec.name}{units} with its bootstrap 95 % CI (`scipy.stats.bootstrap`, BCa), and "
+        f"the exact McNemar test on the discordant pairs ({anchor} wrong and the method "
+        "right / the reverse) for right/wrong scores, the Wilcoxon signed-rank test "
+        "otherwise.",
+        "",
+        f"| condition | method | {x} | {anchor}'s {x} | difference [95% CI] | test, p "
+        "| discordant | n |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.get("diff") is None:
+            md.append(
+                f"| {r['condition']} | {r['label']} | {r['x']:.3g} | - | "
+                f"n/a ({r.get('note')}) | | | |"
+            )
+            continue
+        lo, hi = r["ci95"]
+        test = {"mcnemar-exact": "McNemar", "wilcoxon": "Wilcoxon"}.get(r["test"], r["test"])
+        disc = "/".join(map(str, r.get("discordant") or [])) or "-"
+        md.append(
+            f"| {r['condition']} | {r['label']} | {r['x']:.3g} | {r['ref_x']:.3g} | "
+            f"{r['diff']:+.1f} [{lo:+.1f}, {hi:+.1f}] | {test} {r['p']:.2g} | {disc} | "
+            f"{r['n']} |"
+        )
+    stem = f"paired_{spec.key}_{x}"
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {"md": atomic_write_text(out_dir / f"{stem}.md", "\n".join(md) + "\n")}
+    cols = [
+        "condition",
+        "label",
+        "run_id",
+        "x",
+        "y",
+        "baseline",
+        "ref_run_id",
+        "ref_x",
+        "ref_y",
+        "n",
+        "diff",
+        "ci_lo",
+        "ci_hi",
+        "test",
+        "p",
+        "note",
+    ]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        ci = r.get("ci95") or [None, None]
+        flat = dict(r, ci_lo=ci[0], ci_hi=ci[1])
+        w.writerow({k: ("" if flat.get(k) is None else flat.get(k)) for k in cols})
+    files["csv"] = atomic_write_text(out_dir / f"{stem}.csv", buf.getvalue())
+    files["json"] = atomic_write_json(
+        out_dir / f"{stem}.json",
+        {"anchor": anchor, "x": x, "metric": f"{spec.task}.{spec.name}", "rows": rows},
+    )
+    return rows, files

@@ -13,14 +13,16 @@ rate), :mod:`semcom.plotting.link_figs` (BLER, latency); drawing and saving help
 - full tokens are the upper bound, a level, not a curve; one measured on the ideal link
   is drawn as the ceiling of every condition and labelled as such;
 - every figure is written as PNG (300 dpi) and PDF with a sidecar JSON listing the
-  input files, run ids, git commit and the plotted numbers.
+  input files, run ids, git commit and the plotted numbers;
+- with an anchor: the BD table (:mod:`semcom.plotting.bdtable`) and the paired table
+  (:func:`semcom.plotting.compare.write_paired`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from semcom.plotting.bdtable import write_bd
@@ -64,6 +66,8 @@ class PlotResult:
     x: str
     anchor: str | None
     markdown: str = ""
+    paired_rows: list[dict] | None = None  # each point against the anchor (write_paired)
+    paired_files: dict[str, Path] = field(default_factory=dict)
 
 
 def make_figures(
@@ -139,11 +143,23 @@ def make_figures(
         keep(plot_bler(records, out, colors, formats=formats))
     if "latency" in kinds:
         keep(plot_latency(points, out, colors, rate=rate, formats=formats, records=records))
-    bd_rows, bd_files = None, {}
+    bd_rows, bd_files, paired_rows, paired_files = None, {}, None, {}
     if anchor:
+        from semcom.plotting.compare import write_paired
+
         bd_rows, bd_files = write_bd(
             points, spec, x, anchor, out, method=bd_method, min_points=min_points
         )
+        paired_rows, paired_files = write_paired(points, anchor, spec, x, out)
     return PlotResult(
-        figs, bd_rows, bd_files, len(records), info["skipped_errors"], spec, x, anchor
+        figs,
+        bd_rows,
+        bd_files,
+        len(records),
+        info["skipped_errors"],
+        spec,
+        x,
+        anchor,
+        paired_rows=paired_rows,
+        paired_files=paired_files,
     )

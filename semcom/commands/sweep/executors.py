@@ -124,12 +124,15 @@ def group_by_model(tasks: list[Task]) -> list[Task]:
     return sorted(tasks, key=lambda t: first[t.model_key])
 
 
-def take_task(pending: list[Task], key: str | None) -> Task:
-    """The next run for a worker that holds ``key``: the first of that model, else the
-    first pending one. ``pending`` is in :func:`group_by_model` order."""
-    if key is not None:
+def take_task(
+    pending: list[Task], key: str | None, held: set[str] | frozenset = frozenset()
+) -> Task:
+    """The next run for a worker that holds ``key``: the first of that model; else the
+    first of a model no other worker holds (``held``), so that workers spread over the
+    models; else the first pending one. ``pending`` is in :func:`group_by_model` order."""
+    for want in ([key] if key is not None else []) + [None]:
         for i, t in enumerate(pending):
-            if t.model_key == key:
+            if (t.model_key == want) if want is not None else (t.model_key not in held):
                 return pending.pop(i)
     return pending.pop(0)
 

@@ -165,9 +165,17 @@ class ProcessExecutor:
         self._pool = [_Worker(self._ctx, self.run_fn, self.threads) for _ in range(n)]
         while True:
             if not stop():
-                for w in self._pool:
+                for i in range(len(self._pool)):
+                    w = self._pool[i]
                     if w.task is None and pending:
-                        w.give(take_task(pending, w.key))
+                        held = {o.key for o in self._pool if o is not w and o.key}
+                        task = take_task(pending, w.key, held)
+                        try:
+                            w.give(task)
+                        except OSError:  # it died while idle (killed from outside)
+                            w.task = None
+                            self._replace(w)
+                            self._pool[i].give(task)
             busy = [w for w in self._pool if w.task is not None]
             if not busy:
                 return

@@ -131,7 +131,8 @@ class RayExecutor:
             if not stop():
                 for s in slots:
                     if s["ref"] is None and pending:
-                        task = take_task(pending, s["key"])
+                        held = {o["key"] for o in slots if o is not s and o["key"]}
+                        task = take_task(pending, s["key"], held)
                         s.update(task=task, key=task.model_key, ref=s["actor"].run.remote(task))
             busy = {s["ref"]: s for s in slots if s["ref"] is not None}
             if not busy:
