@@ -156,7 +156,17 @@ class PuschLink(Link):
             sel.candidates = [m for m in sel.candidates if m.code_rate >= PUSCH_RATE_MIN]
             self.selector = sel
         else:
-            self.chain(pusch_mcs(cfg))
+            try:
+                self.chain(pusch_mcs(cfg))
+            except ValueError as exc:  # Sionna's encoder: no repetition beyond the mother code
+                from semcom.errors import ConfigError
+
+                raise ConfigError(
+                    "channel.mcs",
+                    f"Sionna's PUSCH cannot code MCS {pusch_mcs(cfg)} (rate {cfg.code_rate:.3f}) "
+                    f"on {self.n_prb} PRBs: {exc} Use fewer PRBs (channel.pusch_prb), "
+                    "another MCS, or the nr link",
+                ) from None
 
     # ---- one configuration per MCS -----------------------------------------------------
     def pusch_config(self, mcs: int):
