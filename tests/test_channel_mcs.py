@@ -64,7 +64,7 @@ def test_table_settings_are_checked_when_the_config_loads():
     near = 0.5 + RATE_TOL / 2
     assert load_config(None, ["channel.link=nr-table", f"channel.code_rate={near}"])
     with pytest.raises(ConfigError) as e:
-        load_config(None, ["channel.link=nr-table", "channel.code_rate=0.3"])
+        load_config(None, ["channel.link=nr-table", "channel.code_rate=0.33"])
     assert e.value.key == "channel.code_rate" and "it has code rates" in str(e.value)
     with pytest.raises(ConfigError) as e:
         load_config(None, ["channel.link=nr-table", "channel.tb_bits=8000"])
