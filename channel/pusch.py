@@ -8,7 +8,7 @@ Sionna's helpers), ``PUSCHTransmitter`` (TB CRC, segmentation, LDPC, rate matchi
 scrambling, QAM, resource-grid mapping with DMRS), the channel (AWGN, or a 38.901 TDL
 or CDL model with ``delay_spread_ns`` and ``speed_kmh`` through ``OFDMChannel``, noise
 of variance ``N0 = 10^(-Es/N0 / 10)`` per resource element with the channel normalised to
-unit average gain), and ``PUSCHReceiver`` (perfect CSI or LS estimation on the DMRS with
+unit average gain over the fading, not per slot), and ``PUSCHReceiver`` (perfect CSI or LS estimation on the DMRS with
 linear interpolation, LMMSE detection, layer demapping, TB decoding).
 
 Decoding: ``decoder: fast`` puts semcom's layered min-sum LDPC decoder (the C kernel of
@@ -236,7 +236,9 @@ class PuschLink(Link):
             cm = CDL(
                 model, c.delay_spread_ns * 1e-9, fc, ut, bs, "uplink", min_speed=v, max_speed=v
             )
-        return OFDMChannel(cm, rg, add_awgn=True, normalize_channel=True, return_channel=True)
+        # normalize_channel=False: the 38.901 power-delay profiles have unit average power;
+        # normalising each slot would remove the fading of the slot (outage)
+        return OFDMChannel(cm, rg, add_awgn=True, normalize_channel=False, return_channel=True)
 
     # ---- slots -------------------------------------------------------------------------
     def _send(self, ch: _Chain, bits: np.ndarray, seed: int, *, llr_only: bool = False):

@@ -92,7 +92,7 @@ def build_pusch_entry(
         b, f = point(s)
         if f >= 0.98 * b:
             break
-        s -= 3.0
+        s = round(s - 3.0, 2)
     snrs, nb, nf = [s], [b], [f]
     while s < 45:
         s = round(s + step, 2)
