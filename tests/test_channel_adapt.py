@@ -95,7 +95,7 @@ def test_deadline_loses_late_descriptions_and_keeps_the_ledger():
 
 def test_planner_trades_mcs_and_budget_against_the_deadline(table):
     cal = Calibration([(t, 8, min(0.9, 0.2 + 0.05 * t)) for t in (1, 2, 4, 8, 16)])
-    size = lambda c: 4 + c.budget * c.bits // 8 // c.descriptions  # noqa: E731
+    size = lambda c: 4 + c.budget * c.quant // 8 // c.descriptions  # noqa: E731
     choices = [Choice(b, 8, 4, mcs_entry(1, m)) for b in (4, 8, 16) for m in (2, 9, 15, 20, 27)]
     cfg = ChannelConfig(link="nr-table", snr_db=16.0, bandwidth_mhz=5, deadline_ms=0.05)
     plans = best_plan(cfg, table, choices, size, cal)

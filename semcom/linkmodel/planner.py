@@ -3,7 +3,7 @@ quantiser bits, descriptions and MCS that maximises the expected accuracy.
 
 The model is the link abstraction's (BLER tables, the link's framing and airtime):
 
-- an option ``(budget, bits, descriptions D, MCS)`` sends ``D`` descriptions of
+- an option ``(budget, quantiser, descriptions D, MCS)`` sends ``D`` descriptions of
   ``desc_bytes`` bytes each (measured by the caller for the edge method), each split into
   TBs of at most ``tb_bits``, coded at the MCS; a description's airtime is its TBs'
   resource elements over the carrier's per-slot REs, times the slot;
@@ -14,7 +14,7 @@ The model is the link abstraction's (BLER tables, the link's framing and airtime
 - each description that is sent in time arrives with probability ``p = prod_TB (1 - P_TB)``
   (``P_TB`` from the BLER table after the configured HARQ rounds), independently;
 - the accuracy with ``j`` of ``D`` descriptions received is the calibration's accuracy
-  at ``budget * j / D`` tokens and the option's bits (multiple descriptions split the
+  at ``budget * j / D`` tokens and the option's quantiser (multiple descriptions split the
   tokens evenly; the calibration is measured on an ideal link, interpolated linearly in
   tokens), so the expected accuracy is ``sum_j Binom(j; k_fit, p) acc(budget j / D)``.
 
@@ -38,7 +38,7 @@ from semcom.linkmodel.segmentation import segment, split_bytes
 @dataclass(frozen=True)
 class Choice:
     budget: int
-    bits: int
+    quant: object  # the quantiser, as the calibration names it (e.g. "codebook", "scalar8")
     descriptions: int
     mcs: Mcs
 
@@ -99,7 +99,7 @@ def evaluate(
     acc = 0.0
     for j in range(k_fit + 1):
         w = math.comb(k_fit, j) * p**j * (1 - p) ** (k_fit - j)
-        acc += w * accuracy(choice.budget * j / D, choice.bits)
+        acc += w * accuracy(choice.budget * j / D, choice.quant)
     return Plan(choice, acc, p, k_fit, per, 1 - k_fit / D)
 
 
@@ -110,27 +110,28 @@ def best_plan(cfg, table, choices, desc_bytes, accuracy) -> list[Plan]:
 
 
 class Calibration:
-    """Accuracy versus tokens received, per quantiser bits, from measured points
-    ``[(tokens, bits, accuracy), ...]`` (ideal link); linear in tokens between points,
-    0 tokens = the lowest accuracy measured at 0 tokens if given, else 0; above the
+    """Accuracy versus tokens received, per quantiser, from measured points
+    ``[(tokens, quant, accuracy), ...]`` (ideal link); linear in tokens between points;
+    0 tokens has the accuracy ``floor`` (what the cloud answers from nothing, e.g. the
+    measured accuracy of a run whose descriptions are all lost) unless measured; above the
     largest point: the largest point's accuracy."""
 
-    def __init__(self, points):
-        self.by_bits: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        rows: dict[int, dict[float, float]] = {}
-        for t, b, a in points:
-            rows.setdefault(int(b), {})[float(t)] = float(a)
-        for b, d in rows.items():
-            d.setdefault(0.0, 0.0)
+    def __init__(self, points, floor: float = 0.0):
+        self.by_quant: dict[object, tuple[np.ndarray, np.ndarray]] = {}
+        rows: dict[object, dict[float, float]] = {}
+        for t, q, a in points:
+            rows.setdefault(q, {})[float(t)] = float(a)
+        for q, d in rows.items():
+            d.setdefault(0.0, float(floor))
             ts = np.array(sorted(d))
-            self.by_bits[b] = (ts, np.array([d[t] for t in ts]))
-        if not self.by_bits:
-            raise ConfigError("calibration", "no (tokens, bits, accuracy) points")
+            self.by_quant[q] = (ts, np.array([d[t] for t in ts]))
+        if not self.by_quant:
+            raise ConfigError("calibration", "no (tokens, quantiser, accuracy) points")
 
-    def __call__(self, tokens: float, bits: int) -> float:
-        if bits not in self.by_bits:
+    def __call__(self, tokens: float, quant) -> float:
+        if quant not in self.by_quant:
             raise ConfigError(
-                "calibration", f"no points at {bits} bits; it has {sorted(self.by_bits)}"
+                "calibration", f"no points for quantiser {quant!r}; it has {list(self.by_quant)}"
             )
-        ts, acc = self.by_bits[bits]
+        ts, acc = self.by_quant[quant]
         return float(np.interp(tokens, ts, acc))
