@@ -115,6 +115,12 @@ def bler_table_parser():
         help="accuracy (%%) with nothing received (default: the mean of the calibration "
         "folder's runs that lost every description, else 0)",
     )
+    pl.add_argument(
+        "--partial",
+        action="store_true",
+        help="let choices whose descriptions do not all fit the deadline compete (their "
+        "expected accuracy is optimistic for multiple descriptions)",
+    )
     pl.add_argument("--json", action="store_true", help="print JSON")
     add_config_args(pl)
     for q in (b, s, pl):

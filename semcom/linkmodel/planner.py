@@ -103,10 +103,21 @@ def evaluate(
     return Plan(choice, acc, p, k_fit, per, 1 - k_fit / D)
 
 
-def best_plan(cfg, table, choices, desc_bytes, accuracy) -> list[Plan]:
-    """Every choice evaluated, best expected accuracy first (ties: less airtime)."""
+def best_plan(cfg, table, choices, desc_bytes, accuracy, *, partial: bool = False) -> list[Plan]:
+    """Every choice evaluated, best expected accuracy first (ties: less airtime).
+
+    ``partial=False`` (default): only choices whose descriptions all finish within the
+    deadline compete (others follow, worst first). The accuracy model of a partial
+    receipt of multiple descriptions (``budget * j / D`` tokens as good as a budget of
+    that size) is optimistic: an MDC subset of a larger selection is not the best
+    ``j / D`` of the tokens (measured in docs/channel.md)."""
     plans = [evaluate(cfg, table, c, desc_bytes, accuracy) for c in choices]
-    return sorted(plans, key=lambda q: (-q.expected_accuracy, q.desc_airtime_s * q.k_fit))
+
+    def key(q):
+        late = not partial and q.k_fit < q.choice.descriptions
+        return (late, -q.expected_accuracy, q.desc_airtime_s * q.k_fit)
+
+    return sorted(plans, key=key)
 
 
 class Calibration:
