@@ -80,8 +80,12 @@ def evaluate(
     choice: Choice,
     desc_bytes: Callable[[Choice], int],
     accuracy: Callable[[float, int], float],
+    *,
+    partial: bool = True,
 ) -> Plan:
-    """The expected accuracy of one choice (see the module docstring)."""
+    """The expected accuracy of one choice (see the module docstring). ``partial=False``:
+    a choice whose descriptions do not all meet the deadline is credited with the
+    accuracy of nothing received (no use of the optimistic partial-receipt model)."""
     D = choice.descriptions
     try:
         p, air, lat = _desc_cost(cfg, table, desc_bytes(choice), choice.mcs)
@@ -97,6 +101,8 @@ def evaluate(
         budget_s = cfg.deadline_ms * 1e-3 - wait
         k_fit = D if per <= 0 else max(0, min(D, int(math.floor(budget_s / per + 1e-9))))
     acc = 0.0
+    if not partial and k_fit < D:
+        return Plan(choice, accuracy(0.0, choice.quant), p, k_fit, per, 1 - k_fit / D)
     for j in range(k_fit + 1):
         w = math.comb(k_fit, j) * p**j * (1 - p) ** (k_fit - j)
         acc += w * accuracy(choice.budget * j / D, choice.quant)
@@ -106,18 +112,13 @@ def evaluate(
 def best_plan(cfg, table, choices, desc_bytes, accuracy, *, partial: bool = False) -> list[Plan]:
     """Every choice evaluated, best expected accuracy first (ties: less airtime).
 
-    ``partial=False`` (default): only choices whose descriptions all finish within the
-    deadline compete (others follow, worst first). The accuracy model of a partial
+    ``partial=False`` (default): a choice whose descriptions do not all finish within
+    the deadline counts as nothing received. The accuracy model of a partial
     receipt of multiple descriptions (``budget * j / D`` tokens as good as a budget of
     that size) is optimistic: an MDC subset of a larger selection is not the best
     ``j / D`` of the tokens (measured in docs/channel.md)."""
-    plans = [evaluate(cfg, table, c, desc_bytes, accuracy) for c in choices]
-
-    def key(q):
-        late = not partial and q.k_fit < q.choice.descriptions
-        return (late, -q.expected_accuracy, q.desc_airtime_s * q.k_fit)
-
-    return sorted(plans, key=key)
+    plans = [evaluate(cfg, table, c, desc_bytes, accuracy, partial=partial) for c in choices]
+    return sorted(plans, key=lambda q: (-q.expected_accuracy, q.desc_airtime_s * q.k_fit))
 
 
 class Calibration:
