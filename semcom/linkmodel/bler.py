@@ -28,8 +28,9 @@ Lookup (:meth:`BlerTable.cb_fail_prob`): modulation and fading must match; the c
 matches the table's nearest rate for them within ``RATE_TOL`` (so 0.3333 finds a curve
 built at 1/3, 0.514 the curve of MCS 7 at 526/1024), else a :class:`ConfigError` names
 what the table has; for ``K'``, log-linear interpolation of log10 BLER between the two
-nearest block sizes (``K'`` below the smallest size uses the smallest size's curve: a
-documented clamp; above the largest is an error); along the SNR, linear interpolation of
+nearest block sizes (``K'`` below the smallest size uses the smallest size's curve, and
+up to ``K_ABOVE`` = 1.4 times the largest the largest's: documented clamps, the second
+conservative since longer blocks have steeper waterfalls; further above is an error); along the SNR, linear interpolation of
 log10 BLER between grid points (points without errors count as ``0.1 / blocks`` when
 interpolating toward them, and as 0 beyond them; below the first point the first value is
 used if it is >= 0.98, else it is an error; above the last point with errors the last
@@ -57,7 +58,7 @@ SCHEMA = "semcom.bler-table/1"
 TABLE_DIR = Path(__file__).with_name("tables")
 DEFAULT_TABLE = TABLE_DIR / "bler_default.json"
 MODES = ("none", "ir", "chase")
-K_ABOVE = 1.25  # K' up to this factor above the largest tabulated block uses its curve
+K_ABOVE = 1.4  # K' up to this factor above the largest tabulated block uses its curve
 RATE_TOL = 0.005  # |R - R_table| that still matches a curve (adjacent MCS differ by >= 0.02)
 DECODER_KEYS = ("decoder", "iterations", "minsum_scale", "early_stop")
 
