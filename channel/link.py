@@ -253,21 +253,18 @@ class NrLink(Link):
             chunks.append(parts)
         out: dict[tuple[int, int], tuple[bytes, int, bool, int, bool]] = {}
         for members in groups.values():
-            payload = np.stack(
-                [np.unpackbits(np.frombuffer(chunks[di][ti], np.uint8)) for di, ti in members]
-            )
+            raw = np.frombuffer(b"".join(chunks[di][ti] for di, ti in members), np.uint8)
+            payload = np.unpackbits(raw.reshape(len(members), -1), axis=1)
             batch = self.phy.run(payload, rng)
             dec = batch.decoded_payload()
+            # whole-batch bookkeeping (the per-TB Python loop only unpacks results)
+            oks = batch.tb_ok.tolist()
+            wrongs = (batch.tb_ok & (dec != payload).any(axis=1)).tolist()
+            rounds = batch.rounds.tolist()
+            fails = batch.tb_fail.sum(axis=1).tolist()
+            data = np.packbits(dec, axis=1)
             for j, key in enumerate(members):
-                ok = bool(batch.tb_ok[j])
-                wrong = ok and not np.array_equal(dec[j], payload[j])
-                out[key] = (
-                    np.packbits(dec[j]).tobytes(),
-                    int(batch.rounds[j]),
-                    ok,
-                    int(batch.tb_fail[j].sum()),
-                    wrong,
-                )
+                out[key] = (data[j].tobytes(), rounds[j], oks[j], fails[j], wrongs[j])
         received, stats = [], []
         for di, d in enumerate(descriptions):
             res = [out[(di, ti)] for ti in range(len(chunks[di]))]
