@@ -224,6 +224,79 @@ def table_link_speed(descriptions: int = 20000, size: int = 3000, esno_db: float
     }
 
 
+def pusch_vs_nr(
+    mcs_list=(4, 13, 20), n_prb: int = 8, pusch_tbs: int = 400, nr_tbs: int = 1000
+) -> dict:
+    """BLER of PUSCH (Sionna's OFDM transmitter and receiver, AWGN, perfect CSI, fast
+    decoder) against the single-carrier ``nr`` link with the same TB: the same TB size,
+    code blocks and coded bits per code block, at Es/N0 points 0.25 dB apart around the
+    waterfall; the Es/N0 where each crosses BLER 10 % (log-linear interpolation)."""
+    import dataclasses
+
+    import torch
+
+    from channel.phy import NrPhy
+    from channel.pusch import PuschLink
+    from semcom.config.channel import ChannelConfig
+
+    torch.set_num_threads(1)
+    rows = []
+    for mcs in mcs_list:
+        cfg = ChannelConfig(link="pusch", mcs=mcs, pusch_prb=n_prb, bandwidth_mhz=20)
+        link = PuschLink(cfg)
+        ch = link.chain(mcs)
+        enc = ch.tx._tb_encoder
+        e = int(enc.cw_lengths[0])
+        k_prime = int(enc.ldpc_encoder.k)
+        nr_cfg = dataclasses.replace(
+            cfg, link="nr", tb_bits=ch.tbs, tb_crc="38.212", code_rate=k_prime / e, mcs=None
+        )
+        plan = NrPhy(nr_cfg).plan(ch.tbs)
+        same = plan.e == e and plan.num_cbs == enc.num_cbs and plan.k_prime == k_prime
+
+        def nr_bler(esno, n, seed):
+            phy = NrPhy(dataclasses.replace(nr_cfg, snr_db=esno))
+            r = np.random.default_rng(seed)
+            u = r.integers(0, 2, (n, ch.tbs), dtype=np.uint8)
+            return float(1 - phy.run(u, r).tb_ok.mean())
+
+        def pusch_bler(esno, n, seed):
+            link.n0 = 10 ** (-esno / 10)
+            r = np.random.default_rng(seed)
+            u = r.integers(0, 2, (n, ch.tbs), dtype=np.uint8)
+            return float(1 - link._send(ch, u, seed)[1].mean())
+
+        # coarse scan on the nr link for the 10 % point, then a fine grid around it
+        s0 = -6.0
+        while nr_bler(s0, 200, 1) > 0.5 and s0 < 30:
+            s0 += 0.5
+        grid = [round(s0 - 1.0 + 0.25 * i, 2) for i in range(9)]
+        t0 = time.perf_counter()
+        b_nr = [nr_bler(x, nr_tbs, 100 + i) for i, x in enumerate(grid)]
+        b_pu = [pusch_bler(x, pusch_tbs, 200 + i) for i, x in enumerate(grid)]
+        x_nr = _crossing(grid, b_nr, 0.1)
+        x_pu = _crossing(grid, b_pu, 0.1)
+        rows.append(
+            {
+                "mcs": mcs,
+                "modulation": cfg.modulation,
+                "code_rate": cfg.code_rate,
+                "tbs": ch.tbs,
+                "code_blocks": int(enc.num_cbs),
+                "e": e,
+                "same_code": bool(same),
+                "esno_db": grid,
+                "bler_nr": b_nr,
+                "bler_pusch": b_pu,
+                "esno_at_10pct": {"nr": x_nr, "pusch": x_pu},
+                "gap_db": None if x_nr is None or x_pu is None else x_pu - x_nr,
+                "blocks": {"nr": nr_tbs, "pusch": pusch_tbs},
+                "wall_s": round(time.perf_counter() - t0, 1),
+            }
+        )
+    return {"n_prb": n_prb, "rows": rows}
+
+
 def run(speed_blocks: int = 200, gap_blocks: int = 4000, gap_ebno=(1.25, 1.5, 1.75, 2.0)) -> dict:
     import torch
     from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder
@@ -375,8 +448,19 @@ if __name__ == "__main__":
     ap.add_argument("--links-only", action="store_true", help="only the link throughputs")
     ap.add_argument("--gap-blocks", type=int, default=4000, help="blocks per BLER point")
     ap.add_argument("--speed-only", action="store_true", help="exact vs decoder, table link")
+    ap.add_argument("--pusch-vs-nr", action="store_true", help="PUSCH vs the nr link, AWGN")
     a = ap.parse_args()
-    if a.speed_only:
+    if a.pusch_vs_nr:
+        res = pusch_vs_nr()
+        for r in res["rows"]:
+            print(
+                f"MCS {r['mcs']} ({r['modulation']}, R={r['code_rate']:.3f}, TBS {r['tbs']}, "
+                f"{r['code_blocks']} CB, E={r['e']}, same code: {r['same_code']}): Es/N0 at "
+                f"BLER 10 %: nr {r['esno_at_10pct']['nr']:.2f} dB, PUSCH "
+                f"{r['esno_at_10pct']['pusch']:.2f} dB, gap {r['gap_db']:+.2f} dB"
+            )
+        print(json.dumps(res))
+    elif a.speed_only:
         print(json.dumps({"exact": exact_link_vs_decoder(), "table": table_link_speed()}, indent=2))
     elif a.links_only:
         print(json.dumps(link_throughput(), indent=2))

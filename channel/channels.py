@@ -76,10 +76,12 @@ def awgn_llrs(bits: np.ndarray, qm: int, n0: float, rng: np.random.Generator) ->
         n = rng.standard_normal(bits.shape, dtype=np.float32)
         return np.float32(4 * a * a / n0) * sign + np.float32(4 * a * np.sqrt(n0 / 2) / n0) * n
     m, sc = qm // 2, _scale(qm)
-    b = bits.reshape(*bits.shape[:-1], -1, m)  # [B, S*2, m]: I, Q, I, Q, ... dimensions
+    b = bits.reshape(*bits.shape[:-1], -1, qm)  # [B, S, qm]: I bits at 0::2, Q at 1::2
     amp, _ = pam_levels(m)
     weights = 1 << np.arange(m - 1, -1, -1)
-    y = amp[(b.astype(np.int64) * weights).sum(-1)] * sc
-    y += rng.standard_normal(y.shape) * np.sqrt(n0 / 2)
-    s2 = np.full(y.shape, n0 / 2)
-    return _pam_llr(y, s2, m, sc).reshape(bits.shape).astype(np.float32)
+    out = np.empty(b.shape, np.float32)
+    for part in (0, 1):  # the I and the Q dimension, as modulation.modulate maps them
+        y = amp[(b[..., part::2].astype(np.int64) * weights).sum(-1)] * sc
+        y += rng.standard_normal(y.shape) * np.sqrt(n0 / 2)
+        out[..., part::2] = _pam_llr(y, np.full(y.shape, n0 / 2), m, sc)
+    return out.reshape(bits.shape)

@@ -8,7 +8,7 @@ Sionna's helpers), ``PUSCHTransmitter`` (TB CRC, segmentation, LDPC, rate matchi
 scrambling, QAM, resource-grid mapping with DMRS), the channel (AWGN, or a 38.901 TDL
 or CDL model with ``delay_spread_ns`` and ``speed_kmh`` through ``OFDMChannel``, noise
 of variance ``N0 = 10^(-Es/N0 / 10)`` per resource element with the channel normalised to
-unit average gain), and ``PUSCHReceiver`` (perfect CSI or LS estimation on the DMRS with
+unit average gain over the fading, not per slot), and ``PUSCHReceiver`` (perfect CSI or LS estimation on the DMRS with
 linear interpolation, LMMSE detection, layer demapping, TB decoding).
 
 Decoding: ``decoder: fast`` puts semcom's layered min-sum LDPC decoder (the C kernel of
@@ -156,7 +156,17 @@ class PuschLink(Link):
             sel.candidates = [m for m in sel.candidates if m.code_rate >= PUSCH_RATE_MIN]
             self.selector = sel
         else:
-            self.chain(pusch_mcs(cfg))
+            try:
+                self.chain(pusch_mcs(cfg))
+            except ValueError as exc:  # Sionna's encoder: no repetition beyond the mother code
+                from semcom.errors import ConfigError
+
+                raise ConfigError(
+                    "channel.mcs",
+                    f"Sionna's PUSCH cannot code MCS {pusch_mcs(cfg)} (rate {cfg.code_rate:.3f}) "
+                    f"on {self.n_prb} PRBs: {exc} Use fewer PRBs (channel.pusch_prb), "
+                    "another MCS, or the nr link",
+                ) from None
 
     # ---- one configuration per MCS -----------------------------------------------------
     def pusch_config(self, mcs: int):
@@ -226,7 +236,9 @@ class PuschLink(Link):
             cm = CDL(
                 model, c.delay_spread_ns * 1e-9, fc, ut, bs, "uplink", min_speed=v, max_speed=v
             )
-        return OFDMChannel(cm, rg, add_awgn=True, normalize_channel=True, return_channel=True)
+        # normalize_channel=False: the 38.901 power-delay profiles have unit average power;
+        # normalising each slot would remove the fading of the slot (outage)
+        return OFDMChannel(cm, rg, add_awgn=True, normalize_channel=False, return_channel=True)
 
     # ---- slots -------------------------------------------------------------------------
     def _send(self, ch: _Chain, bits: np.ndarray, seed: int, *, llr_only: bool = False):

@@ -105,3 +105,47 @@ def test_import_channel_is_cheap():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _record(folder, name, budget, quant, bits, D, acc, wire_bits, link="ideal", loss=0.0):
+    import json
+
+    d = folder / name
+    d.mkdir()
+    rec = {
+        "status": "ok",
+        "config": {
+            "channel": {"link": link},
+            "edge": {
+                "method": "tokens",
+                "select": {"budget": budget},
+                "quant": {"type": quant, "bits": bits},
+                "mdc": {"descriptions": D},
+            },
+        },
+        "metrics": {"vqa": {"accuracy": {"value": acc}}},
+        "rate": {"wire_bits_per_tx": wire_bits},
+        "link": {"description_loss_rate": loss},
+    }
+    (d / "record.json").write_text(json.dumps(rec))
+
+
+def test_bler_table_plan_chooses_from_a_calibration(tmp_path, capsys):
+    import json
+
+    from semcom.commands.bler_table import bler_table_main
+
+    for i, b in enumerate((1, 4, 16)):
+        for D in (1, 4):
+            _record(tmp_path, f"r{i}{D}", b, "codebook", None, D, 60 + 2 * b, 40 * b + 32 * D)
+    _record(tmp_path, "lost", 16, "codebook", None, 4, 15.0, 0, link="nr-table", loss=1.0)
+    args = ["plan", "--calibration", str(tmp_path), "--snr-db=-4,16", "--deadline-ms", "0.05"]
+    assert bler_table_main([*args, "--set", "channel.bandwidth_mhz=5", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["esno_db"] for r in rows] == [-4.0, 16.0]
+    low, high = rows
+    assert high["mcs"] > low["mcs"] and high["expected_accuracy"] >= low["expected_accuracy"]
+    assert 15.0 <= low["expected_accuracy"] <= 92.0
+    assert bler_table_main(["show", "--by-mcs", "1040"]) == 0
+    out = capsys.readouterr().out
+    assert "awgn" in out and len(out.splitlines()) >= 2 + 37

@@ -227,15 +227,17 @@ def test_awgn_fast_path_has_the_general_paths_llr_distribution(qm):
     from channel.modulation import demodulate, modulate
 
     n0 = 10 ** (-(3.0 * qm / 2) / 10)
-    bits = np.random.default_rng(0).integers(0, 2, (50, 1200), dtype=np.uint8)
+    bits = np.random.default_rng(0).integers(0, 2, (100, 2400), dtype=np.uint8)
     fast = awgn_llrs(bits, qm, n0, np.random.default_rng(1))
     z, nv = transmit(modulate(bits, qm), n0, "awgn", np.random.default_rng(2))
     ref = demodulate(z, nv, qm)
     assert fast.dtype == np.float32 and fast.shape == ref.shape
-    for b in (0, 1):
-        f, r = fast[bits == b], ref[bits == b]
-        assert abs(np.mean(f) - np.mean(r)) <= 0.03 * np.std(r) + 0.02 * abs(np.mean(r))
-        assert np.std(f) == pytest.approx(np.std(r), rel=0.04)
-        assert np.mean(np.sign(f) != (1 - 2 * b)) == pytest.approx(
-            np.mean(np.sign(r) != (1 - 2 * b)), abs=0.01
-        )
+    for pos in range(qm):  # per bit position of the symbol: strong and weak bits differ
+        fb, rb, bb = fast[:, pos::qm], ref[:, pos::qm], bits[:, pos::qm]
+        for b in (0, 1):
+            f, r = fb[bb == b], rb[bb == b]
+            assert abs(np.mean(f) - np.mean(r)) <= 0.05 * np.std(r) + 0.03 * abs(np.mean(r))
+            assert np.std(f) == pytest.approx(np.std(r), rel=0.06)
+            assert np.mean(np.sign(f) != (1 - 2 * b)) == pytest.approx(
+                np.mean(np.sign(r) != (1 - 2 * b)), abs=0.015
+            )

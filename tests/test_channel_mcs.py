@@ -64,7 +64,7 @@ def test_table_settings_are_checked_when_the_config_loads():
     near = 0.5 + RATE_TOL / 2
     assert load_config(None, ["channel.link=nr-table", f"channel.code_rate={near}"])
     with pytest.raises(ConfigError) as e:
-        load_config(None, ["channel.link=nr-table", "channel.code_rate=0.3"])
+        load_config(None, ["channel.link=nr-table", "channel.code_rate=0.33"])
     assert e.value.key == "channel.code_rate" and "it has code rates" in str(e.value)
     with pytest.raises(ConfigError) as e:
         load_config(None, ["channel.link=nr-table", "channel.tb_bits=8000"])
@@ -74,3 +74,28 @@ def test_table_settings_are_checked_when_the_config_loads():
     assert e.value.key == "channel.harq_max_rounds"
     # the default settings work on the shipped tables
     assert load_config(None, ["channel.link=nr-table"]).channel.tb_bits == 3816
+
+
+def test_every_mcs_is_served_by_the_shipped_tables():
+    from semcom.config.channel import PUSCH_RATE_MIN
+    from semcom.linkmodel.mcs import mcs_list
+
+    for table in (1, 2):
+        for m in mcs_list(table):
+            for snr in (-10.0, 5.0, 30.0):
+                ChannelConfig(link="nr-table", mcs=m.index, mcs_table=table, snr_db=snr)
+            if m.code_rate < PUSCH_RATE_MIN:
+                continue
+            for fading in ("tdl-a", "tdl-c"):
+                for speed in (3.0, 60.0):
+                    c = ChannelConfig(
+                        link="nr-table",
+                        mcs=m.index,
+                        mcs_table=table,
+                        fading=fading,
+                        speed_kmh=speed,
+                        snr_db=20.0,
+                    )
+                    assert c.fading_key == f"{fading}/100ns/{speed:g}kmh"
+    with pytest.raises(ConfigError, match="30kmh"):
+        ChannelConfig(link="nr-table", mcs=9, fading="tdl-a", speed_kmh=30.0)

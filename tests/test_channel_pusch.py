@@ -135,3 +135,19 @@ def test_pusch_over_38901_channels(torch_sionna, fading, est, harq):
     res = build_link(cfg).transmit(d, np.random.default_rng(1))
     ok = [r for r in res.received if not isinstance(r, Erasure)]
     assert len(ok) >= 6 and all(r.data == x.data for r, x in zip(res.received, d) if r in ok)
+
+
+@pytest.mark.slow
+def test_pusch_link_adaptation_follows_the_snr(torch_sionna):
+    from channel import build_link
+
+    d = descs(12, 200, seed=4)
+    chosen = []
+    for snr in (0.0, 20.0):
+        link = build_link(ChannelConfig(link="pusch", mcs="auto", snr_db=snr, bandwidth_mhz=5))
+        res = link.transmit(d, np.random.default_rng(1))
+        chosen.append(max(s.mcs for s in res.stats))
+        assert all(isinstance(r, Erasure) or r.data == x.data for r, x in zip(res.received, d))
+        assert sum(isinstance(r, Erasure) for r in res.received) <= 4
+        assert min(s.mcs for s in res.stats) >= 3  # PUSCH: rates >= 1/5 only
+    assert chosen[0] < chosen[1]

@@ -35,18 +35,16 @@ from semcom.linkmodel.bler import SCHEMA, clear_cache
 TB_TARGETS = (320, 3800)
 
 
-def _n_prb_for(link, mcs: int, target: int, n_max: int) -> int:
-    """The PRB count whose TB size is nearest to ``target`` (single code block)."""
-    best, best_d = 1, None
+def _n_prb_for(link, mcs: int, target: int, n_max: int) -> list[int]:
+    """PRB counts by the distance of their TB size to ``target`` (single code block)."""
+    cands = []
     for n in range(1, n_max + 1):
         link.n_prb = n
         tbs = int(link.pusch_config(mcs).tb_size)
-        if tbs > 3824:
+        if tbs > 3800:  # K' <= 3816: base graph 2 for Sionna's encoder at every rate
             break
-        d = abs(tbs - target)
-        if best_d is None or d < best_d:
-            best, best_d = n, d
-    return best
+        cands.append((abs(tbs - target), n))
+    return [n for _, n in sorted(cands)]
 
 
 def build_pusch_entry(
@@ -66,11 +64,19 @@ def build_pusch_entry(
 
     m = mcs_entry(mcs_table, mcs)
     cfg = dataclasses.replace(base_cfg, mcs=mcs, mcs_table=mcs_table, snr_db=0.0)
-    link = PuschLink(cfg)
-    n_prb = _n_prb_for(link, mcs, target, cfg.n_rb)
-    link.n_prb = n_prb
-    link._chains.clear()
-    ch = link.chain(mcs)
+    link = PuschLink(dataclasses.replace(cfg, mcs=9, mcs_table=1, pusch_prb=8))
+    link.cfg = cfg
+    ch = None
+    for n_prb in _n_prb_for(link, mcs, target, cfg.n_rb):
+        link.n_prb = n_prb
+        link._chains.clear()
+        try:  # Sionna's encoder refuses rates above 0.95 after TB-size quantisation
+            ch = link.chain(mcs)
+            break
+        except ValueError:
+            continue
+    if ch is None:
+        raise ValueError(f"no PRB count codes MCS {mcs_table}/{mcs} near {target} bits")
     k_prime = ch.tbs + (16 if ch.tbs <= 3824 else 24)
     key = (mcs_table, mcs, target, cfg.fading_key)
     rng = derive_rng(seed, "bler-table-pusch", *key)
@@ -86,7 +92,7 @@ def build_pusch_entry(
         b, f = point(s)
         if f >= 0.98 * b:
             break
-        s -= 3.0
+        s = round(s - 3.0, 2)
     snrs, nb, nf = [s], [b], [f]
     while s < 45:
         s = round(s + step, 2)

@@ -386,6 +386,9 @@ def aggregate_rows(
             "block_errors": block_errors,
             "bler": block_errors / blocks if blocks else None,
             "harq_rounds_mean": _mean(r["harq_rounds"] for r in rows),
+            "deadline_miss_rate": (
+                sum(r.get("deadline_misses", 0) for r in rows) / n_desc if n_desc else None
+            ),
             **(snr_report() if snr_report else {}),
         },
         "latency": {
@@ -423,6 +426,7 @@ def _row(sample, er, tx, info, group) -> dict:
         "blocks": sum(getattr(s, "blocks", 0) for s in stats),
         "block_errors": sum(getattr(s, "block_errors", 0) for s in stats),
         "harq_rounds": max((getattr(s, "rounds", 1) for s in stats), default=0),
+        "deadline_misses": sum(getattr(s, "deadline_missed", False) for s in stats),
     }
 
 

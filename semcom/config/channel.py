@@ -172,6 +172,22 @@ class ChannelConfig:
     symbols_per_slot: int = option(
         14, help="OFDM symbols per slot that carry data (14 = every symbol of a normal-CP slot)"
     )
+    deadline_ms: float = option(
+        0.0,
+        help="per image: a description that completes after this many ms (counted as "
+        "deadline_kind says, in send order) is lost as missed; 0 = no deadline",
+    )
+    deadline_kind: Literal["airtime", "latency"] = option(
+        "airtime",
+        help="airtime: cumulative time on air of the image's descriptions (retransmissions "
+        "included); latency: cumulative slot latency with HARQ round trips, plus the mean "
+        "M/D/1 queueing delay at the given load",
+    )
+    load: float = option(
+        0.0,
+        help="deadline_kind latency: utilisation of the uplink by other traffic, in [0, 0.95) "
+        "(mean M/D/1 wait load * S / (2 (1 - load)) before the image's S of airtime)",
+    )
     table: str = option(
         "", help="nr-table: BLER table file (empty: the table shipped in channel/tables/)"
     )
@@ -213,6 +229,8 @@ class ChannelConfig:
             self.olla_step_db,
             "must be in [0, 10]",
         )
+        check(self.deadline_ms >= 0, "deadline_ms", self.deadline_ms, "must be >= 0 (0: none)")
+        check(0.0 <= self.load < 0.95, "load", self.load, "must be in [0, 0.95)")
         check(self.delay_spread_ns >= 0, "delay_spread_ns", self.delay_spread_ns, "must be >= 0")
         check(0 <= self.speed_kmh <= 1000, "speed_kmh", self.speed_kmh, "must be in [0, 1000]")
         check(

@@ -28,8 +28,9 @@ Lookup (:meth:`BlerTable.cb_fail_prob`): modulation and fading must match; the c
 matches the table's nearest rate for them within ``RATE_TOL`` (so 0.3333 finds a curve
 built at 1/3, 0.514 the curve of MCS 7 at 526/1024), else a :class:`ConfigError` names
 what the table has; for ``K'``, log-linear interpolation of log10 BLER between the two
-nearest block sizes (``K'`` below the smallest size uses the smallest size's curve: a
-documented clamp; above the largest is an error); along the SNR, linear interpolation of
+nearest block sizes (``K'`` below the smallest size uses the smallest size's curve, and
+up to ``K_ABOVE`` = 1.4 times the largest the largest's: documented clamps, the second
+conservative since longer blocks have steeper waterfalls; further above is an error); along the SNR, linear interpolation of
 log10 BLER between grid points (points without errors count as ``0.1 / blocks`` when
 interpolating toward them, and as 0 beyond them; below the first point the first value is
 used if it is >= 0.98, else it is an error; above the last point with errors the last
@@ -57,6 +58,7 @@ SCHEMA = "semcom.bler-table/1"
 TABLE_DIR = Path(__file__).with_name("tables")
 DEFAULT_TABLE = TABLE_DIR / "bler_default.json"
 MODES = ("none", "ir", "chase")
+K_ABOVE = 1.4  # K' up to this factor above the largest tabulated block uses its curve
 RATE_TOL = 0.005  # |R - R_table| that still matches a curve (adjacent MCS differ by >= 0.02)
 DECODER_KEYS = ("decoder", "iterations", "minsum_scale", "early_stop")
 
@@ -172,10 +174,10 @@ class BlerTable:
                 )
         settings = settings or [(cfg.code_rate, cfg.modulation)]
         for rate, mod in settings:
-            fam = self._family(rate, mod, cfg.fading)
+            fam = self._family(rate, mod, cfg.fading_key)
             ks = sorted(fam)
             k_max = segment(cfg.tb_bits, rate, cfg.tb_crc).k_prime
-            if k_max > ks[-1]:
+            if k_max > K_ABOVE * ks[-1]:
                 raise ConfigError(
                     "channel.tb_bits",
                     f"{cfg.tb_bits} gives code blocks of up to "
@@ -199,7 +201,7 @@ class BlerTable:
                 )
             if len(settings) == 1:  # a fixed setting: the SNR must be in range
                 for k in {k_max, ks[0]}:
-                    self.fail_probs(k, rate, mod, cfg.fading, cfg.esno_db, mode, cfg.rounds)
+                    self.fail_probs(k, rate, mod, cfg.fading_key, cfg.esno_db, mode, cfg.rounds)
 
     def fail_probs(
         self,
@@ -242,7 +244,7 @@ class BlerTable:
         """P(code block of ``K'`` bits not decoded after ``round_`` transmissions)."""
         fam = self._family(code_rate, modulation, fading)
         ks = sorted(fam)
-        if k_prime > ks[-1]:
+        if k_prime > K_ABOVE * ks[-1]:
             raise ConfigError(
                 "channel",
                 f"code block of K'={k_prime} bits is above the table's "
@@ -250,6 +252,8 @@ class BlerTable:
             )
         if k_prime <= ks[0]:
             return self._curve_value(fam[ks[0]], esno_db, mode, round_, ks[0])
+        if k_prime >= ks[-1]:  # up to K_ABOVE x the largest: its curve (conservative)
+            return self._curve_value(fam[ks[-1]], esno_db, mode, round_, ks[-1])
         hi = next(i for i, k in enumerate(ks) if k >= k_prime)
         if ks[hi] == k_prime:
             return self._curve_value(fam[k_prime], esno_db, mode, round_, k_prime)
