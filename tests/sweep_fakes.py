@@ -92,7 +92,9 @@ def synthetic_run(config: dict, overwrite: bool = False, settings: dict | None =
     pixels = 96 * 96
     rows, rates = [], []
     for i in range(n):
-        g = rng(cfg.run.seed, "synthetic", rid, i)
+        # seeded by what the fake's model depends on, not by the run id: a new config
+        # key elsewhere must not reshuffle every synthetic curve
+        g = rng(cfg.run.seed, "synthetic", e.method, payload, side, parts, ch.snr_db, i)
         received = int((g.random(parts) >= p_loss).sum())
         p_correct = 0.05 + 0.9 * quality * received / parts
         correct = bool(g.random() < p_correct)
