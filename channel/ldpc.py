@@ -171,10 +171,13 @@ class LdpcCode:
         return self.info_cols + row
 
     # ---- encoding ----------------------------------------------------------------------
-    def encode(self, u: np.ndarray) -> np.ndarray:
+    def encode(self, u: np.ndarray, upto_col: int | None = None) -> np.ndarray:
         """Systematic encoding.
 
         :input u: [B, k_prime], uint8 information bits (incl. CRC).
+        :input upto_col: compute parity only for base columns below this one (the
+            extension columns from it on stay zero): enough when rate matching reads no
+            further (the link passes the last column its redundancy versions read).
         :output c: [B, n], uint8 mother codeword; ``c[:, :k_prime] == u``, zeros (filler)
             at ``[k_prime, k)``, then ``n - k`` parity bits with ``H c = 0``.
         """
@@ -231,6 +234,8 @@ class LdpcCode:
         start = np.searchsorted(rows, 4)
         for r in range(4, self.n_rows):
             ext = self.ext_col(r)
+            if upto_col is not None and ext >= upto_col:
+                break  # never transmitted
             acc = np.zeros((B, Z), np.uint8)
             lo, hi = np.searchsorted(rows, r), np.searchsorted(rows, r + 1)
             s_ext = 0

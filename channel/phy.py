@@ -141,7 +141,11 @@ class NrPhy:
         tb = np.concatenate([payload, np.zeros((T, p.pad_bits), np.uint8)], axis=1)
         tb = crc_attach(tb, p.tb_crc)
         cbs = crc_attach(tb.reshape(T * C, -1), "CRC24B") if C > 1 else tb
-        cw = code.encode(cbs)
+        if self.rounds > 1:  # retransmissions may read any redundancy version
+            cw = code.encode(cbs)
+        else:  # one transmission, redundancy version 0: the columns it reads are enough
+            upto = int(code.rm_indices(p.e, 0, self.qm).max()) // code.z + 1
+            cw = code.encode(cbs, upto_col=upto)
         llr = np.zeros((T * C, code.n), np.float32)
         llr[:, code.k_prime : code.k] = LLR_CLIP  # filler bits are known zeros
         return TbBatch(

@@ -191,3 +191,15 @@ def test_qam_unit_energy_and_noiseless_hard_decisions(qm):
     assert np.mean(np.abs(x) ** 2) == pytest.approx(1.0)
     llr = demodulate(x, np.full(x.shape, 1e-4), qm)
     assert np.array_equal((llr < 0).astype(np.uint8), bits)
+
+
+def test_partial_encoding_equals_the_full_codeword_where_it_is_read():
+    code = LdpcCode.for_block(1024, 0.5)
+    u = np.random.default_rng(5).integers(0, 2, (4, 1024), dtype=np.uint8)
+    full = code.encode(u)
+    for e, qm in ((2048, 2), (1200, 4), (4000, 2)):
+        idx = code.rm_indices(e, 0, qm)
+        upto = int(idx.max()) // code.z + 1
+        part = code.encode(u, upto_col=upto)
+        assert np.array_equal(part[:, idx], full[:, idx])
+        assert np.array_equal(part[:, : upto * code.z], full[:, : upto * code.z])
