@@ -350,7 +350,7 @@ def _load_merged(files: tuple[tuple[str, int], ...]) -> BlerTable:
                 )
     merged = dict(head, entries=[e for d in datas for e in d["entries"]])
     names = ", ".join(Path(p).name for p, _ in files)
-    return BlerTable(merged, f"the shipped tables ({names})")
+    return BlerTable(merged, f"(the shipped tables {names})")
 
 
 def clear_cache() -> None:
