@@ -30,13 +30,16 @@ def add_config_args(p: argparse.ArgumentParser, *, required: bool = False) -> No
         metavar="YAML",
         help="config file (YAML); defaults apply to everything it leaves out",
     )
+    add_set_arg(p)
+
+
+def add_set_arg(
+    p: argparse.ArgumentParser,
+    help: str = "override a config value, e.g. --set channel.snr_db=5 (repeatable)",
+) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``."""
     p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set channel.snr_db=5 (repeatable)",
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
     )
 
 

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from semcom.cliargs import add_common_args, parser, setup_logging
+from semcom.cliargs import add_common_args, add_set_arg, parser, setup_logging
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "configs" / "demo.yaml"
@@ -41,13 +41,9 @@ def build_parser():
         metavar="YAML",
         help="the demo sweep (default configs/demo.yaml)",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value (repeatable), e.g. --set run.limit=50",
+    add_set_arg(
+        p,
+        "override a config value (repeatable), e.g. --set run.limit=50",
     )
     p.add_argument(
         "--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default {DEFAULT_OUT})"

@@ -19,7 +19,7 @@ import argparse
 import json
 import sys
 
-from semcom.cliargs import add_common_args, parser, setup_logging
+from semcom.cliargs import add_common_args, add_set_arg, parser, setup_logging
 
 
 def build_parser():
@@ -27,13 +27,9 @@ def build_parser():
     p.add_argument(
         "config", metavar="SWEEP.yaml", help="sweep config (a config with a sweep: block)"
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value for every point, or a sweep axis with "
+    add_set_arg(
+        p,
+        "override a config value for every point, or a sweep axis with "
         "sweep.KEY=[...] (repeatable)",
     )
     p.add_argument("--name", help="sweep name (default: the file's `name:` or its stem)")
