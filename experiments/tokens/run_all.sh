@@ -27,7 +27,7 @@ step() {
       $T --model blip --bits 8 10 --residual none --weighting all --out $C/blip/plain-all
       $T --model blip --bits 8 --train-budget 32 --out $C/blip/residual-1
       $T --model blip --bits 8 --stages 4 --train-budget 32 --out $C/blip/residual-4 ;;
-    judged-llava)  # world seed 2026, used for nothing else: the judged token numbers
+    heldout-llava)  # world seed 2026, used for nothing else: the held-out token numbers
       $EVAL --model llava --images 500 --world-seed 2026 --exp quantisers --budgets 10 12 24 \
         --method text-sim/topk --out $R/quantisers-llava-2026.json
       $EVAL --model llava --images 500 --world-seed 2026 --exp mdc --budget 12 \
@@ -37,7 +37,7 @@ step() {
       $EVAL --model llava --images 2000 --world-seed 7777 --exp quantisers --budgets 10 12 24 \
         --method text-sim/topk --only float16 "(default)" \
         --out $R/quantisers-llava-7777.json ;;
-    judged-blip)
+    heldout-blip)
       $EVAL --model blip --images 500 --world-seed 2026 --exp quantisers --budgets 32 \
         --method text-sim/topk --out $R/quantisers-blip-2026.json ;;
     quantisers-llava) $EVAL --model llava --images 600 --world-seed 101 --exp quantisers \
@@ -61,7 +61,7 @@ step() {
 }
 
 if [ $# -eq 0 ]; then
-  set -- codebooks candidates budgets-llava headline-llava quantisers-llava judged-llava where-llava \
-    budgets-blip quantisers-blip judged-blip runner-check plot
+  set -- codebooks candidates budgets-llava headline-llava quantisers-llava heldout-llava where-llava \
+    budgets-blip quantisers-blip heldout-blip runner-check plot
 fi
 for s in "$@"; do echo "== $s ($(date -u +%H:%M:%S))"; step "$s"; done
