@@ -18,7 +18,7 @@ import sys
 
 from semcom.cliargs import add_common_args, parser, setup_logging
 
-KINDS = ("rate", "snr", "bler", "latency")
+KINDS = ("rate", "snr", "bler", "latency", "deadline")
 
 
 def build_parser():

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from semcom.plotting.points import Point, label_order, varying_fields
+from semcom.plotting.points import AUTO, Point, label_order, varying_fields
 from semcom.plotting.style import MARKERS, ColorMap
 
 MOD_MARKERS = {
@@ -35,7 +35,16 @@ LINESTYLES = ("-", "--", "-.", ":")
 
 
 def _mod_name(mod: str | None) -> str:
+    if mod == AUTO:
+        return "MCS auto (link adaptation)"
     return str(mod).upper().replace("QAM", "-QAM") if mod else "?"
+
+
+def setting_name(modulation: str | None, code_rate: float | None) -> str:
+    """``QPSK, R=0.5``, or the adaptive link's name when the MCS is chosen per TB."""
+    if modulation == AUTO:
+        return _mod_name(AUTO)
+    return f"{_mod_name(modulation)}, R={code_rate:.4g}" if code_rate else _mod_name(modulation)
 
 
 def rate_colors(rates: Sequence[float]) -> dict[float, str]:
@@ -155,7 +164,9 @@ class Encoding:
             if self.rate_color:
                 out.append(header("code rate (colour)"))
                 for r, c in self.rate_color.items():
-                    out.append(Line2D([], [], color=c, ls="", marker="s", ms=6, label=f"R = {r:g}"))
+                    out.append(
+                        Line2D([], [], color=c, ls="", marker="s", ms=6, label=f"R = {r:.4g}")
+                    )
             if self.mod_marker:
                 out.append(header("modulation (marker)"))
                 for m, mk in self.mod_marker.items():

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from semcom.plotting.bdtable import write_bd
 from semcom.plotting.canvas import DPI, FigureOut
+from semcom.plotting.deadline_figs import plot_deadline
 from semcom.plotting.link_figs import plot_bler, plot_latency
 from semcom.plotting.points import (
     MetricSpec,
@@ -48,6 +49,7 @@ __all__ = [
     "plot_accuracy_vs_snr",
     "plot_bler",
     "plot_latency",
+    "plot_deadline",
     "plot_rate_accuracy",
     "plot_rate_accuracy_by_condition",
 ]
@@ -82,7 +84,7 @@ def make_figures(
     formats: Sequence[str] = ("png", "pdf"),
     bd_method: str = "pchip",
     min_points: int = 4,
-    kinds: Sequence[str] = ("rate", "snr", "bler", "latency"),
+    kinds: Sequence[str] = ("rate", "snr", "bler", "latency", "deadline"),
     dpi: int = 300,
 ) -> PlotResult:
     """Every figure the results support, plus the BD table when an anchor is named."""
@@ -143,6 +145,8 @@ def make_figures(
         keep(plot_bler(records, out, colors, formats=formats))
     if "latency" in kinds:
         keep(plot_latency(points, out, colors, rate=rate, formats=formats, records=records))
+    if "deadline" in kinds:
+        keep(plot_deadline(points, spec, out, formats=formats, records=records))
     bd_rows, bd_files, paired_rows, paired_files = None, {}, None, {}
     if anchor:
         from semcom.plotting.compare import write_paired

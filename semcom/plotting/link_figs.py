@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from semcom.plotting.canvas import FigureOut, mpl, save, stamp_synthetic
-from semcom.plotting.encoding import MOD_MARKERS, rate_colors
+from semcom.plotting.encoding import MOD_MARKERS, rate_colors, setting_name
 from semcom.plotting.points import (
     Point,
     choose_fixed_rate,
@@ -74,7 +74,7 @@ def plot_bler(
                     if by_rate
                     else PALETTE[i % len(PALETTE)],
                     ls="-",
-                    label=f"{str(mod).upper()}, R={cr:g} ({link})",
+                    label=f"{setting_name(mod, cr)} ({link})",
                 )
             series.append(
                 {

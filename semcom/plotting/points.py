@@ -22,6 +22,7 @@ from semcom.plotting.style import METRIC_NAMES, TASK_NAMES, snr_symbol
 
 ANCHOR_METHODS = ("jpeg", "webp", "codec")
 UPPER_BOUND_NAME = "Full tokens"
+AUTO = "auto"  # channel.mcs: auto (link adaptation): the condition's modulation
 
 PREFERRED_METRICS = {
     "vqa": ("accuracy",),
@@ -192,6 +193,8 @@ def condition_of(rec: dict) -> Condition:
     measured = (rec.get("link") or {}).get(f"{snr_type}_db")
     snr = measured if measured is not None else ch.get("snr_db")
     snr = None if snr is None else round(float(snr), 3)
+    if ch.get("mcs") == AUTO:  # the link picks code rate and modulation per transmission
+        return Condition(link, snr, snr_type, None, AUTO)
     return Condition(link, snr, snr_type, ch.get("code_rate"), ch.get("modulation"))
 
 

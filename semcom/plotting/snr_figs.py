@@ -14,7 +14,7 @@ import statistics
 from collections import defaultdict
 
 from semcom.plotting.canvas import FigureOut, band, dodge, errorbar, mpl, save, stamp_synthetic
-from semcom.plotting.encoding import Encoding, held_fixed, place_legend
+from semcom.plotting.encoding import Encoding, held_fixed, place_legend, setting_name
 from semcom.plotting.points import Point, choose_fixed_rate, label_order, op_near_rate
 from semcom.plotting.style import LINESTYLES_BY_KIND, MARKERS, RATE_LABELS, STYLE, snr_symbol
 
@@ -53,7 +53,7 @@ def plot_accuracy_vs_snr(
             else:
                 text = f"{label} ({r:.3g} {unit})"
                 if multi:
-                    text += f", R={setting[1]:g} {str(setting[2]).upper()}"
+                    text += f", {setting_name(setting[2], setting[1])}"
             curves.append((label, setting, group, text, r))
     linked = [c for c in curves if not c[2][0].ideal_ref]
     rates = [c[4] for c in linked if not c[2][0].upper]
