@@ -95,6 +95,7 @@ class CloudClient:
             creds = security.channel_credentials(ca, cert, key)
             self.channel = grpc.secure_channel(target, creds, options=opts)
         self.stub = pb_grpc.EdgeCloudStub(self.channel)
+        self._tls = None if insecure else (ca, cert, key, server_name)
         self.retries = 0
         self._lock = threading.Lock()
 
@@ -140,12 +141,26 @@ class CloudClient:
                 ):
                     raise CloudError(exc.code().name, exc.details() or "") from None
                 last = f"{exc.code().name}: {exc.details()}"
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    self.raise_for_tls()
             if time.monotonic() + delay > end:
                 raise CloudError(
                     "UNAVAILABLE", f"cloud {self.target} not serving after {wait_s:.0f} s ({last})"
                 )
             time.sleep(delay)
             delay = min(self.backoff_s[1], delay * 2)
+
+    def raise_for_tls(self) -> None:
+        """A CloudError naming the failed side of the TLS handshake and why, if the TLS
+        handshake is what fails (gRPC reports it only as ``UNAVAILABLE``); nothing if the
+        handshake succeeds or the cloud is simply down."""
+        if self._tls is None:
+            return
+        from semcom.security import diagnose_tls
+
+        why = diagnose_tls(self.target, *self._tls)
+        if why:
+            raise CloudError("UNAVAILABLE", f"TLS handshake with {self.target} failed: {why}")
 
     # -- Setup -----------------------------------------------------------------------
     def setup(self, data: bytes) -> str:

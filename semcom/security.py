@@ -346,3 +346,123 @@ def make_dev_pki(
         paths["token"].write_text(new_token() + "\n")
         paths["token"].chmod(0o600)
     return paths
+
+
+# -- TLS diagnostics ---------------------------------------------------------------------
+def _cert_expiry(path) -> str | None:
+    """``"expired on <date>"`` if the PEM certificate at ``path`` is past its end date."""
+    import datetime
+
+    try:
+        from cryptography import x509
+
+        cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
+    except Exception:  # not readable here: the TLS stack will say so
+        return None
+    end = cert.not_valid_after_utc
+    if end < datetime.datetime.now(datetime.UTC):
+        return f"expired on {end:%Y-%m-%d %H:%M} UTC"
+    return None
+
+
+_ALERTS = (  # what the cloud's TLS alert says about the edge's client certificate
+    (
+        "CERTIFICATE_REQUIRED",
+        "the cloud requires a client certificate (mutual TLS): give --cert and --key",
+    ),
+    (
+        "UNKNOWN_CA",
+        "the cloud does not trust the CA that signed the edge's client "
+        "certificate (--cert): use a certificate from the CA the cloud was given "
+        "(--client-ca)",
+    ),
+    ("CERTIFICATE_EXPIRED", "the cloud says the edge's client certificate (--cert) has expired"),
+    ("BAD_CERTIFICATE", "the cloud rejected the edge's client certificate (--cert)"),
+    (
+        "HANDSHAKE_FAILURE",
+        "the cloud refused the handshake (no common protocol or cipher, "
+        "or a client certificate it requires)",
+    ),
+)
+
+
+def diagnose_tls(
+    target: str,
+    ca_file=None,
+    cert_file=None,
+    key_file=None,
+    server_name: str | None = None,
+    *,
+    timeout_s: float = 5.0,
+) -> str | None:
+    """Why a TLS connection from the edge to ``target`` fails, in words, or None when the
+    handshake succeeds (or the cloud cannot be reached at all: that is not TLS).
+
+    gRPC reports every handshake failure as ``UNAVAILABLE ... Socket closed``; this repeats
+    the handshake with Python's ``ssl`` and the same files, and names the side that
+    failed and the reason: the cloud's certificate not signed by ``--ca`` (unknown CA),
+    issued for another name, expired; or the cloud refusing the edge's certificate
+    (none given, unknown CA, expired).
+    """
+    import socket
+    import ssl
+
+    host, port = split_address(target)
+    name = server_name or host
+    if cert_file and (why := _cert_expiry(cert_file)):
+        return f"the edge's client certificate {cert_file} {why}: make a new one"
+    try:
+        ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        if cert_file:
+            ctx.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
+        ctx.set_alpn_protocols(["h2"])
+    except (OSError, ssl.SSLError) as exc:
+        return f"the edge's TLS files cannot be used: {exc}"
+    try:
+        raw = socket.create_connection((host, port), timeout=timeout_s)
+    except OSError:
+        return None  # down or unreachable: not a TLS problem
+    try:
+        with ctx.wrap_socket(raw, server_hostname=name) as s:
+            s.settimeout(timeout_s)
+            try:  # TLS 1.3: the cloud judges the client certificate after the handshake
+                first = s.recv(1)  # a gRPC server speaks first (HTTP/2 SETTINGS)
+            except TimeoutError:
+                first = b"?"
+            if not first:  # closed right after the handshake, without a word
+                if not cert_file:
+                    return dict(_ALERTS)["CERTIFICATE_REQUIRED"] + " (it closed the connection)"
+                return (
+                    "the cloud closed the connection after the handshake: it rejected the "
+                    "edge's client certificate (--cert): not signed by a CA it trusts "
+                    "(--client-ca), or expired"
+                )
+    except ssl.SSLCertVerificationError as exc:
+        code, msg = exc.verify_code, str(exc.verify_message or exc)
+        if code == 10 or "expired" in msg:
+            return f"the cloud's certificate has expired ({msg}): the cloud needs a new certificate"
+        if code == 62 or "mismatch" in msg.lower():
+            return (
+                f"the cloud's certificate is not issued for '{name}' ({msg}): connect by a "
+                "name in its certificate, or give --server-name"
+            )
+        if code in (2, 18, 19, 20, 21):
+            return (
+                f"the cloud's certificate is not signed by the CA the edge trusts "
+                f"({ca_file or 'the system CAs'}): unknown CA ({msg}); give --ca with the "
+                "CA that signed it"
+            )
+        return f"the cloud's certificate failed verification: {msg}"
+    except ssl.SSLError as exc:
+        text = f"{exc.reason or ''} {exc}".upper()
+        for key, what in _ALERTS:
+            if key in text:
+                return f"{what} ({exc.reason or exc})"
+        if "WRONG_VERSION_NUMBER" in text or "RECORD_LAYER" in text:
+            return "the cloud does not speak TLS on this port (plaintext server? use --insecure)"
+        return f"TLS handshake failed: {exc}"
+    except (ConnectionResetError, BrokenPipeError) as exc:
+        return f"the cloud closed the connection during the handshake ({exc})"
+    except OSError:
+        return None
+    return None

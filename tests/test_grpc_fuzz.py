@@ -18,7 +18,7 @@ from benchmarks.bench_grpc import install_fakes
 from benchmarks.grpc_fuzz import fuzz, valid_streams
 from cloud.server import ServerThread
 
-N = 1500
+N = 3000
 
 
 def _streams():
