@@ -83,7 +83,7 @@ async def _answer(method, fn, arg, context, metrics):
     else:
         dt = time.perf_counter() - t0
         metrics.call(method, grpc.StatusCode.OK, dt)
-        if method == "Submit":
+        if method in ("Submit", "Rank"):
             log.info("%s %s %.1f ms", _describe(method, ctx), ctx.get("log", ""), 1e3 * dt)
         return reply
     metrics.call(method, code, time.perf_counter() - t0)
@@ -120,6 +120,10 @@ def service_handler(service) -> grpc.GenericRpcHandler:
         "Setup": grpc.unary_unary_rpc_method_handler(
             _unary("Setup", service.Setup, pb.SetupRequest, m),
             response_serializer=pb.SetupReply.SerializeToString,
+        ),
+        "Rank": grpc.unary_unary_rpc_method_handler(
+            _unary("Rank", service.Rank, pb.RankRequest, m),
+            response_serializer=pb.RankReply.SerializeToString,
         ),
         "Status": grpc.unary_unary_rpc_method_handler(
             _unary("Status", service.Status, pb.StatusRequest, m),

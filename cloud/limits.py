@@ -40,6 +40,11 @@ def default_inflight_bytes() -> int:
     return int(min(2048 * MIB, max(256 * MIB, host_memory_bytes() // 16)))
 
 
+def default_query_bytes() -> int:
+    """1/8 of the host's physical memory, within [256 MiB, 4 GiB]."""
+    return int(min(4096 * MIB, max(256 * MIB, host_memory_bytes() // 8)))
+
+
 @dataclass(frozen=True)
 class Limits:
     """Bounds of the cloud daemon (CLI flags of ``semcom cloud serve``)."""
@@ -59,6 +64,8 @@ class Limits:
     # the smallest of its tasks' values
     task_batch: tuple[tuple[str, int, float], ...] = ()
     max_inflight_bytes: int = field(default_factory=default_inflight_bytes)
+    # retrieval: query images' embeddings and tokens held for Rank, across runs
+    max_query_bytes: int = field(default_factory=default_query_bytes)
 
     def __post_init__(self):
         for name in (
@@ -69,6 +76,7 @@ class Limits:
             "max_pixels",
             "max_batch",
             "max_inflight_bytes",
+            "max_query_bytes",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

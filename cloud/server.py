@@ -61,6 +61,7 @@ class CloudServer:
         warmup: bool = True,
         open_health: bool = False,
         metrics_listen: str | None = None,
+        gallery=None,
     ):
         from grpc_health.v1 import health
 
@@ -70,7 +71,13 @@ class CloudServer:
         self.listen = listen
         self.health = health.aio.HealthServicer()
         self.service = CloudService(
-            cfg, limits, backend=backend, loader=loader, health=self.health, warmup=warmup
+            cfg,
+            limits,
+            backend=backend,
+            loader=loader,
+            health=self.health,
+            warmup=warmup,
+            gallery=gallery,
         )
         exempt = security.HEALTH_METHODS if open_health else ()
         self._interceptor = security.make_interceptor(

@@ -6,7 +6,8 @@ id, agreed config settings), admitting it (:class:`cloud.limits.Admission`: a sl
 its declared bytes), and handing it to the :class:`cloud.batcher.Batcher`, which runs
 the same :class:`cloud.session.CloudSession` as ``semcom run`` on a worker thread for a
 batch of concurrent requests. ``Setup`` keeps stream setups; ``Status`` reports what it
-runs, its limits and counters.
+runs, its limits and counters; ``Rank`` ranks a run's retrieval queries against the
+gallery the cloud holds (:mod:`cloud.gallery`).
 
 Every message gets a proper answer: the service's handlers take raw bytes
 (:mod:`cloud.guard`), so an undecodable message is INVALID_ARGUMENT, and an unexpected
@@ -17,8 +18,8 @@ Status codes (each with a message naming the problem):
 
 - INVALID_ARGUMENT: undecodable message, malformed stream or description;
 - FAILED_PRECONDITION: model id, codebook id or a config setting differs; a task this
-  cloud does not serve (retrieval is never served over gRPC: it ranks a whole gallery);
-  an idempotency key reused for different content; an unknown stream setup;
+  cloud does not serve (retrieval: only with a gallery); an idempotency key reused for
+  different content; an unknown stream setup; a Rank image not in the gallery;
 - RESOURCE_EXHAUSTED: slots or the bytes-in-flight budget are full (trailing metadata
   ``semcom-retry-after-ms``); the edge backs off and retries;
 - UNAVAILABLE: warming up or draining; DEADLINE_EXCEEDED: the request's deadline or
@@ -39,6 +40,7 @@ from collections import OrderedDict
 import grpc
 
 from cloud.batcher import Abandoned, Batcher, Job
+from cloud.gallery import GalleryError, Queries
 from cloud.limits import Abort, Admission, Limits
 from cloud.metrics import Metrics
 from protos import semcom_pb2 as pb
@@ -51,7 +53,8 @@ State = pb.StatusReply.State
 
 
 class CloudService:
-    """Submit + Setup + Status. ``backend`` (or ``loader() -> backend``) is the cloud model."""
+    """Submit + Setup + Status + Rank. ``backend`` (or ``loader() -> backend``) is the cloud
+    model; ``gallery`` (a :class:`cloud.gallery.Gallery`) what retrieval ranks against."""
 
     MAX_SETUPS = 256
 
@@ -64,8 +67,11 @@ class CloudService:
         loader=None,
         health=None,
         warmup: bool = True,
+        gallery=None,
     ):
         self.cfg = cfg
+        self.gallery = gallery
+        self.queries = Queries(limits.max_query_bytes if limits else Limits().max_query_bytes)
         self.limits = limits = limits or Limits()
         self.backend = backend
         self._loader = loader
@@ -139,6 +145,8 @@ class CloudService:
                 )
         self.model_id = str(self.backend.model_id)
         self.codebook_id = wire.codebook_id(self.cfg)
+        if "retrieval" in self.tasks:
+            self._load_gallery()
         import cloud.methods  # noqa: F401
         from semcom import registry
 
@@ -146,6 +154,24 @@ class CloudService:
         log.info("model %s loaded in %.1f s", self.model_id, time.perf_counter() - t0)
         if self._warmup_enabled:
             self._warmup()
+
+    def _load_gallery(self) -> None:
+        from semcom.tasks.retrieval import RetrievalTask
+
+        if self.gallery is None:
+            raise GalleryError(
+                "cloud.tasks has retrieval but this cloud holds no gallery "
+                "(semcom cloud serve --gallery FILE, or a data set with captions)"
+            )
+        t0 = time.perf_counter()
+        self.gallery.embed(self.backend, int(RetrievalTask.spec.options["batch_size"]))
+        log.info(
+            "gallery: %d images, %d texts from %s, features in %.1f s",
+            self.gallery.n_images,
+            self.gallery.n_texts,
+            self.gallery.source,
+            time.perf_counter() - t0,
+        )
 
     def _warmup(self) -> None:
         """One all-erased request through the full path (decode, concealment, tasks)."""
@@ -166,7 +192,11 @@ class CloudService:
         sample = Sample("warmup", "warmup", np.empty((size, size, 0), np.uint8), question=q)
         t0 = time.perf_counter()
         try:
-            self._session(tuple(tasks), self.cfg.run.seed).process([item], [sample])
+            session = self._session(tuple(tasks), self.cfg.run.seed)
+            session.process([item], [sample])
+            for t in tasks:
+                if t in session._rows:  # a whole-set task: nothing to keep
+                    session.take(t)
             log.info("warm-up done in %.2f s", time.perf_counter() - t0)
         except Exception as exc:
             log.warning("warm-up request failed (serving anyway): %s: %s", type(exc).__name__, exc)
@@ -218,10 +248,14 @@ class CloudService:
                 request_timeout_s=lim.request_timeout_s,
                 cache_size=lim.cache_size,
                 max_pixels=lim.max_pixels,
+                max_query_bytes=lim.max_query_bytes,
             ),
             counters=counters,
             uptime_s=time.time() - self.started,
             error=self.error,
+            gallery_images=self.gallery.n_images if self.gallery else 0,
+            gallery_texts=self.gallery.n_texts if self.gallery else 0,
+            gallery_source=self.gallery.source if self.gallery else "",
         )
 
     async def Status(self, request, context, ctx=None):
@@ -264,6 +298,64 @@ class CloudService:
         self.counters["unauthenticated"] += 1
         self.metrics.requests.labels(method.rsplit("/", 1)[-1], "UNAUTHENTICATED").inc()
 
+    # -- Rank ------------------------------------------------------------------------
+    MAX_RANK_MISSING = 10_000  # sample ids listed in one reply
+
+    async def Rank(self, request, context, ctx=None):
+        """Rank a run's retrieval queries against the gallery (see :mod:`cloud.gallery`)."""
+        from semcom.results import dumps
+
+        if self.state != State.SERVING:
+            raise Abort(grpc.StatusCode.UNAVAILABLE, "the cloud is not serving; retry")
+        if request.task != "retrieval":
+            raise Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Rank ranks task 'retrieval', got {request.task!r}",
+            )
+        if "retrieval" not in self.tasks or self.gallery is None:
+            raise Abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "this cloud does not serve retrieval (no gallery; cloud.tasks: "
+                f"{', '.join(self.tasks)})",
+            )
+        ids, image_ids = list(request.sample_ids), list(request.image_ids)
+        if not ids or len(ids) != len(image_ids) or len(set(ids)) != len(ids):
+            raise Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Rank needs distinct sample ids, one image id each (got {len(ids)} sample "
+                f"ids, {len(set(ids))} distinct, {len(image_ids)} image ids)",
+            )
+        if ctx is not None:
+            ctx["log"] = f"run={request.run_id} queries={len(ids)}"
+        entries, missing = self.queries.get(request.run_id, ids)
+        if missing:
+            return pb.RankReply(missing=missing[: self.MAX_RANK_MISSING])
+        for sid, want, (got, _, _) in zip(ids, image_ids, entries):
+            if want != got:
+                raise Abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"sample {sid!r} was submitted as image {got!r}, Rank names {want!r}",
+                )
+        try:
+            texts, txt2img, feats = self.gallery.select(image_ids)
+        except GalleryError as exc:
+            raise Abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
+        loop = asyncio.get_running_loop()
+        metrics, per = await loop.run_in_executor(
+            self._executor, self._rank, entries, texts, txt2img, feats, int(request.seed)
+        )
+        return pb.RankReply(
+            metrics_json=dumps(metrics), per_sample_json=dumps(per), texts=len(texts)
+        )
+
+    def _rank(self, entries, texts, txt2img, feats, seed: int):
+        from semcom.tasks import make_task
+
+        task = make_task("retrieval", self.backend, k_test=self.cfg.cloud.k_test, seed=seed)
+        return task.rank(
+            [e for _, e, _ in entries], [t for _, _, t in entries], texts, txt2img, feats
+        )
+
     # -- Submit ----------------------------------------------------------------------
     async def Submit(self, request_iterator, context, ctx=None):
         """The reply, or raises :class:`Abort` (the guard answers, logs and counts it).
@@ -302,6 +394,8 @@ class CloudService:
             ctx["key"], ctx["sample"] = h.idempotency_key, h.sample_id
             self._check_identity(h)
             setup = self._setup_of(h)
+            if self._needs_query(h):  # a cached reply without its kept image: compute again
+                self._cache.pop(h.idempotency_key, None)
             new = h.idempotency_key not in self._cache and h.idempotency_key not in self._jobs
             ctx["ticket"] = self.admission.admit(asm.declared_bytes, slot=new)
             while True:
@@ -377,6 +471,10 @@ class CloudService:
         finally:
             job.waiters -= 1
         return self._replayed(reply, ctx) if replayed else reply
+
+    def _needs_query(self, h: pb.SubmitHeader) -> bool:
+        """A retrieval request whose query image this cloud does not hold (any more)."""
+        return "retrieval" in h.tasks and not self.queries.get(h.run_id, [h.sample_id])[0]
 
     def _replayed(self, reply: pb.SubmitReply, ctx) -> pb.SubmitReply:
         self.counters["replayed"] += 1
@@ -539,6 +637,13 @@ class CloudService:
                 )
             )
         replies = session.process(citems, samples)
+        for task in tasks:
+            if task in session._rows:  # a whole-set task: keep each image for Rank
+                kept = session.take(task)
+                if len(kept) != len(items):
+                    raise RuntimeError(f"{task} kept {len(kept)} images for {len(items)}")
+                for it, (emb, toks, _) in zip(items, kept):
+                    self.queries.put(it.header.run_id, it.sample_id, it.header.image_id, emb, toks)
         return [
             wire.make_reply(key=it.key, sample_id=it.sample_id, reply=r, model_id=self.model_id)
             for it, r in zip(items, replies)

@@ -80,6 +80,14 @@ class CloudSession:
             replies.append({"outputs": {t: outs[t][i] for t in self.tasks}, "info": info})
         return replies
 
+    def take(self, task: str) -> list[tuple]:
+        """What a whole-set task kept for the samples processed since the last call (one
+        entry per sample, in order; retrieval: ``(embedding, tokens, cls_received)``), and
+        forget it: the cloud daemon keeps these per run (:class:`cloud.gallery.Queries`)
+        and ranks when the edge asks, instead of this session's ``finalize``."""
+        self._rows[task] = []
+        return self.runners[task].take()
+
     def finalize(self) -> dict[str, list]:
         """Rank gallery tasks over everything processed; ``{task: [per-sample output]}``."""
         out = {}

@@ -191,6 +191,39 @@ class CloudClient:
                     self.retries += 1
                 time.sleep(delay)
 
+    # -- Rank ------------------------------------------------------------------------
+    def rank(self, *, run_id: str, task: str, sample_ids, image_ids, seed: int):
+        """RankReply of a run's whole-set task; retries UNAVAILABLE within the retry budget."""
+        import grpc
+
+        from protos import semcom_pb2 as pb
+
+        req = pb.RankRequest(
+            run_id=run_id,
+            task=task,
+            sample_ids=list(sample_ids),
+            image_ids=list(image_ids),
+            seed=int(seed),
+        )
+        start, attempt = time.monotonic(), 0
+        while True:
+            try:
+                return self.stub.Rank(req, timeout=self.timeout_s, metadata=self._md)
+            except grpc.RpcError as exc:
+                code = exc.code()
+                cap = min(self.backoff_s[1], self.backoff_s[0] * 2**attempt)
+                delay = random.uniform(0, cap)
+                if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) or (
+                    time.monotonic() - start + delay > self.retry_for_s
+                ):
+                    raise CloudError(
+                        code.name, f"rank {task}: {exc.details() or code.name}"
+                    ) from None
+                attempt += 1
+                with self._lock:
+                    self.retries += 1
+                time.sleep(delay)
+
     # -- Submit ----------------------------------------------------------------------
     def submit(self, header, payloads: list[bytes]):
         """One transmission -> SubmitReply, retrying what is safe to retry."""
@@ -360,9 +393,9 @@ class GrpcTransport:
         bad = [t for t in self.cfg.cloud.tasks if t not in wire.GRPC_TASKS]
         if bad:
             raise SemcomError(
-                f"task(s) {', '.join(bad)} cannot run through the cloud daemon: "
-                "retrieval ranks the whole gallery in one session; run it in "
-                "process (`semcom run`) or drop it from cloud.tasks"
+                f"task(s) {', '.join(bad)} cannot run through the cloud daemon "
+                f"(it serves {', '.join(wire.GRPC_TASKS)}); run them in process "
+                "(`semcom run`) or drop them from cloud.tasks"
             )
         st = self.client.wait_until_serving(self.wait_s)
         msg = wire.settings_mismatch(self.settings, dict(st.settings))
@@ -442,15 +475,23 @@ class GrpcTransport:
 
 
 class GrpcSession:
-    """``process(items, samples) -> replies`` over Submit; ``finalize() -> {}``."""
+    """``process(items, samples) -> replies`` over Submit; ``finalize()`` asks the cloud to
+    rank the whole-set tasks (retrieval) over what this session sent (Rank), sending again
+    any image the cloud no longer holds; ``scores()`` as the in-process session."""
 
     def __init__(self, transport: GrpcTransport, tasks: list[str]):
+        from semcom.tasks import task_spec
+
         self.t = transport
         self.tasks = tasks
+        self.set_tasks = [t for t in tasks if not task_spec(t).per_sample]
+        self._sent: list[tuple] = []  # (item, image_id) of every sample, for Rank
+        self._scores: dict[str, tuple[list[dict], dict]] = {}
 
     def process(self, items, samples) -> list[dict]:
         futures = [
-            self.t._pool.submit(self._one, item, sample) for item, sample in zip(items, samples)
+            self.t._pool.submit(self._one, item, sample.image_id)
+            for item, sample in zip(items, samples)
         ]
         replies, error = [], None
         for f in futures:  # wait for all: finished ones are journaled even if one fails
@@ -460,19 +501,21 @@ class GrpcSession:
                 error = error or exc
         if error is not None:
             raise error
+        if self.set_tasks:
+            self._sent.extend((item, s.image_id) for item, s in zip(items, samples))
         return replies
 
-    def _one(self, item, sample) -> dict:
+    def _one(self, item, image_id: str, *, journal: bool = True) -> dict:
         t = self.t
         key = wire.idempotency_key(t.run_id, self.tasks, item.sample_id)
-        if t.journal is not None and key in t.journal:
+        if journal and t.journal is not None and key in t.journal:
             t._count(from_journal=1)
             return t.journal.get(key)["reply"]
         header, payloads = wire.make_header(
             key=key,
             run_id=t.run_id,
             sample_id=item.sample_id,
-            image_id=sample.image_id,
+            image_id=image_id,
             tasks=self.tasks,
             question=item.question,
             original_hw=item.original_hw,
@@ -512,4 +555,50 @@ class GrpcSession:
         return reply
 
     def finalize(self) -> dict:
-        return {}
+        """``{task: [per-sample output]}`` of the whole-set tasks, ranked by the cloud."""
+        import json
+
+        out = {}
+        ids = [item.sample_id for item, _ in self._sent]
+        image_ids = [image_id for _, image_id in self._sent]
+        for task in self.set_tasks:
+            if not ids:
+                out[task], self._scores[task] = [], ([], {})
+                continue
+            for _attempt in range(3):
+                reply = self.t.client.rank(
+                    run_id=self.t.run_id,
+                    task=task,
+                    sample_ids=ids,
+                    image_ids=image_ids,
+                    seed=self.t.cfg.run.seed,
+                )
+                if not reply.missing:
+                    break
+                # the cloud restarted (or dropped the run): send those images again
+                missing = set(reply.missing)
+                log.info(
+                    "the cloud no longer holds %d query images: sending them again", len(missing)
+                )
+                again = [(it, i) for it, i in self._sent if it.sample_id in missing]
+                futures = [self.t._pool.submit(self._one, it, i, journal=False) for it, i in again]
+                for f in futures:
+                    f.result()
+            else:
+                raise CloudError(
+                    "FAILED_PRECONDITION",
+                    f"rank {task}: the cloud still lacks {len(reply.missing)} query images "
+                    "after sending them again (is its --max-query-mib too small for the run?)",
+                )
+            per = json.loads(reply.per_sample_json)
+            metrics = json.loads(reply.metrics_json)
+            if len(per) != len(ids):
+                raise CloudError("INTERNAL", f"rank {task}: {len(per)} rows for {len(ids)} samples")
+            out[task] = per
+            self._scores[task] = (per, metrics)
+        self._sent = []
+        return out
+
+    def scores(self) -> dict[str, tuple[list[dict], dict]]:
+        """``{task: (per_sample_scores, metrics)}`` of the tasks the cloud ranked."""
+        return dict(self._scores)

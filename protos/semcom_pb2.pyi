@@ -7,6 +7,32 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class RankRequest(_message.Message):
+    __slots__ = ("run_id", "task", "sample_ids", "image_ids", "seed")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_IDS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_IDS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    task: str
+    sample_ids: _containers.RepeatedScalarFieldContainer[str]
+    image_ids: _containers.RepeatedScalarFieldContainer[str]
+    seed: int
+    def __init__(self, run_id: _Optional[str] = ..., task: _Optional[str] = ..., sample_ids: _Optional[_Iterable[str]] = ..., image_ids: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class RankReply(_message.Message):
+    __slots__ = ("missing", "metrics_json", "per_sample_json", "texts")
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    METRICS_JSON_FIELD_NUMBER: _ClassVar[int]
+    PER_SAMPLE_JSON_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    missing: _containers.RepeatedScalarFieldContainer[str]
+    metrics_json: str
+    per_sample_json: str
+    texts: int
+    def __init__(self, missing: _Optional[_Iterable[str]] = ..., metrics_json: _Optional[str] = ..., per_sample_json: _Optional[str] = ..., texts: _Optional[int] = ...) -> None: ...
+
 class SetupRequest(_message.Message):
     __slots__ = ("setup",)
     SETUP_FIELD_NUMBER: _ClassVar[int]
@@ -193,7 +219,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusReply(_message.Message):
-    __slots__ = ("version", "protocol", "state", "model_id", "codebook_id", "method", "tasks", "settings", "limits", "counters", "uptime_s", "error")
+    __slots__ = ("version", "protocol", "state", "model_id", "codebook_id", "method", "tasks", "settings", "limits", "counters", "uptime_s", "error", "gallery_images", "gallery_texts", "gallery_source")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[StatusReply.State]
@@ -225,6 +251,9 @@ class StatusReply(_message.Message):
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    GALLERY_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    GALLERY_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    GALLERY_SOURCE_FIELD_NUMBER: _ClassVar[int]
     version: str
     protocol: int
     state: StatusReply.State
@@ -237,10 +266,13 @@ class StatusReply(_message.Message):
     counters: Counters
     uptime_s: float
     error: str
-    def __init__(self, version: _Optional[str] = ..., protocol: _Optional[int] = ..., state: _Optional[_Union[StatusReply.State, str]] = ..., model_id: _Optional[str] = ..., codebook_id: _Optional[str] = ..., method: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., settings: _Optional[_Mapping[str, str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., counters: _Optional[_Union[Counters, _Mapping]] = ..., uptime_s: _Optional[float] = ..., error: _Optional[str] = ...) -> None: ...
+    gallery_images: int
+    gallery_texts: int
+    gallery_source: str
+    def __init__(self, version: _Optional[str] = ..., protocol: _Optional[int] = ..., state: _Optional[_Union[StatusReply.State, str]] = ..., model_id: _Optional[str] = ..., codebook_id: _Optional[str] = ..., method: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., settings: _Optional[_Mapping[str, str]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., counters: _Optional[_Union[Counters, _Mapping]] = ..., uptime_s: _Optional[float] = ..., error: _Optional[str] = ..., gallery_images: _Optional[int] = ..., gallery_texts: _Optional[int] = ..., gallery_source: _Optional[str] = ...) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("workers", "max_queue", "max_request_bytes", "max_chunk_bytes", "max_message_bytes", "request_timeout_s", "cache_size", "max_pixels")
+    __slots__ = ("workers", "max_queue", "max_request_bytes", "max_chunk_bytes", "max_message_bytes", "request_timeout_s", "cache_size", "max_pixels", "max_query_bytes")
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     MAX_QUEUE_FIELD_NUMBER: _ClassVar[int]
     MAX_REQUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -249,6 +281,7 @@ class Limits(_message.Message):
     REQUEST_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     CACHE_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_PIXELS_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUERY_BYTES_FIELD_NUMBER: _ClassVar[int]
     workers: int
     max_queue: int
     max_request_bytes: int
@@ -257,7 +290,8 @@ class Limits(_message.Message):
     request_timeout_s: float
     cache_size: int
     max_pixels: int
-    def __init__(self, workers: _Optional[int] = ..., max_queue: _Optional[int] = ..., max_request_bytes: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., request_timeout_s: _Optional[float] = ..., cache_size: _Optional[int] = ..., max_pixels: _Optional[int] = ...) -> None: ...
+    max_query_bytes: int
+    def __init__(self, workers: _Optional[int] = ..., max_queue: _Optional[int] = ..., max_request_bytes: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., request_timeout_s: _Optional[float] = ..., cache_size: _Optional[int] = ..., max_pixels: _Optional[int] = ..., max_query_bytes: _Optional[int] = ...) -> None: ...
 
 class Counters(_message.Message):
     __slots__ = ("requests", "ok", "computed", "replayed", "invalid_argument", "failed_precondition", "resource_exhausted", "deadline_exceeded", "unavailable", "internal", "cancelled", "unauthenticated", "in_flight", "running", "bytes_received", "descriptions", "erasures")

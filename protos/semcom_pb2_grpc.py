@@ -49,6 +49,11 @@ class EdgeCloudStub:
                 request_serializer=protos_dot_semcom__pb2.SetupRequest.SerializeToString,
                 response_deserializer=protos_dot_semcom__pb2.SetupReply.FromString,
                 _registered_method=True)
+        self.Rank = channel.unary_unary(
+                '/semcom.v1.EdgeCloud/Rank',
+                request_serializer=protos_dot_semcom__pb2.RankRequest.SerializeToString,
+                response_deserializer=protos_dot_semcom__pb2.RankReply.FromString,
+                _registered_method=True)
 
 
 class EdgeCloudServicer:
@@ -78,6 +83,18 @@ class EdgeCloudServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rank(self, request, context):
+        """Rank a whole-set task (retrieval) over the query images a run submitted: the cloud
+        holds the gallery (image id -> captions, their features) and the query images'
+        embeddings from their Submits; it restricts the gallery to the named images'
+        captions, in the order named, and ranks as `semcom run` does. Images it no longer
+        holds are listed in `missing` (nothing ranked): the edge submits them again.
+        A task it does not rank, or an image not in its gallery, is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EdgeCloudServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +112,11 @@ def add_EdgeCloudServicer_to_server(servicer, server):
                     servicer.Setup,
                     request_deserializer=protos_dot_semcom__pb2.SetupRequest.FromString,
                     response_serializer=protos_dot_semcom__pb2.SetupReply.SerializeToString,
+            ),
+            'Rank': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rank,
+                    request_deserializer=protos_dot_semcom__pb2.RankRequest.FromString,
+                    response_serializer=protos_dot_semcom__pb2.RankReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +200,33 @@ class EdgeCloud:
             '/semcom.v1.EdgeCloud/Setup',
             protos_dot_semcom__pb2.SetupRequest.SerializeToString,
             protos_dot_semcom__pb2.SetupReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rank(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/semcom.v1.EdgeCloud/Rank',
+            protos_dot_semcom__pb2.RankRequest.SerializeToString,
+            protos_dot_semcom__pb2.RankReply.FromString,
             options,
             channel_credentials,
             insecure,

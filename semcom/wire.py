@@ -42,7 +42,7 @@ MAX_ID_CHARS = 512
 MAX_QUESTION_CHARS = 8192
 MAX_REASON_CHARS = 128
 TASKS = ("caption", "retrieval", "vqa")
-GRPC_TASKS = ("caption", "vqa")  # retrieval ranks a whole gallery: in-process only
+GRPC_TASKS = ("caption", "vqa", "retrieval")  # retrieval: Submit keeps the image, Rank ranks
 
 # Config keys left out of the agreement: edge-only choices (the encoder, token selection)
 # and machine-local paths whose content is checked by id instead (model id, codebook id).

@@ -184,7 +184,7 @@ def test_connect_checks_what_the_cloud_runs(tmp_path, fakes):
     with ServerThread(_cfg(tmp_path), token=TOKEN) as srv:
         with pytest.raises(CloudError, match="edge.image.quality differs"):
             _transport(_cfg(tmp_path, "edge.image.quality=90"), srv).connect()
-        with pytest.raises(SemcomError, match="retrieval ranks the whole gallery"):
+        with pytest.raises(CloudError, match="does not serve task.s. retrieval"):
             _transport(_cfg(tmp_path, "cloud.tasks=[caption, retrieval]"), srv).connect()
         with pytest.raises(CloudError, match="model id differs"):
             _transport(_cfg(tmp_path), srv, expect_model_id="another").connect()

@@ -32,6 +32,12 @@ CASES = {
         "edge.mdc.descriptions=2",
         "cloud.tasks=[caption]",
     ],
+    "tokens-retrieval": [
+        "edge.method=tokens",
+        "edge.select.budget=24",
+        "edge.mdc.descriptions=2",
+        "cloud.tasks=[caption, retrieval]",
+    ],
     "jpeg-caption": ["edge.method=jpeg", "edge.image.quality=30", "cloud.tasks=[caption]"],
     "tokens-vqa": [
         "edge.model.name=llava",
@@ -42,7 +48,12 @@ CASES = {
         "cloud.tasks=[vqa]",
     ],
 }
-FAMILY = {"tokens-caption": "blip", "jpeg-caption": "blip", "tokens-vqa": "llava"}
+FAMILY = {
+    "tokens-caption": "blip",
+    "tokens-retrieval": "blip",
+    "jpeg-caption": "blip",
+    "tokens-vqa": "llava",
+}
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +135,7 @@ def _rows(path):
 def _same_answers(tmp_path, case, models):
     from cloud.server import ServerThread
     from edge.client import CloudClient, GrpcTransport
+    from semcom.commands.cloud import build_gallery
 
     local_cfg = _cfg(tmp_path / "local", case, models)
     _need_real_pieces(local_cfg)
@@ -131,7 +143,8 @@ def _same_answers(tmp_path, case, models):
     assert local.ok, local.record.get("error")
     cfg = _cfg(tmp_path / "daemon", case, models)
     backend = runner.get_backend(cfg.cloud.model, "cpu")
-    with ServerThread(cfg, token=TOKEN, backend=backend) as srv:
+    gallery = build_gallery(cfg)  # retrieval: the captions of the same data set
+    with ServerThread(cfg, token=TOKEN, backend=backend, gallery=gallery) as srv:
         tr = GrpcTransport(
             cfg,
             CloudClient(srv.target, token=TOKEN, insecure=True),
@@ -140,6 +153,7 @@ def _same_answers(tmp_path, case, models):
         remote = runner.run(cfg, transport=tr)
         tr.close()
         computed = srv.service.counters["computed"]
+        held = len(srv.service.queries)
     assert remote.ok, remote.record.get("error")
     a = _rows(local.record_path.parent / "samples.jsonl")
     b = _rows(remote.record_path.parent / "samples.jsonl")
@@ -154,10 +168,21 @@ def _same_answers(tmp_path, case, models):
         # (a random model says the same thing to every input, so only equality is checked)
         outs = [json.dumps(r["outputs"], sort_keys=True) for r in b]
         assert len(set(outs)) > 1, outs
+    return local.record, remote.record, held
 
 
 def test_daemons_reproduce_semcom_run_tokens_caption(tmp_path, random_models):
     _same_answers(tmp_path, "tokens-caption", _model_sets("auto", "blip", random_models))
+
+
+def test_daemons_reproduce_semcom_run_retrieval(tmp_path, random_models):
+    """Retrieval over the daemons: the cloud's gallery, R@K equal to in process."""
+    local, remote, held = _same_answers(
+        tmp_path, "tokens-retrieval", _model_sets("auto", "blip", random_models)
+    )
+    assert held == remote["num_samples"] == 6  # every query image was kept for Rank
+    r = remote["metrics"]["retrieval"]
+    assert set(r) >= {"txt_r1", "img_r1", "r_mean"} and r["r_mean"]["value"] > 0
 
 
 @pytest.mark.slow

@@ -342,10 +342,10 @@ BAD_INPUTS = {
         PRECOND,
         "edge.image.quality differs",
     ),
-    "retrieval over gRPC": (
+    "retrieval from a cloud without it": (
         lambda: _msgs(tasks=["retrieval"]),
         PRECOND,
-        "task 'retrieval' is not served over gRPC",
+        "task 'retrieval' is not among this cloud's tasks",
     ),
     "unknown task": (lambda: _msgs(tasks=["dance"]), INVALID, "unknown task 'dance'"),
 }

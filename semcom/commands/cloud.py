@@ -92,6 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
         "RESOURCE_EXHAUSTED with a retry hint (default 1/16 of host memory, 256 to 2048)",
     )
     s.add_argument(
+        "--gallery",
+        metavar="FILE",
+        help='retrieval\'s gallery: JSON lines {"image_id": ..., "captions": [...]} '
+        "(default, when cloud.tasks has retrieval: the captions of the config's data set)",
+    )
+    s.add_argument(
+        "--max-query-mib",
+        type=float,
+        default=None,
+        metavar="MIB",
+        help="retrieval query images (embeddings, tokens) held for Rank across runs "
+        "(default 1/8 of host memory, 256 to 4096)",
+    )
+    s.add_argument(
         "--metrics-listen",
         metavar="HOST:PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics (off by default)",
@@ -214,6 +228,8 @@ def serve_main(args) -> int:
         extra = {}
         if args.max_inflight_mib is not None:
             extra["max_inflight_bytes"] = int(args.max_inflight_mib * MIB)
+        if args.max_query_mib is not None:
+            extra["max_query_bytes"] = int(args.max_query_mib * MIB)
         limits = Limits(
             max_batch=args.max_batch,
             max_wait_ms=args.max_wait_ms,
@@ -229,11 +245,13 @@ def serve_main(args) -> int:
         )
     except ValueError as exc:
         raise security.SecurityError(f"bad limit: {exc}") from None
+    gallery = build_gallery(cfg, args.gallery)
     import asyncio
 
     return asyncio.run(
         serve(
             cfg,
+            gallery=gallery,
             listen=args.listen,
             token=token,
             tls=tls,
@@ -245,6 +263,24 @@ def serve_main(args) -> int:
             metrics_listen=args.metrics_listen,
         )
     )
+
+
+def build_gallery(cfg, path=None):
+    """Retrieval's gallery for a cloud serving ``cfg``: the JSON-lines file ``path``, or the
+    captions of the config's data set (what ``semcom run`` on that config ranks against);
+    ``None`` when ``cloud.tasks`` has no retrieval."""
+    from cloud.gallery import Gallery, GalleryError
+
+    if "retrieval" not in cfg.cloud.tasks:
+        if path:
+            raise GalleryError("--gallery is for retrieval: add it to cloud.tasks")
+        return None
+    if path:
+        return Gallery.read(path)
+    from semcom.commands.runner import load_samples
+
+    d = cfg.data
+    return Gallery.from_samples(load_samples(cfg, "retrieval"), f"data.dataset={d.dataset}")
 
 
 def _task_batch(text: str, wait_ms: float) -> tuple[str, int, float]:
@@ -273,6 +309,7 @@ async def serve(
     backend=None,
     loader=None,
     metrics_listen=None,
+    gallery=None,
 ) -> int:
     """Run the daemon until SIGTERM / SIGINT; 0 after a clean drain, 1 if the model failed."""
     import asyncio
@@ -294,6 +331,7 @@ async def serve(
         warmup=warmup,
         open_health=open_health,
         metrics_listen=metrics_listen,
+        gallery=gallery,
     )
     port = await srv.start()
     if port_file:
