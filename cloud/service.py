@@ -404,6 +404,7 @@ class CloudService:
                     break
                 asm.feed(msg)
             item = asm.finish()
+            ctx["received_at"] = time.perf_counter()
             if not setup:
                 self._check_method(item)
             item.setup = setup
@@ -470,7 +471,15 @@ class CloudService:
                 raise Abort(grpc.StatusCode.CANCELLED, "abandoned") from None
         finally:
             job.waiters -= 1
-        return self._replayed(reply, ctx) if replayed else reply
+        return self._replayed(reply, ctx) if replayed else self._timed(reply, ctx)
+
+    @staticmethod
+    def _timed(reply: pb.SubmitReply, ctx) -> pb.SubmitReply:
+        """A copy of ``reply`` (shared with the cache and other waiters) with ``server_s``."""
+        out = pb.SubmitReply()
+        out.CopyFrom(reply)
+        out.server_s = time.perf_counter() - ctx["received_at"]
+        return out
 
     def _needs_query(self, h: pb.SubmitHeader) -> bool:
         """A retrieval request whose query image this cloud does not hold (any more)."""
@@ -482,6 +491,7 @@ class CloudService:
         out = pb.SubmitReply()
         out.CopyFrom(reply)
         out.replayed = True
+        out.server_s = time.perf_counter() - ctx.get("received_at", time.perf_counter())
         return out
 
     @staticmethod

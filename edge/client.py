@@ -97,6 +97,7 @@ class CloudClient:
         self.stub = pb_grpc.EdgeCloudStub(self.channel)
         self._tls = None if insecure else (ca, cert, key, server_name)
         self.retries = 0
+        self.retries_by_code: dict[str, int] = {}  # status code name -> retries after it
         self._lock = threading.Lock()
 
     # -- unary calls -----------------------------------------------------------------
@@ -266,6 +267,7 @@ class CloudClient:
                 attempt += 1
                 with self._lock:
                     self.retries += 1
+                    self.retries_by_code[code.name] = self.retries_by_code.get(code.name, 0) + 1
                 log.info(
                     "retry %d for %s in %.2f s: %s %s",
                     attempt,
@@ -368,6 +370,8 @@ class GrpcTransport:
         self.setup_bytes, self.setup_id = b"", ""
         self._sent_setups: set[str] = set()
         self._stats_lock = threading.Lock()
+        self._latency: list[float] = []  # seconds per answered Submit (retries included)
+        self._overhead: list[float] = []  # latency minus the cloud's server_s
 
     def send_setup(self) -> None:
         sid = self.client.setup(self.setup_bytes)
@@ -375,6 +379,20 @@ class GrpcTransport:
             raise CloudError("INTERNAL", f"the cloud named setup {sid}, expected {self.setup_id}")
         self._sent_setups.add(sid)
         self._count(setups_sent=1)
+
+    def latency_summary(self) -> dict:
+        """Percentiles (ms) of the Submit latency the edge saw and of the transport's part
+        of it (latency minus the time the cloud held the request: ``server_s``)."""
+        import numpy as np
+
+        with self._stats_lock:
+            lat, ovh = list(self._latency), list(self._overhead)
+        out: dict = {"answered": len(lat)}
+        for name, xs in (("latency_ms", lat), ("transport_ms", ovh)):
+            out[name] = (
+                {f"p{q}": float(np.percentile(xs, q)) * 1e3 for q in (50, 90, 99)} if xs else None
+            )
+        return out
 
     def _count(self, **incs) -> None:
         with self._stats_lock:
@@ -528,6 +546,7 @@ class GrpcSession:
             link_stats=getattr(item, "link_stats", None),
             setup=t.setup_id,
         )
+        t0 = time.perf_counter()
         try:
             msg = t.client.submit(header, payloads)
         except CloudError as exc:
@@ -537,6 +556,10 @@ class GrpcSession:
                 raise
             t.send_setup()
             msg = t.client.submit(header, payloads)
+        latency = time.perf_counter() - t0
+        with t._stats_lock:
+            t._latency.append(latency)
+            t._overhead.append(max(0.0, latency - msg.server_s))
         if msg.idempotency_key != key or msg.sample_id != item.sample_id:
             raise CloudError("INTERNAL", f"reply for {msg.idempotency_key!r}, expected {key!r}")
         reply = wire.reply_to_dict(msg)

@@ -177,7 +177,7 @@ class SubmitEnd(_message.Message):
     def __init__(self, total_bytes: _Optional[int] = ..., sha256: _Optional[bytes] = ...) -> None: ...
 
 class SubmitReply(_message.Message):
-    __slots__ = ("idempotency_key", "sample_id", "outputs", "outputs_json", "info_json", "tokens_to_model", "descriptions_received", "cloud_s", "replayed", "model_id")
+    __slots__ = ("idempotency_key", "sample_id", "outputs", "outputs_json", "info_json", "tokens_to_model", "descriptions_received", "cloud_s", "replayed", "model_id", "server_s")
     class OutputsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -202,6 +202,7 @@ class SubmitReply(_message.Message):
     CLOUD_S_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVER_S_FIELD_NUMBER: _ClassVar[int]
     idempotency_key: str
     sample_id: str
     outputs: _containers.ScalarMap[str, str]
@@ -212,7 +213,8 @@ class SubmitReply(_message.Message):
     cloud_s: float
     replayed: bool
     model_id: str
-    def __init__(self, idempotency_key: _Optional[str] = ..., sample_id: _Optional[str] = ..., outputs: _Optional[_Mapping[str, str]] = ..., outputs_json: _Optional[_Mapping[str, str]] = ..., info_json: _Optional[str] = ..., tokens_to_model: _Optional[int] = ..., descriptions_received: _Optional[int] = ..., cloud_s: _Optional[float] = ..., replayed: _Optional[bool] = ..., model_id: _Optional[str] = ...) -> None: ...
+    server_s: float
+    def __init__(self, idempotency_key: _Optional[str] = ..., sample_id: _Optional[str] = ..., outputs: _Optional[_Mapping[str, str]] = ..., outputs_json: _Optional[_Mapping[str, str]] = ..., info_json: _Optional[str] = ..., tokens_to_model: _Optional[int] = ..., descriptions_received: _Optional[int] = ..., cloud_s: _Optional[float] = ..., replayed: _Optional[bool] = ..., model_id: _Optional[str] = ..., server_s: _Optional[float] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ()

@@ -230,6 +230,9 @@ def test_edge_and_cloud_commands(tmp_path, fakes, capsys, monkeypatch):
         assert "12 sent, 0 from the journal" in out
         rec = json.loads(next((tmp_path / "runs").glob("*/record.json")).read_text())
         assert rec["status"] == "ok" and rec["transport"]["cloud_model_id"] == "fake-backend-0001"
+        tr = rec["transport"]  # latency percentiles, and the transport's part of them
+        assert tr["answered"] == 12 and "transport (latency minus cloud time) p50" in out
+        assert 0 < tr["transport_ms"]["p50"] <= tr["latency_ms"]["p50"] <= tr["latency_ms"]["p99"]
         assert edge_main(argv) == 0 and "skipped" in capsys.readouterr().out
         assert edge_main(argv + ["--overwrite"]) == 0
         assert "12 sent" in capsys.readouterr().out

@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--workers", type=int, default=1, help="model calls (batches) at once (1)")
     s.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch threads per model call (default: the cores / --workers, at least 1)",
+    )
+    s.add_argument(
         "--max-batch", type=int, default=8, help="requests gathered into one model call (8)"
     )
     s.add_argument(
@@ -246,6 +253,18 @@ def serve_main(args) -> int:
     except ValueError as exc:
         raise security.SecurityError(f"bad limit: {exc}") from None
     gallery = build_gallery(cfg, args.gallery)
+    import os
+
+    threads = (
+        args.threads
+        if args.threads is not None
+        else max(1, (os.cpu_count() or 1) // max(1, args.workers))
+    )
+    if threads < 1:
+        raise security.SecurityError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
     import asyncio
 
     return asyncio.run(

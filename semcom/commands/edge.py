@@ -199,12 +199,23 @@ def run_main(args) -> int:
         "journal": str(journal),
         **transport.stats,
         "retries": client.retries,
+        "retries_by_code": dict(client.retries_by_code),
+        **transport.latency_summary(),
     }
     atomic_write_json(result.record_path, record)
     print(result.summary())
     s = transport.stats
+    why = ", ".join(f"{n} {c}" for c, n in sorted(client.retries_by_code.items()))
     print(
         f"  cloud {args.cloud}: {s['sent']} sent, {s['from_journal']} from the journal, "
         f"{s['cloud_replayed']} replayed by the cloud, {client.retries} retries"
+        + (f" ({why})" if why else "")
     )
+    lat = record["transport"]
+    if lat["latency_ms"]:
+        a, b = lat["latency_ms"], lat["transport_ms"]
+        print(
+            f"  latency p50 {a['p50']:.1f} ms, p90 {a['p90']:.1f} ms, p99 {a['p99']:.1f} ms; "
+            f"transport (latency minus cloud time) p50 {b['p50']:.2f} ms, p99 {b['p99']:.2f} ms"
+        )
     return result.exit_code  # 0 ok, 1 failed, 3 some samples could not be read
