@@ -7,12 +7,15 @@ benchmarks.bench_grpc fuzz`` runs thousands against a ``semcom cloud serve`` pro
 
 Kinds of call (in equal shares, drawn by a seeded generator):
 
-- ``random``: random bytes (0 to 2 KiB) as a Submit message, a Status, Setup or
-  health Check request;
+- ``random``: random bytes (0 to 2 KiB) as a Submit message, a SubmitOne, Rank,
+  Status, Setup or health Check request;
 - ``mutated``: a valid Submit stream (header, chunks, end) with some bytes of one
   message flipped, one message cut short, a message dropped or repeated, or a
   message spliced from another stream;
 - ``truncated``: a valid stream cut after a random message (no end marker).
+
+Mutated and truncated streams go half the time as a Submit stream and half as one
+SubmitOne message (the same parts in a ``SubmitBundle``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ import numpy as np
 
 KINDS = ("random", "mutated", "truncated")
 SUBMIT = "/semcom.v1.EdgeCloud/Submit"
+SUBMIT_ONE = "/semcom.v1.EdgeCloud/SubmitOne"
 UNARY = (
+    SUBMIT_ONE,
+    "/semcom.v1.EdgeCloud/Rank",
     "/semcom.v1.EdgeCloud/Status",
     "/semcom.v1.EdgeCloud/Setup",
     "/grpc.health.v1.Health/Check",
@@ -58,6 +64,14 @@ def _mutate(g: np.random.Generator, streams: list[list[bytes]]) -> list[bytes]:
     return msgs
 
 
+def bundle(parts: list[bytes]) -> bytes:
+    """The serialized ``SubmitBundle`` of serialized parts (field 1, length-delimited),
+    whatever the parts hold."""
+    from semcom.stages.bits import varint
+
+    return b"".join(b"\x0a" + varint(len(p)) + p for p in parts)
+
+
 def fuzz(target: str, metadata, *, n: int, seed: int = 0, threads: int = 4, streams=None):
     """``n`` bad calls to ``target``; ``{"calls", "codes": {name: count}, "by_kind"}``."""
     import grpc
@@ -69,8 +83,14 @@ def fuzz(target: str, metadata, *, n: int, seed: int = 0, threads: int = 4, stre
     def worker(w: int) -> None:
         g = np.random.default_rng([seed, w])
         with grpc.insecure_channel(target) as ch:
-            submit = ch.stream_unary(SUBMIT)
+            stream = ch.stream_unary(SUBMIT)
             unary = {m: ch.unary_unary(m) for m in UNARY}
+
+            def submit(msgs, **kw):  # a stream, or the same parts as one SubmitOne
+                if g.integers(2):
+                    return stream(iter(msgs), **kw)
+                return unary[SUBMIT_ONE](bundle(list(msgs)), **kw)
+
             for k in range(w, n, threads):
                 kind = KINDS[k % len(KINDS)] if streams else "random"
                 try:
@@ -78,15 +98,15 @@ def fuzz(target: str, metadata, *, n: int, seed: int = 0, threads: int = 4, stre
                         data = g.bytes(int(g.integers(0, 2048)))
                         which = int(g.integers(len(UNARY) + 1))
                         if which == len(UNARY):
-                            submit(iter([data]), metadata=metadata, timeout=10)
+                            stream(iter([data]), metadata=metadata, timeout=10)
                         else:
                             unary[UNARY[which]](data, metadata=metadata, timeout=10)
                     elif kind == "mutated":
-                        submit(iter(_mutate(g, streams)), metadata=metadata, timeout=10)
+                        submit(_mutate(g, streams), metadata=metadata, timeout=10)
                     else:
                         s = streams[int(g.integers(len(streams)))]
                         cut = int(g.integers(len(s)))  # 0 .. len-1 messages: no end marker
-                        submit(iter(s[:cut]), metadata=metadata, timeout=10)
+                        submit(s[:cut], metadata=metadata, timeout=10)
                     code = "OK"
                 except grpc.RpcError as exc:
                     code = exc.code().name

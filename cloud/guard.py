@@ -54,7 +54,7 @@ async def _stream(raw_iterator, cls):
 
 
 def _describe(method: str, ctx: dict) -> str:
-    if method == "Submit":
+    if method in ("Submit", "SubmitOne"):
         return f"submit key={ctx.get('key', '-')} sample={ctx.get('sample', '-')}"
     return method.lower()
 
@@ -83,7 +83,7 @@ async def _answer(method, fn, arg, context, metrics):
     else:
         dt = time.perf_counter() - t0
         metrics.call(method, grpc.StatusCode.OK, dt)
-        if method in ("Submit", "Rank"):
+        if method in ("Submit", "SubmitOne", "Rank"):
             log.info("%s %s %.1f ms", _describe(method, ctx), ctx.get("log", ""), 1e3 * dt)
         return reply
     metrics.call(method, code, time.perf_counter() - t0)
@@ -115,6 +115,10 @@ def service_handler(service) -> grpc.GenericRpcHandler:
     methods = {
         "Submit": grpc.stream_unary_rpc_method_handler(
             _client_stream("Submit", service.Submit, pb.SubmitRequest, m),
+            response_serializer=pb.SubmitReply.SerializeToString,
+        ),
+        "SubmitOne": grpc.unary_unary_rpc_method_handler(
+            _unary("SubmitOne", service.SubmitOne, pb.SubmitBundle, m),
             response_serializer=pb.SubmitReply.SerializeToString,
         ),
         "Setup": grpc.unary_unary_rpc_method_handler(

@@ -73,7 +73,7 @@ class Metrics:
         """One finished call: the Status counter of its code and the Prometheus series."""
         name = code.name.lower()
         if code == grpc.StatusCode.OK:
-            if method == "Submit":
+            if method in ("Submit", "SubmitOne"):
                 self.counters["ok"] += 1
         elif name in self.counters:
             self.counters[name] += 1

@@ -34,6 +34,8 @@ __all__ = [
 
 log = logging.getLogger("semcom.cloud")
 
+STREAM_WINDOW_BYTES = 4 << 20  # HTTP/2 receive window per stream (4 MiB: 80 MB/s at 50 ms)
+
 
 # ------------------------------------------------------------------------------ server
 
@@ -103,6 +105,11 @@ class CloudServer:
             ("grpc.so_reuseport", 0),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            # a fixed receive window per stream instead of one that grows with the
+            # bandwidth-delay estimate: a stream the cloud refuses (busy, over the bytes
+            # in flight) can have at most this much in the cloud's buffers
+            ("grpc.http2.bdp_probe", 0),
+            ("grpc.http2.lookahead_bytes", STREAM_WINDOW_BYTES),
         ]
         self.server = grpc.aio.server(
             interceptors=[self._interceptor],

@@ -41,7 +41,7 @@ import grpc
 
 from cloud.batcher import Abandoned, Batcher, Job
 from cloud.gallery import GalleryError, Queries
-from cloud.limits import Abort, Admission, Limits
+from cloud.limits import MIB, Abort, Admission, Limits, release_memory
 from cloud.metrics import Metrics
 from protos import semcom_pb2 as pb
 from semcom import __version__, wire
@@ -50,6 +50,14 @@ from semcom.errors import SemcomError, WireFormatError
 log = logging.getLogger("semcom.cloud")
 
 State = pb.StatusReply.State
+BIG_REQUEST_BYTES = 8 * MIB  # after a call this large, freed heap is returned to the OS
+
+
+def _bare(exc: BaseException) -> BaseException:
+    """``exc`` without its traceback and chained exceptions: their frames would keep the
+    request's bytes alive as long as the exception lives (in futures, in the cache)."""
+    exc.__traceback__ = exc.__context__ = exc.__cause__ = None
+    return exc
 
 
 class CloudService:
@@ -368,6 +376,20 @@ class CloudService:
         finally:
             if ctx["ticket"] is not None:  # not handed to a job: released now
                 ctx["ticket"].release()
+            if ctx.get("nbytes", 0) >= BIG_REQUEST_BYTES:
+                # once this call's frames and messages are gone, hand the heap back
+                loop = asyncio.get_running_loop()
+                for delay in (0.05, 1.0):  # and again once other calls' buffers went
+                    loop.call_later(delay, release_memory)
+
+    async def SubmitOne(self, request, context, ctx=None):
+        """A whole Submit stream in one message: the same checks, answer and counts."""
+
+        async def parts():
+            for part in request.parts:
+                yield part
+
+        return await self.Submit(parts(), context, ctx)
 
     async def _submit(self, request_iterator, context, ctx):
         if self.state != State.SERVING:
@@ -378,36 +400,19 @@ class CloudService:
             }
             raise Abort(grpc.StatusCode.UNAVAILABLE, why.get(self.state, "not serving"))
         lim = self.limits
-        deadline = time.monotonic() + lim.stream_timeout_s
         asm = wire.Assembler(
             max_request_bytes=lim.max_request_bytes,
             max_chunk_bytes=lim.max_chunk_bytes,
             max_pixels=lim.max_pixels,
         )
-        it = request_iterator.__aiter__()
         try:
-            first = await self._next(it, deadline)
-            if first is None:
-                raise WireFormatError("empty stream: no header")
-            asm.feed(first)
-            h = asm.header
-            ctx["key"], ctx["sample"] = h.idempotency_key, h.sample_id
-            self._check_identity(h)
-            setup = self._setup_of(h)
-            if self._needs_query(h):  # a cached reply without its kept image: compute again
-                self._cache.pop(h.idempotency_key, None)
-            new = h.idempotency_key not in self._cache and h.idempotency_key not in self._jobs
-            ctx["ticket"] = self.admission.admit(asm.declared_bytes, slot=new)
-            while True:
-                msg = await self._next(it, deadline)
-                if msg is None:
-                    break
-                asm.feed(msg)
-            item = asm.finish()
-            ctx["received_at"] = time.perf_counter()
-            if not setup:
-                self._check_method(item)
-            item.setup = setup
+            async with asyncio.timeout(lim.stream_timeout_s):  # one timer per stream
+                item = await self._receive(request_iterator.__aiter__(), asm, ctx)
+        except TimeoutError:
+            raise Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "stream not completed within the cloud's stream timeout",
+            ) from None
         except WireFormatError as exc:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         finally:
@@ -494,19 +499,40 @@ class CloudService:
         out.server_s = time.perf_counter() - ctx.get("received_at", time.perf_counter())
         return out
 
+    async def _receive(self, it, asm: wire.Assembler, ctx) -> wire.WireItem:
+        """Read the stream into ``asm``: the header is checked (identity, setup) and the
+        call admitted before any description byte is taken; the item once it ended."""
+        first = await self._next(it)
+        if first is None:
+            raise WireFormatError("empty stream: no header")
+        asm.feed(first)
+        h = asm.header
+        ctx["key"], ctx["sample"] = h.idempotency_key, h.sample_id
+        self._check_identity(h)
+        setup = self._setup_of(h)
+        if self._needs_query(h):  # a cached reply without its kept image: compute again
+            self._cache.pop(h.idempotency_key, None)
+        new = h.idempotency_key not in self._cache and h.idempotency_key not in self._jobs
+        ctx["nbytes"] = asm.declared_bytes
+        ctx["ticket"] = self.admission.admit(asm.declared_bytes, slot=new)
+        while True:
+            msg = await self._next(it)
+            if msg is None:
+                break
+            asm.feed(msg)
+        item = asm.finish()
+        ctx["received_at"] = time.perf_counter()
+        if not setup:
+            self._check_method(item)
+        item.setup = setup
+        return item
+
     @staticmethod
-    async def _next(it, deadline: float):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise WireFormatError("stream not completed within the cloud's stream timeout")
+    async def _next(it):
         try:
-            return await asyncio.wait_for(it.__anext__(), left)
+            return await it.__anext__()
         except StopAsyncIteration:
             return None
-        except TimeoutError:
-            raise WireFormatError(
-                "stream not completed within the cloud's stream timeout"
-            ) from None
 
     def _same_content(self, key: str, have: str, got: str) -> None:
         if have != got:
@@ -612,14 +638,14 @@ class CloudService:
             except Exception as exc:
                 if n == 1:
                     log.debug("request %s failed", items[0].key, exc_info=True)
-                    return [exc]
+                    return [_bare(exc)]
             out = []
             for it in items:
                 try:
                     out.extend(self._process(group, [it]))
                 except Exception as exc:
                     log.debug("request %s failed", it.key, exc_info=True)
-                    out.append(exc)
+                    out.append(_bare(exc))
             return out
         finally:
             with self._lock:

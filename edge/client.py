@@ -98,6 +98,7 @@ class CloudClient:
         self._tls = None if insecure else (ca, cert, key, server_name)
         self.retries = 0
         self.retries_by_code: dict[str, int] = {}  # status code name -> retries after it
+        self._one_message = True  # SubmitOne for small transmissions (until UNIMPLEMENTED)
         self._lock = threading.Lock()
 
     # -- unary calls -----------------------------------------------------------------
@@ -227,21 +228,34 @@ class CloudClient:
 
     # -- Submit ----------------------------------------------------------------------
     def submit(self, header, payloads: list[bytes]):
-        """One transmission -> SubmitReply, retrying what is safe to retry."""
+        """One transmission -> SubmitReply, retrying what is safe to retry. A transmission
+        whose descriptions fit one chunk goes as one message (SubmitOne), else as a
+        stream (Submit)."""
         import grpc
+
+        from protos import semcom_pb2 as pb
 
         start = time.monotonic()
         attempt = deadline_fails = 0
+        one = self._one_message and sum(len(p) for p in payloads) <= self.chunk_bytes
         while True:
             try:
+                messages = wire.request_messages(header, payloads, chunk_bytes=self.chunk_bytes)
+                if one:  # fits one message: a unary call, no request stream to drive
+                    return self.stub.SubmitOne(
+                        pb.SubmitBundle(parts=list(messages)),
+                        timeout=self.timeout_s,
+                        metadata=self._md,
+                        wait_for_ready=False,
+                    )
                 return self.stub.Submit(
-                    wire.request_messages(header, payloads, chunk_bytes=self.chunk_bytes),
-                    timeout=self.timeout_s,
-                    metadata=self._md,
-                    wait_for_ready=False,
+                    messages, timeout=self.timeout_s, metadata=self._md, wait_for_ready=False
                 )
             except grpc.RpcError as exc:
                 code = exc.code()
+                if one and code == grpc.StatusCode.UNIMPLEMENTED:  # a cloud without it
+                    self._one_message = one = False
+                    continue
                 retry_after = _retry_after(exc)
                 # UNAVAILABLE: down, restarting, warming up, draining. CANCELLED: a sync call
                 # is never cancelled by this side, so the server cancelled it (a cloud that

@@ -55,6 +55,12 @@ class SubmitRequest(_message.Message):
     end: SubmitEnd
     def __init__(self, header: _Optional[_Union[SubmitHeader, _Mapping]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ..., end: _Optional[_Union[SubmitEnd, _Mapping]] = ...) -> None: ...
 
+class SubmitBundle(_message.Message):
+    __slots__ = ("parts",)
+    PARTS_FIELD_NUMBER: _ClassVar[int]
+    parts: _containers.RepeatedCompositeFieldContainer[SubmitRequest]
+    def __init__(self, parts: _Optional[_Iterable[_Union[SubmitRequest, _Mapping]]] = ...) -> None: ...
+
 class SubmitHeader(_message.Message):
     __slots__ = ("protocol", "idempotency_key", "run_id", "sample_id", "image_id", "tasks", "question", "height", "width", "model_id", "codebook_id", "settings", "seed", "descriptions", "link", "setup_id")
     class SettingsEntry(_message.Message):

@@ -39,6 +39,11 @@ class EdgeCloudStub:
                 request_serializer=protos_dot_semcom__pb2.SubmitRequest.SerializeToString,
                 response_deserializer=protos_dot_semcom__pb2.SubmitReply.FromString,
                 _registered_method=True)
+        self.SubmitOne = channel.unary_unary(
+                '/semcom.v1.EdgeCloud/SubmitOne',
+                request_serializer=protos_dot_semcom__pb2.SubmitBundle.SerializeToString,
+                response_deserializer=protos_dot_semcom__pb2.SubmitReply.FromString,
+                _registered_method=True)
         self.Status = channel.unary_unary(
                 '/semcom.v1.EdgeCloud/Status',
                 request_serializer=protos_dot_semcom__pb2.StatusRequest.SerializeToString,
@@ -61,6 +66,15 @@ class EdgeCloudServicer:
 
     def Submit(self, request_iterator, context):
         """One transmission in, the cloud's answer out. Idempotent per idempotency_key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitOne(self, request, context):
+        """The same transmission in one message (header, chunks, end, in stream order), for
+        transmissions whose descriptions fit one chunk (at most 1 MiB): no stream to open.
+        Checked, answered and counted exactly as Submit; the edge uses it when it fits.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -101,6 +115,11 @@ def add_EdgeCloudServicer_to_server(servicer, server):
             'Submit': grpc.stream_unary_rpc_method_handler(
                     servicer.Submit,
                     request_deserializer=protos_dot_semcom__pb2.SubmitRequest.FromString,
+                    response_serializer=protos_dot_semcom__pb2.SubmitReply.SerializeToString,
+            ),
+            'SubmitOne': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitOne,
+                    request_deserializer=protos_dot_semcom__pb2.SubmitBundle.FromString,
                     response_serializer=protos_dot_semcom__pb2.SubmitReply.SerializeToString,
             ),
             'Status': grpc.unary_unary_rpc_method_handler(
@@ -145,6 +164,33 @@ class EdgeCloud:
             target,
             '/semcom.v1.EdgeCloud/Submit',
             protos_dot_semcom__pb2.SubmitRequest.SerializeToString,
+            protos_dot_semcom__pb2.SubmitReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitOne(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/semcom.v1.EdgeCloud/SubmitOne',
+            protos_dot_semcom__pb2.SubmitBundle.SerializeToString,
             protos_dot_semcom__pb2.SubmitReply.FromString,
             options,
             channel_credentials,

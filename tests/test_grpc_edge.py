@@ -274,6 +274,58 @@ class _Rpc(__import__("grpc").RpcError):
         return ()
 
 
+def test_small_transmissions_go_as_one_message_large_ones_as_a_stream(tmp_path, fakes):
+    """SubmitOne when the descriptions fit one chunk, a Submit stream otherwise, the same
+    answer either way; a cloud without SubmitOne (UNIMPLEMENTED) gets streams."""
+    import grpc
+
+    from benchmarks.bench_grpc import fake_samples
+    from semcom.stages.envelope import Envelope
+    from semcom.stages.image import PillowCodec
+    from semcom.types import Description, RateLedger
+
+    cfg = _cfg(tmp_path, "cloud.tasks=[caption]")
+    with ServerThread(cfg, token=TOKEN) as srv:
+        st = srv.service.status()
+        s = fake_samples(1)[0]
+        p = PillowCodec("jpeg", 60).encode(s.image)
+        data, led = Envelope("jpeg", 0, 1, 96, 96).wrap(p.data, p.ledger)
+        desc = Description(s.image_id, 0, 1, data, (96, 96), RateLedger().merged(led))
+
+        def submit(client, key):
+            header, payloads = wire.make_header(
+                key=key,
+                run_id="r",
+                sample_id=key,
+                image_id=s.image_id,
+                tasks=["caption"],
+                question=None,
+                original_hw=(96, 96),
+                model_id=st.model_id,
+                codebook_id="",
+                settings=wire.agreed_settings(cfg),
+                seed=0,
+                received=[desc],
+                link_cfg=cfg.channel,
+            )
+            return client.submit(header, payloads).outputs["caption"]
+
+        one = CloudClient(srv.target, token=TOKEN, insecure=True)
+        streamed = CloudClient(srv.target, token=TOKEN, insecure=True, chunk_bytes=64)
+        assert submit(one, "r/caption/a") == submit(streamed, "r/caption/b")
+        calls = srv.service.metrics.summary()["by_status"]
+        assert calls["SubmitOne:OK"] == 1 and calls["Submit:OK"] == 1, calls
+
+        def old_cloud(*a, **kw):
+            raise _Rpc(grpc.StatusCode.UNIMPLEMENTED)
+
+        one.stub.SubmitOne = old_cloud
+        assert submit(one, "r/caption/c") and not one._one_message
+        assert srv.service.metrics.summary()["by_status"]["Submit:OK"] == 2
+        one.close()
+        streamed.close()
+
+
 def test_which_codes_the_edge_retries(tmp_path):
     """UNAVAILABLE and CANCELLED (a stopping cloud cancels its calls; either can reach the
     edge, depending on how far the stream got) are retried with the same request;
@@ -294,6 +346,9 @@ def test_which_codes_the_edge_retries(tmp_path):
                     raise _Rpc(code)
                 return pb.SubmitReply(idempotency_key="k/caption/s")
 
+            def SubmitOne(self, bundle, **kw):  # small transmissions: one message
+                return self.Submit(bundle.parts, **kw)
+
         client.stub = Stub()
         assert client.submit(header, []).idempotency_key == "k/caption/s"
         assert calls == ["k/caption/s"] * 3, code
@@ -303,6 +358,8 @@ def test_which_codes_the_edge_retries(tmp_path):
         def Submit(self, messages, **kw):
             calls.append(1)
             raise _Rpc(grpc.StatusCode.INVALID_ARGUMENT)
+
+        SubmitOne = Submit
 
     client.stub = Refusing()
     with pytest.raises(CloudError, match="INVALID_ARGUMENT"):

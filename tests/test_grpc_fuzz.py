@@ -48,7 +48,7 @@ def test_fuzz_no_unknown_no_crash_and_a_valid_request_answered_after(monkeypatch
         calls = [
             r
             for r in records
-            if r.getMessage().startswith(("submit ", "status ", "setup ", "health.check "))
+            if r.getMessage().startswith(("submit ", "status ", "setup ", "health.check ", "rank "))
         ]
         ok_submits = [
             r for r in calls if r.getMessage().startswith("submit ") and "->" not in r.getMessage()

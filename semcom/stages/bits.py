@@ -146,11 +146,24 @@ class BitReader:
         return self._take(n, field).copy()
 
     def read_bytes(self, n: int, field: str = "bytes") -> bytes:
-        if self.pos % 8 == 0 and 0 <= n and self.pos + 8 * n <= self._nbits:
-            lo = self.pos // 8
-            self.pos += 8 * n
-            return self._data[lo : lo + n].tobytes()
-        return np.packbits(self._take(8 * n, field)).tobytes()
+        return bytes(self.read_view(n, field))
+
+    def read_view(self, n: int, field: str = "bytes"):
+        """``n`` bytes as a buffer: a read-only view of the data when byte-aligned (no
+        copy), else the bytes shifted into place (one array of ``n`` bytes, never the
+        8 x expansion of unpacking the bits)."""
+        if n < 0 or self.pos + 8 * n > self._nbits:
+            raise WireFormatError(
+                f"{self.what} truncated: {field} needs {8 * n} bits at bit "
+                f"{self.pos}, {self.remaining} left"
+            )
+        lo, shift = divmod(self.pos, 8)
+        self.pos += 8 * n
+        if shift == 0:
+            return memoryview(self._data[lo : lo + n])
+        out = np.left_shift(self._data[lo : lo + n], shift)  # uint8: high bits drop
+        out |= np.right_shift(self._data[lo + 1 : lo + n + 1], 8 - shift)
+        return memoryview(out)
 
     def read_varint(self, field: str = "varint") -> int:
         """A LEB128 value written by :meth:`BitWriter.write_varint` (at most 5 bytes)."""

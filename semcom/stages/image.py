@@ -63,11 +63,55 @@ def _pillow(image: np.ndarray, fmt: str, quality: int, *, optimize: bool = True)
     return buf.getvalue()
 
 
-def _open(data: bytes, fmt: str) -> np.ndarray:
+class _Parts(io.RawIOBase):
+    """A read-only file over byte buffers laid end to end, without joining them: a
+    received file (or a stream header + a received scan) is decoded in place, not copied
+    first (a cloud receiving large images holds each once)."""
+
+    def __init__(self, parts):
+        self._parts = [memoryview(p).cast("B") for p in parts]
+        self._ends = np.cumsum([len(p) for p in self._parts]).tolist()
+        self._size = self._ends[-1] if self._ends else 0
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + int(offset))
+        return self._pos
+
+    def readinto(self, buf) -> int:
+        out = memoryview(buf).cast("B")
+        n = 0
+        start = 0
+        for part, end in zip(self._parts, self._ends):
+            if n >= len(out) or self._pos >= self._size:
+                break
+            if self._pos < end:
+                lo = self._pos - start
+                take = min(len(part) - lo, len(out) - n)
+                out[n : n + take] = part[lo : lo + take]
+                n += take
+                self._pos += take
+            start = end
+        return n
+
+
+def _open(data, fmt: str) -> np.ndarray:
+    """Decode a file given as bytes, or as a list of buffers to read end to end."""
     from PIL import Image, UnidentifiedImageError
 
+    parts = data if isinstance(data, list) else [data]
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(io.BufferedReader(_Parts(parts))) as im:
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise WireFormatError(f"{fmt} bytes do not decode: {exc}") from None
@@ -192,7 +236,7 @@ class PillowCodec(Stage):
     # -- cloud -------------------------------------------------------------------------
     def read(self, r: BitReader, /, *, hw=None) -> np.ndarray:
         if self.headers == "file":
-            return _open(r.read_bytes(r.remaining // 8, f"{self.fmt} file"), self.fmt)
+            return _open(r.read_view(r.remaining // 8, f"{self.fmt} file"), self.fmt)
         if hw is None:
             raise ValueError("a shared-header stream needs the image size")
         h, w = (int(v) for v in hw)
@@ -201,10 +245,10 @@ class PillowCodec(Stage):
             if optimized:
                 n = r.read_varint("JPEG table bytes")
                 dht = r.read_bytes(n, "JPEG Huffman tables")
-            scan = r.read_bytes(r.remaining // 8, "JPEG scan")
+            scan = r.read_view(r.remaining // 8, "JPEG scan")
             tables = self._nodht + dht if optimized else self._tables
             sof = _patch_sof(self._sof, (h, w))
-            return _open(self._pre + sof + tables + self._sos + scan + b"\xff\xd9", "jpeg")
+            return _open([self._pre + sof + tables + self._sos, scan, b"\xff\xd9"], "jpeg")
         frame = r.read_bytes(r.remaining // 8, "WebP frame")
         if len(frame) < 3:
             raise WireFormatError("WebP frame too short")

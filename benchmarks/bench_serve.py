@@ -1,0 +1,564 @@
+"""The daemons on the real path: throughput with the tiny LLaVA, and memory under 60 MB streams.
+
+``throughput(seconds, clients)``: VQA with the trained tiny LLaVA and the default token
+method (world seed 5151, never used for training or tuning), ideal link. The edge's
+work is done once, up front: every sample's descriptions and the stream setup. Then
+
+- **in process**: :class:`cloud.session.CloudSession` (what ``semcom run`` calls) on
+  batches of ``batch`` of those items, round after round for ``ref_seconds``: samples/s
+  and each sample's answer;
+- **daemons**: ``semcom cloud serve`` in a subprocess (``--max-batch`` = ``batch``, 1
+  worker) and ``clients`` concurrent edge clients in this process (each its own channel,
+  the edge's :class:`edge.client.CloudClient`), each submitting samples in turn with a
+  unique idempotency key for ``seconds``.
+
+Both sides use ``threads`` torch threads. Reported: daemon requests/s against in-process
+samples/s (the ratio), latency p50 / p99, the transport's part of each request (its
+latency minus the time the cloud held it, ``SubmitReply.server_s``) at p50 / p99, batch
+sizes, and the accounting key by key: ``lost``, ``duplicated``, and ``mismatched`` =
+answers that differ from the in-process answer for the same sample.
+
+``memory(streams, mib, cap_mib)``: a cloud daemon (the cheap JPEG cloud of
+:mod:`benchmarks.bench_grpc`) with ``--max-inflight-mib cap_mib``; ``streams`` edge
+clients each send one ``mib`` MB description at once (bytes that are not a JPEG: the
+request is received whole, held, and finally rejected at decoding, INVALID_ARGUMENT,
+the case that used to keep its memory); a client told RESOURCE_EXHAUSTED waits for
+the hint and retries. The cloud's RSS (``/proc/PID/status``) is sampled every 10 ms:
+idle before, peak during, and after the last answer, the time until it is back within
+``idle + 5%``, and the RSS 5 s later.
+
+``python -m benchmarks.bench_serve [throughput|memory] [--seconds S] [--clients N]``
+runs one part; ``make bench`` runs both (``SEMCOM_BENCH_SECONDS`` shortens it).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SECONDS = float(os.environ.get("SEMCOM_BENCH_SECONDS", "60"))
+CLIENTS = 32
+WORLD_SEED = 5151
+SETS = [
+    "edge.model.name=llava",
+    "cloud.model.name=llava",
+    "cloud.tasks=[vqa]",
+    f"data.world_seed={WORLD_SEED}",
+    "data.num_images=100",
+    "run.progress=false",
+]
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _start(cmd: list[str], port_file: Path, env=None) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    t0 = time.time()
+    while not port_file.exists():
+        if proc.poll() is not None or time.time() - t0 > 120:
+            out = proc.communicate()[0] if proc.poll() is not None else ""
+            proc.kill()
+            raise RuntimeError(f"cloud daemon did not start: {out[-2000:]}")
+        time.sleep(0.05)
+    return proc, int(port_file.read_text())
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    proc.terminate()
+    try:
+        return proc.communicate(timeout=60)[0] or ""
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[0] or ""
+
+
+def _cpu_s(pid: int | None = None) -> float:
+    """User + system CPU seconds of process ``pid`` (this one by default; Linux /proc)."""
+    if pid is None:
+        return time.process_time()
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def _load(target, token, reqs, clients: int, seconds: float, tag: str) -> dict:
+    """``clients`` edge clients (one channel each) submitting ``reqs`` in turn, each with a
+    unique idempotency key, for ``seconds``: latencies, the transport's part, the keys
+    sent and answered, the answers, and this process's CPU seconds."""
+    from edge.client import CloudClient
+
+    n = len(reqs)
+    lat, ovh, acked, sent, answers = [], [], [], [], []
+    lock = threading.Lock()
+    stop_at = [float("inf")]
+    go = threading.Barrier(clients + 1)
+
+    def client(c: int) -> None:
+        cl = CloudClient(target, token=token, insecure=True, timeout_s=120)
+        mine = []
+        try:
+            cl.status()
+            go.wait()
+            i = 0
+            while time.perf_counter() < stop_at[0]:
+                sid, header, payloads = reqs[(c * 7 + i) % n]
+                h = type(header)()
+                h.CopyFrom(header)
+                h.idempotency_key = f"bench-serve/vqa/{tag}{c}-{i}"
+                i += 1
+                t = time.perf_counter()
+                try:
+                    reply = cl.submit(h, payloads)
+                except Exception:
+                    mine.append((h.idempotency_key, None, None, None))
+                    continue
+                dt = time.perf_counter() - t
+                mine.append((h.idempotency_key, dt, reply, sid))
+        finally:
+            cl.close()
+            with lock:
+                for key, dt, reply, sid in mine:
+                    sent.append(key)
+                    if reply is not None:
+                        lat.append(dt)
+                        ovh.append(max(0.0, dt - reply.server_s))
+                        acked.append(reply.idempotency_key)
+                        answers.append((sid, reply.outputs["vqa"]))
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    go.wait()
+    cpu0, t0 = _cpu_s(), time.perf_counter()
+    stop_at[0] = t0 + seconds
+    for t in threads:
+        t.join()
+    return {
+        "lat": lat,
+        "ovh": ovh,
+        "acked": acked,
+        "sent": sent,
+        "answers": answers,
+        "wall": time.perf_counter() - t0,
+        "cpu": _cpu_s() - cpu0,
+    }
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _scrape(port: int) -> dict:
+    """Batch sizes, queue wait and model time from the cloud's Prometheus endpoint."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+    val = {}
+    for line in text.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, v = line.rpartition(" ")
+            val[name] = float(v)
+
+    def mean(metric, scale=1.0):
+        n = val.get(f"{metric}_count", 0.0)
+        return scale * val.get(f"{metric}_sum", float("nan")) / n if n else float("nan")
+
+    return {
+        "batches": val.get("semcom_cloud_batch_size_count", 0.0),
+        "batch_mean": mean("semcom_cloud_batch_size"),
+        "queue_wait_ms_mean": mean("semcom_cloud_queue_wait_seconds", 1e3),
+        "model_ms_mean": mean("semcom_cloud_model_seconds", 1e3),
+    }
+
+
+def _pct(xs, q) -> float:
+    return float(np.percentile(xs, q)) if len(xs) else float("nan")
+
+
+# ------------------------------------------------------------------------------ throughput
+
+
+def _edge_items(cfg):
+    """Every sample's (sample, descriptions) through the edge, and the stream setup."""
+    from edge.pipeline import EdgePipeline
+    from semcom.commands.runner import get_backend, load_samples
+    from semcom.data import read_batch
+
+    backend = get_backend(cfg.cloud.model, "cpu")
+    edge = EdgePipeline(cfg, backend=backend)
+    samples = load_samples(cfg, "vqa")
+    setup = edge.setup(samples)
+    out = []
+    for b in range(0, len(samples), 32):
+        batch, failed = read_batch(samples[b : b + 32])
+        assert not failed, failed
+        for s, er in zip(batch, edge.encode(batch, "vqa")):
+            out.append((s, list(er.descriptions)))
+    return backend, setup, out
+
+
+def throughput(
+    seconds: float | None = None,
+    clients: int = CLIENTS,
+    *,
+    batch: int = 32,
+    threads: int = 2,
+    ref_seconds: float = 15.0,
+) -> dict:
+    import torch
+
+    from cloud.pipeline import CloudItem
+    from cloud.session import CloudSession
+    from edge.client import CloudClient
+    from semcom import security, wire
+    from semcom.config import load_config
+
+    seconds = SECONDS if seconds is None else float(seconds)
+    torch.set_num_threads(threads)
+    cfg = load_config(None, SETS)
+    backend, setup, items = _edge_items(cfg)
+    n = len(items)
+
+    # in process: the cloud session on batches, round after round
+    session = CloudSession(cfg, backend, ["vqa"], setup=setup)
+    ref: dict[str, str] = {}
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < ref_seconds or done < n:
+        for b in range(0, n, batch):
+            chunk = items[b : b + batch]
+            citems = [CloudItem(s.sample_id, d, s.hw, s.question) for s, d in chunk]
+            replies = session.process(citems, [s for s, _ in chunk])
+            for (s, _), r in zip(chunk, replies):
+                ref.setdefault(s.sample_id, r["outputs"]["vqa"])
+            done += len(chunk)
+    ref_wall = time.perf_counter() - t0
+    ref_sps = done / ref_wall
+    del session
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        paths = security.make_dev_pki(tmp, client=False)
+        token = paths["token"].read_text().strip()
+        cmd = [sys.executable, "-m", "semcom", "cloud", "serve", "--insecure"]
+        cmd += ["--listen", "127.0.0.1:0", "--port-file", str(tmp / "port")]
+        cmd += ["--token-file", str(paths["token"]), "--max-batch", str(batch)]
+        cmd += ["--workers", "1", "--threads", str(threads), "-q"]
+        mport = _free_port()
+        cmd += ["--metrics-listen", f"127.0.0.1:{mport}"]
+        for s in SETS:
+            cmd += ["--set", s]
+        proc, port = _start(cmd, tmp / "port")
+        target = f"127.0.0.1:{port}"
+        try:
+            probe = CloudClient(target, token=token, insecure=True)
+            st = probe.wait_until_serving(300)
+            setup_id = probe.setup(setup) if setup else ""
+            settings = wire.agreed_settings(cfg)
+            codebook_id = wire.codebook_id(cfg)
+            # every request's header and payloads, built before the clock starts
+            reqs = []
+            for s, descs in items:
+                header, payloads = wire.make_header(
+                    key="",
+                    run_id="bench-serve",
+                    sample_id=s.sample_id,
+                    image_id=s.image_id,
+                    tasks=["vqa"],
+                    question=s.question,
+                    original_hw=s.hw,
+                    model_id=st.model_id,
+                    codebook_id=codebook_id,
+                    settings=settings,
+                    seed=cfg.run.seed,
+                    received=descs,
+                    link_cfg=cfg.channel,
+                    setup=setup_id,
+                )
+                reqs.append((s.sample_id, header, payloads))
+            cpu0 = _cpu_s(proc.pid)
+            main = _load(target, token, reqs, clients, seconds, "c")
+            cloud_cpu = _cpu_s(proc.pid) - cpu0
+            batches = _scrape(mport)
+            solo = _load(target, token, reqs, 1, min(10.0, seconds), "solo")
+            final = probe.status()
+            probe.close()
+        finally:
+            log = _stop(proc)
+
+    from collections import Counter
+
+    keys = Counter(k for ph in (main, solo) for k in ph["acked"])
+    sent_keys = {k for ph in (main, solo) for k in ph["sent"]}
+    lost = len(sent_keys - set(keys))
+    duplicated = sum(v - 1 for v in keys.values()) + max(0, final.counters.computed - len(keys))
+    mismatched = sum(ref[sid] != out for ph in (main, solo) for sid, out in ph["answers"])
+    all_lat, all_ovh = np.array(main["lat"]) * 1e3, np.array(main["ovh"]) * 1e3
+    solo_ovh = np.array(solo["ovh"]) * 1e3
+    n_ok, wall = len(main["acked"]), main["wall"]
+    rps = n_ok / wall
+    del log
+    result = {
+        "world_seed": WORLD_SEED,
+        "samples": n,
+        "clients": clients,
+        "threads": threads,
+        "max_batch": batch,
+        "in_process": {"samples_per_s": ref_sps, "samples": done, "wall_s": ref_wall},
+        "daemons": {
+            "requests_per_s": rps,
+            "seconds": wall,
+            "sent": len(main["sent"]),
+            "ok": n_ok,
+            "cpu_ms_per_request": {
+                "cloud": 1e3 * cloud_cpu / max(1, n_ok),
+                "edge_clients": 1e3 * main["cpu"] / max(1, n_ok),
+            },
+            "latency_ms": {q: _pct(all_lat, int(q[1:])) for q in ("p50", "p90", "p99")},
+            "transport_ms": {q: _pct(all_ovh, int(q[1:])) for q in ("p50", "p90", "p99")},
+            "cloud_computed": final.counters.computed,
+            "cloud_busy": final.counters.resource_exhausted,
+            **batches,
+        },
+        "one_client": {
+            "requests": len(solo["acked"]),
+            "transport_ms": {q: _pct(solo_ovh, int(q[1:])) for q in ("p50", "p90", "p99")},
+        },
+        "ratio": rps / ref_sps,
+        "lost": lost,
+        "duplicated": duplicated,
+        "mismatched": mismatched,
+    }
+    d = result["daemons"]
+    result["summary"] = (
+        f"tiny LLaVA VQA (world seed {WORLD_SEED}, {n} samples, {threads} torch threads, "
+        f"{os.cpu_count()} cores): in process (CloudSession, batches of {batch}) "
+        f"{ref_sps:.1f} samples/s; {clients} edge clients x {wall:.0f} s against "
+        f"`semcom cloud serve --max-batch {batch}` on loopback: {rps:.1f} requests/s = "
+        f"{result['ratio']:.2f}x; latency p50 {d['latency_ms']['p50']:.0f} ms, p99 "
+        f"{d['latency_ms']['p99']:.0f} ms; transport p50 {d['transport_ms']['p50']:.2f} ms, "
+        f"p99 {d['transport_ms']['p99']:.2f} ms (queueing on the cloud's event loop included); "
+        f"CPU per request: cloud {d['cpu_ms_per_request']['cloud']:.2f} ms (model included), "
+        f"edge clients {d['cpu_ms_per_request']['edge_clients']:.2f} ms; one client alone: "
+        f"transport p50 {result['one_client']['transport_ms']['p50']:.2f} ms, p99 "
+        f"{result['one_client']['transport_ms']['p99']:.2f} ms over "
+        f"{result['one_client']['requests']} requests; batches of {d['batch_mean']:.1f} on "
+        f"average, queue wait {d['queue_wait_ms_mean']:.0f} ms, model {d['model_ms_mean']:.0f} "
+        f"ms per batch; sent {len(sent_keys)}, ok "
+        f"{sum(keys.values())}, lost {lost}, duplicated {duplicated}, mismatched "
+        f"{mismatched} (vs in process)"
+    )
+    return result
+
+
+# ------------------------------------------------------------------------------ memory
+
+
+def memory(streams: int = 8, mib: float = 60.0, cap_mib: float = 128.0, rounds: int = 2) -> dict:
+    from edge.client import CloudClient
+    from semcom import security, wire
+    from semcom.config import load_config
+    from semcom.stages.envelope import Envelope
+    from semcom.types import Description, RateLedger
+
+    size = int(mib * 1e6)
+    hw = (4000, 3000)
+    cfg = load_config(None, ["edge.method=jpeg", "edge.image.quality=75"])
+    rng = np.random.default_rng(0)
+    blob = rng.integers(0, 256, size=size, dtype=np.uint8).tobytes()  # not a JPEG
+    data, led = Envelope("jpeg", 0, 1, *hw).wrap(
+        blob, RateLedger().add("image", "payload", 8 * size)
+    )
+    desc = Description("big", 0, 1, data, hw, led)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        paths = security.make_dev_pki(tmp, client=False)
+        token = paths["token"].read_text().strip()
+        cmd = [sys.executable, "-m", "benchmarks.bench_grpc", "cloud", "serve", "--insecure"]
+        cmd += ["--listen", "127.0.0.1:0", "--port-file", str(tmp / "port")]
+        cmd += ["--token-file", str(paths["token"]), "--max-inflight-mib", f"{cap_mib:g}"]
+        cmd += ["--set", "edge.method=jpeg", "--set", "edge.image.quality=75", "-q"]
+        proc, port = _start(cmd, tmp / "port")
+        target = f"127.0.0.1:{port}"
+        try:
+            probe = CloudClient(target, token=token, insecure=True)
+            st = probe.wait_until_serving(120)
+            time.sleep(2.0)
+            idle = min(_rss_mb(proc.pid) for _ in range(5) if not time.sleep(0.1))
+            settings = wire.agreed_settings(cfg)
+            rounds_out = []
+            for rnd in range(rounds):
+                rounds_out.append(
+                    _memory_round(
+                        target, token, st.model_id, settings, cfg, desc, hw, proc.pid, streams, rnd
+                    )
+                )
+            final = probe.status()
+            probe.close()
+        finally:
+            _stop(proc)
+    bound = idle + 1.5 * cap_mib * (1 << 20) / 1e6
+    for r in rounds_out:
+        r["back_to_idle_s"] = next((t for t, m in r.pop("after") if m <= idle * 1.05), None)
+        r["within_bound"] = bool(r["peak_rss_mb"] <= bound)
+    result = {
+        "streams": streams,
+        "stream_mb": mib,
+        "cap_mib": cap_mib,
+        "idle_rss_mb": idle,
+        "bound_mb": bound,
+        "rounds": rounds_out,
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds_out),
+        "within_bound": all(r["within_bound"] for r in rounds_out),
+        "back_to_idle_s": max(
+            (r["back_to_idle_s"] for r in rounds_out),
+            key=lambda v: float("inf") if v is None else v,
+        ),
+        "cloud_busy": final.counters.resource_exhausted,
+        "cloud_invalid": final.counters.invalid_argument,
+    }
+    per = "; ".join(
+        f"round {k + 1}: peak {r['peak_rss_mb']:.0f} MB, "
+        + (
+            f"back within 5% of idle {r['back_to_idle_s']:.2f} s after the last answer"
+            if r["back_to_idle_s"] is not None
+            else "not back within 5% of idle in 5 s"
+        )
+        + f", {r['rss_after_5s_mb']:.0f} MB at 5 s, answers {dict(_count(r['codes']))}"
+        for k, r in enumerate(rounds_out)
+    )
+    result["summary"] = (
+        f"{rounds} x {streams} concurrent {mib:g} MB streams (not JPEG: received whole, "
+        f"then rejected) into a cloud with --max-inflight-mib {cap_mib:g}: RSS idle "
+        f"{idle:.0f} MB, bound idle + 1.5 x cap = {bound:.0f} MB "
+        f"({'within' if result['within_bound'] else 'OVER'}); {per}; "
+        f"{final.counters.resource_exhausted} RESOURCE_EXHAUSTED answers, retried"
+    )
+    return result
+
+
+def _memory_round(target, token, model_id, settings, cfg, desc, hw, pid, streams, rnd) -> dict:
+    """One round: ``streams`` clients send ``desc`` at once; RSS sampled every 10 ms until
+    5 s after the last answer."""
+    from edge.client import CloudClient, CloudError
+    from semcom import wire
+
+    samples: list[tuple[float, float]] = []
+    sampling = [True]
+
+    def sample() -> None:
+        while sampling[0]:
+            samples.append((time.perf_counter(), _rss_mb(pid)))
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    codes: list[str] = []
+    go = threading.Barrier(streams)
+
+    def client(c: int) -> None:
+        cl = CloudClient(target, token=token, insecure=True, timeout_s=120)
+        header, payloads = wire.make_header(
+            key=f"bench-mem/caption/r{rnd}s{c}",
+            run_id="bench-mem",
+            sample_id=f"r{rnd}s{c}",
+            image_id="big",
+            tasks=["caption"],
+            question=None,
+            original_hw=hw,
+            model_id=model_id,
+            codebook_id="",
+            settings=settings,
+            seed=0,
+            received=[desc],
+            link_cfg=cfg.channel,
+        )
+        go.wait()
+        try:
+            cl.submit(header, payloads)
+            codes.append("OK")
+        except CloudError as exc:
+            codes.append(exc.code_name)
+        finally:
+            cl.close()
+
+    t_start = time.perf_counter()
+    cs = [threading.Thread(target=client, args=(c,)) for c in range(streams)]
+    for t in cs:
+        t.start()
+    for t in cs:
+        t.join()
+    t_end = time.perf_counter()
+    time.sleep(5.0)
+    sampling[0] = False
+    sampler.join()
+    during = [r for t, r in samples if t <= t_end]
+    after = [(t - t_end, r) for t, r in samples if t > t_end]
+    return {
+        "peak_rss_mb": max(during) if during else float("nan"),
+        "rss_after_5s_mb": after[-1][1] if after else float("nan"),
+        "after": after,
+        "codes": sorted(codes),
+        "wall_s": t_end - t_start,
+    }
+
+
+def _count(xs):
+    from collections import Counter
+
+    return Counter(xs)
+
+
+def run(seconds: float | None = None) -> dict:
+    t = throughput(seconds)
+    m = memory()
+    return {"summary": t["summary"] + "\n" + m["summary"], "throughput": t, "memory": m}
+
+
+def _main(argv: list[str]) -> int:
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_serve", description=__doc__)
+    p.add_argument("part", nargs="?", choices=("throughput", "memory", "all"), default="all")
+    p.add_argument("--seconds", type=float, default=SECONDS)
+    p.add_argument("--clients", type=int, default=CLIENTS)
+    p.add_argument("--json", metavar="FILE")
+    a = p.parse_args(argv)
+    if a.part == "throughput":
+        r = throughput(a.seconds, a.clients)
+    elif a.part == "memory":
+        r = memory()
+    else:
+        r = run(a.seconds)
+    print(r["summary"])
+    if a.json:
+        Path(a.json).write_text(json.dumps(r, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
