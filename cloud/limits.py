@@ -197,16 +197,3 @@ def release_memory() -> None:
     """``malloc_trim(0)``: return freed heap pages to the OS (glibc; no-op elsewhere)."""
     if _libc():
         _LIBC.malloc_trim(0)
-
-
-M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-
-
-def map_large_buffers(threshold: int = 1 << 20) -> bool:
-    """Make glibc serve every allocation of ``threshold`` bytes or more by its own mapping
-    (``mallopt(M_MMAP_THRESHOLD)``; this also stops the threshold from growing with
-    use), so a request's buffers go back to the OS the moment they are freed instead of
-    staying in a fragmented heap. The cloud daemon calls it once at start. False where
-    there is no glibc."""
-    lib = _libc()
-    return bool(lib and hasattr(lib, "mallopt") and lib.mallopt(M_MMAP_THRESHOLD, int(threshold)))

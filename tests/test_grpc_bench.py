@@ -38,7 +38,7 @@ def test_serving_benchmark_on_the_tiny_llava_accounts_for_every_request():
 def test_memory_benchmark_stays_within_the_in_flight_cap_and_returns_to_idle():
     from benchmarks.bench_serve import memory
 
-    r = memory(streams=4, mib=30, cap_mib=64, rounds=2)
+    r = memory(streams=4, mib=60, cap_mib=128, rounds=2)
     for rnd in r["rounds"]:
         assert rnd["codes"] == ["INVALID_ARGUMENT"] * 4  # received whole, then refused
     assert r["within_bound"], r["summary"]

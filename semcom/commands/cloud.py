@@ -265,9 +265,6 @@ def serve_main(args) -> int:
     import torch
 
     torch.set_num_threads(threads)
-    from cloud.limits import map_large_buffers
-
-    map_large_buffers()
     import asyncio
 
     return asyncio.run(
