@@ -1,16 +1,21 @@
 """The daemons on the real path: throughput with the tiny LLaVA, and memory under 60 MB streams.
 
-``throughput(seconds, clients)``: VQA with the trained tiny LLaVA and the default token
-method (world seed 5151, never used for training or tuning), ideal link. The edge's
-work is done once, up front: every sample's descriptions and the stream setup. Then
+``throughput(seconds, clients, setting=...)``: VQA with the trained tiny LLaVA on world
+seed 5151 (never used for training or tuning), ideal link, in one of two settings:
+``defaults`` (the token method's defaults: every patch token, float16) or ``run.yaml``
+(the README's token point: 16 language-guided tokens, the position-residual codebook, 4
+descriptions). The edge's work is done once, up front: every sample's descriptions and
+the stream setup. Then
 
 - **in process**: :class:`cloud.session.CloudSession` (what ``semcom run`` calls) on
   batches of ``batch`` of those items, round after round for ``ref_seconds``: samples/s
   and each sample's answer;
 - **daemons**: ``semcom cloud serve`` in a subprocess (``--max-batch`` = ``batch``, 1
-  worker) and ``clients`` concurrent edge clients in this process (each its own channel,
-  the edge's :class:`edge.client.CloudClient`), each submitting samples in turn with a
-  unique idempotency key for ``seconds``.
+  worker, a queue that admits every request in flight) and ``clients`` edge clients in
+  this process (each its own channel, the edge's :class:`edge.client.CloudClient`, with
+  ``inflight`` requests in flight as ``semcom edge run --concurrency``), submitting
+  samples in turn with unique idempotency keys for ``seconds``; then one client with one
+  request in flight for 10 s (the transport unloaded).
 
 Both sides use ``threads`` torch threads. Reported: daemon requests/s against in-process
 samples/s (the ratio), latency p50 / p99, the transport's part of each request (its
@@ -27,8 +32,9 @@ the hint and retries. The cloud's RSS (``/proc/PID/status``) is sampled every 10
 idle before, peak during, and after the last answer, the time until it is back within
 ``idle + 5%``, and the RSS 5 s later.
 
-``python -m benchmarks.bench_serve [throughput|memory] [--seconds S] [--clients N]``
-runs one part; ``make bench`` runs both (``SEMCOM_BENCH_SECONDS`` shortens it).
+``python -m benchmarks.bench_serve [throughput|memory] [--setting S] [--seconds S]
+[--clients N]`` runs one part; ``make bench`` runs both settings and the memory part
+(``SEMCOM_BENCH_SECONDS`` shortens the throughput phases).
 """
 
 from __future__ import annotations
@@ -47,14 +53,18 @@ ROOT = Path(__file__).resolve().parent.parent
 SECONDS = float(os.environ.get("SEMCOM_BENCH_SECONDS", "60"))
 CLIENTS = 32
 WORLD_SEED = 5151
-SETS = [
-    "edge.model.name=llava",
-    "cloud.model.name=llava",
-    "cloud.tasks=[vqa]",
+COMMON = [
+    "channel.link=ideal",
     f"data.world_seed={WORLD_SEED}",
     "data.num_images=100",
     "run.progress=false",
 ]
+# name -> (config file or None, overrides): the token method's defaults (every patch
+# token, float16), and the README's token point (16 tokens, the codebook, 4 descriptions)
+SETTINGS = {
+    "defaults": (None, ["edge.model.name=llava", "cloud.model.name=llava", "cloud.tasks=[vqa]"]),
+    "run.yaml": (str(ROOT / "configs" / "run.yaml"), []),
+}
 
 
 def _rss_mb(pid: int) -> float:
@@ -101,30 +111,35 @@ def _cpu_s(pid: int | None = None) -> float:
         return float("nan")
 
 
-def _load(target, token, reqs, clients: int, seconds: float, tag: str) -> dict:
-    """``clients`` edge clients (one channel each) submitting ``reqs`` in turn, each with a
-    unique idempotency key, for ``seconds``: latencies, the transport's part, the keys
-    sent and answered, the answers, and this process's CPU seconds."""
+def _load(target, token, reqs, clients: int, seconds: float, tag: str, inflight: int = 1) -> dict:
+    """``clients`` edge clients (one channel each), each keeping ``inflight`` requests in
+    flight (as ``semcom edge run --concurrency``), submitting ``reqs`` in turn with unique
+    idempotency keys for ``seconds``: latencies, the transport's part, the keys sent and
+    answered, the answers, and this process's CPU seconds."""
     from edge.client import CloudClient
 
     n = len(reqs)
     lat, ovh, acked, sent, answers = [], [], [], [], []
     lock = threading.Lock()
     stop_at = [float("inf")]
-    go = threading.Barrier(clients + 1)
+    go = threading.Barrier(clients * inflight + 1)
+    channels = [
+        CloudClient(target, token=token, insecure=True, timeout_s=120) for _ in range(clients)
+    ]
+    for cl in channels:
+        cl.status()
 
-    def client(c: int) -> None:
-        cl = CloudClient(target, token=token, insecure=True, timeout_s=120)
+    def worker(c: int, w: int) -> None:
+        cl = channels[c]
         mine = []
         try:
-            cl.status()
             go.wait()
             i = 0
             while time.perf_counter() < stop_at[0]:
-                sid, header, payloads = reqs[(c * 7 + i) % n]
+                sid, header, payloads = reqs[(c * 7 + w * 3 + i) % n]
                 h = type(header)()
                 h.CopyFrom(header)
-                h.idempotency_key = f"bench-serve/vqa/{tag}{c}-{i}"
+                h.idempotency_key = f"bench-serve/vqa/{tag}{c}.{w}-{i}"
                 i += 1
                 t = time.perf_counter()
                 try:
@@ -135,7 +150,6 @@ def _load(target, token, reqs, clients: int, seconds: float, tag: str) -> dict:
                 dt = time.perf_counter() - t
                 mine.append((h.idempotency_key, dt, reply, sid))
         finally:
-            cl.close()
             with lock:
                 for key, dt, reply, sid in mine:
                     sent.append(key)
@@ -145,7 +159,11 @@ def _load(target, token, reqs, clients: int, seconds: float, tag: str) -> dict:
                         acked.append(reply.idempotency_key)
                         answers.append((sid, reply.outputs["vqa"]))
 
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    threads = [
+        threading.Thread(target=worker, args=(c, w))
+        for c in range(clients)
+        for w in range(inflight)
+    ]
     for t in threads:
         t.start()
     go.wait()
@@ -153,13 +171,16 @@ def _load(target, token, reqs, clients: int, seconds: float, tag: str) -> dict:
     stop_at[0] = t0 + seconds
     for t in threads:
         t.join()
+    wall = time.perf_counter() - t0
+    for cl in channels:
+        cl.close()
     return {
         "lat": lat,
         "ovh": ovh,
         "acked": acked,
         "sent": sent,
         "answers": answers,
-        "wall": time.perf_counter() - t0,
+        "wall": wall,
         "cpu": _cpu_s() - cpu0,
     }
 
@@ -225,7 +246,9 @@ def throughput(
     seconds: float | None = None,
     clients: int = CLIENTS,
     *,
+    setting: str = "defaults",
     batch: int = 32,
+    inflight: int = 4,
     threads: int = 2,
     ref_seconds: float = 15.0,
 ) -> dict:
@@ -239,7 +262,9 @@ def throughput(
 
     seconds = SECONDS if seconds is None else float(seconds)
     torch.set_num_threads(threads)
-    cfg = load_config(None, SETS)
+    config, sets = SETTINGS[setting]
+    sets = [*sets, *COMMON]
+    cfg = load_config(config, sets)
     backend, setup, items = _edge_items(cfg)
     n = len(items)
 
@@ -267,9 +292,11 @@ def throughput(
         cmd += ["--listen", "127.0.0.1:0", "--port-file", str(tmp / "port")]
         cmd += ["--token-file", str(paths["token"]), "--max-batch", str(batch)]
         cmd += ["--workers", "1", "--threads", str(threads), "-q"]
+        cmd += ["--max-queue", str(clients * inflight)]  # every request in flight admitted
         mport = _free_port()
         cmd += ["--metrics-listen", f"127.0.0.1:{mport}"]
-        for s in SETS:
+        cmd += ["--config", config] if config else []
+        for s in sets:
             cmd += ["--set", s]
         proc, port = _start(cmd, tmp / "port")
         target = f"127.0.0.1:{port}"
@@ -300,7 +327,7 @@ def throughput(
                 )
                 reqs.append((s.sample_id, header, payloads))
             cpu0 = _cpu_s(proc.pid)
-            main = _load(target, token, reqs, clients, seconds, "c")
+            main = _load(target, token, reqs, clients, seconds, "c", inflight)
             cloud_cpu = _cpu_s(proc.pid) - cpu0
             batches = _scrape(mport)
             solo = _load(target, token, reqs, 1, min(10.0, seconds), "solo")
@@ -322,9 +349,11 @@ def throughput(
     rps = n_ok / wall
     del log
     result = {
+        "setting": setting,
         "world_seed": WORLD_SEED,
         "samples": n,
         "clients": clients,
+        "inflight": inflight,
         "threads": threads,
         "max_batch": batch,
         "in_process": {"samples_per_s": ref_sps, "samples": done, "wall_s": ref_wall},
@@ -354,9 +383,10 @@ def throughput(
     }
     d = result["daemons"]
     result["summary"] = (
-        f"tiny LLaVA VQA (world seed {WORLD_SEED}, {n} samples, {threads} torch threads, "
+        f"tiny LLaVA VQA, {setting} (world seed {WORLD_SEED}, {n} samples, {threads} torch threads, "
         f"{os.cpu_count()} cores): in process (CloudSession, batches of {batch}) "
-        f"{ref_sps:.1f} samples/s; {clients} edge clients x {wall:.0f} s against "
+        f"{ref_sps:.1f} samples/s; {clients} edge clients ({inflight} requests in flight "
+        f"each) x {wall:.0f} s against "
         f"`semcom cloud serve --max-batch {batch}` on loopback: {rps:.1f} requests/s = "
         f"{result['ratio']:.2f}x; latency p50 {d['latency_ms']['p50']:.0f} ms, p99 "
         f"{d['latency_ms']['p99']:.0f} ms; transport p50 {d['transport_ms']['p50']:.2f} ms, "
@@ -533,9 +563,13 @@ def _count(xs):
 
 
 def run(seconds: float | None = None) -> dict:
-    t = throughput(seconds)
-    m = memory()
-    return {"summary": t["summary"] + "\n" + m["summary"], "throughput": t, "memory": m}
+    parts = {
+        f"throughput[{name}, {k} in flight]": throughput(seconds, setting=name, inflight=k)
+        for name in SETTINGS
+        for k in (1, 4)
+    }
+    parts["memory"] = memory()
+    return {"summary": "\n".join(p["summary"] for p in parts.values()), **parts}
 
 
 def _main(argv: list[str]) -> int:
@@ -546,10 +580,12 @@ def _main(argv: list[str]) -> int:
     p.add_argument("part", nargs="?", choices=("throughput", "memory", "all"), default="all")
     p.add_argument("--seconds", type=float, default=SECONDS)
     p.add_argument("--clients", type=int, default=CLIENTS)
+    p.add_argument("--setting", choices=sorted(SETTINGS), default="defaults")
+    p.add_argument("--inflight", type=int, default=4, help="requests in flight per client")
     p.add_argument("--json", metavar="FILE")
     a = p.parse_args(argv)
     if a.part == "throughput":
-        r = throughput(a.seconds, a.clients)
+        r = throughput(a.seconds, a.clients, setting=a.setting, inflight=a.inflight)
     elif a.part == "memory":
         r = memory()
     else:
