@@ -72,9 +72,14 @@ def awgn_llrs(bits: np.ndarray, qm: int, n0: float, rng: np.random.Generator) ->
         return np.where(bits == 0, np.float32(1e4), np.float32(-1e4))
     if qm <= 2:
         a = 1.0 if qm == 1 else _scale(2)
-        sign = 1.0 - 2.0 * bits.astype(np.float32)
+        c1, c2 = np.float32(4 * a * a / n0), np.float32(4 * a * np.sqrt(n0 / 2) / n0)
         n = rng.standard_normal(bits.shape, dtype=np.float32)
-        return np.float32(4 * a * a / n0) * sign + np.float32(4 * a * np.sqrt(n0 / 2) / n0) * n
+        n *= c2  # in place: the same values as c1 * (1 - 2 b) + c2 * n, fewer passes
+        s = bits.astype(np.float32)
+        s *= -2 * c1
+        s += c1
+        n += s
+        return n
     m, sc = qm // 2, _scale(qm)
     b = bits.reshape(*bits.shape[:-1], -1, qm)  # [B, S, qm]: I bits at 0::2, Q at 1::2
     amp, _ = pam_levels(m)

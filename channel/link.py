@@ -159,7 +159,18 @@ class Link:
         undetected: int = 0,
     ) -> LinkStats:
         """Ledger of one description: ``rounds[i]`` transmissions of TB ``i``, of which
-        ``fails[i]`` failed; ``lost[i]`` when it never passed."""
+        ``fails[i]`` failed; ``lost[i]`` when it never passed. Descriptions of one size
+        and fate share the arithmetic (memoised; each gets its own LinkStats)."""
+        key = (len(desc.data), tuple(plans), tuple(rounds), tuple(lost), tuple(fails), undetected)
+        memo = self.__dict__.setdefault("_stats_memo", {})
+        fields = memo.get(key)
+        if fields is None:
+            if len(memo) > 4096:
+                memo.clear()
+            fields = memo[key] = self._stats_fields(desc, plans, rounds, lost, fails, undetected)
+        return LinkStats(**fields)
+
+    def _stats_fields(self, desc, plans, rounds, lost, fails, undetected) -> dict:
         coded = sum(p.coded_bits * r for p, r in zip(plans, rounds))
         uses = sum(p.symbols * r for p, r in zip(plans, rounds))
         max_r = max(rounds, default=0)
@@ -168,7 +179,7 @@ class Link:
             num.slots(sum(p.symbols for p, r in zip(plans, rounds) if r > k)) for k in range(max_r)
         )
         latency = (slots + max(max_r - 1, 0) * self.cfg.harq_rtt_slots) * num.slot_s
-        return LinkStats(
+        return dict(
             info_bits=8 * len(desc.data),
             coded_bits=coded,
             channel_uses=uses,
