@@ -48,16 +48,18 @@ def _has_ray() -> bool:
     return True
 
 
-def _measure(sweep_of, root: Path, name: str, workers: int, executor="local", run_fn=None):
+def _measure(
+    sweep_of, root: Path, name: str, workers: int, executor="local", run_fn=None, threads=None
+):
     from semcom.commands.sweep.run import run_sweep
 
-    out = root / f"{name}-{executor}-{workers}"
+    out = root / f"{name}-{executor}-{workers}-{threads or 'auto'}"
     shutil.rmtree(out, ignore_errors=True)
     sweep = sweep_of(out)
     load0 = os.getloadavg()[0]
     cpu0 = _cpu_s()
     t0 = time.perf_counter()
-    threads = os.environ.get("SEMCOM_BENCH_SWEEP_THREADS")
+    threads = threads or os.environ.get("SEMCOM_BENCH_SWEEP_THREADS")
     rep = run_sweep(
         sweep,
         run_fn=run_fn,
@@ -76,6 +78,7 @@ def _measure(sweep_of, root: Path, name: str, workers: int, executor="local", ru
     return {
         "executor": rep.executor,
         "workers": workers,
+        "threads": int(threads) if threads else None,
         "runs": len(sweep.points),
         "ok": rep.count("ok"),
         "wall_s": round(wall, 2),
@@ -99,10 +102,13 @@ def _cpu_s() -> float:
 
 
 def _series(sweep_of, root, name, run_fn=None) -> tuple[list[dict], dict]:
-    """Serial, 2 local workers, Ray with 2 CPUs; speed-ups and record equality."""
+    """Serial, 2 local workers, Ray with 2 CPUs; speed-ups and record equality. Also
+    serial on one torch thread: what one core does, so that the speed-up per core the
+    workers reach can be read beside the one a serial run already gets from threads."""
     rows = [_measure(sweep_of, root, name, 1, run_fn=run_fn)]
     if rows[0]["ok"] == 0:
         return rows, {"skipped": f"the pipeline failed here ({rows[0]['first_error']})"}
+    one_core = _measure(sweep_of, root, name, 1, run_fn=run_fn, threads=1)
     rows.append(_measure(sweep_of, root, name, 2, run_fn=run_fn))
     if _has_ray():
         rows.append(_measure(sweep_of, root, name, 2, "ray", run_fn=run_fn))
@@ -116,6 +122,10 @@ def _series(sweep_of, root, name, run_fn=None) -> tuple[list[dict], dict]:
         m["records_identical_to_serial"] = not diffs
         if diffs:
             info[f"differences_{m['executor']}"] = diffs[:10]
+    for m in rows[1:]:
+        m["speedup_vs_one_thread"] = round(one_core["wall_s"] / m["wall_s"], 2)
+    base["speedup_vs_one_thread"] = round(one_core["wall_s"] / base["wall_s"], 2)
+    rows.insert(1, one_core)
     return [{k: v for k, v in m.items() if k not in ("ids", "out")} for m in rows], info
 
 
@@ -179,8 +189,11 @@ def run() -> dict:
                     f", {m['speedup_vs_serial']:.2f}x serial, records identical: "
                     f"{m['records_identical_to_serial']}"
                 )
+            if "speedup_vs_one_thread" in m:
+                extra += f", {m['speedup_vs_one_thread']:.2f}x serial on one thread"
+            th = f" threads={m['threads']}" if m.get("threads") else ""
             lines.append(
-                f"  {kind:9s} {m['executor']:7s} workers={m['workers']}: {m['runs']} runs "
+                f"  {kind:9s} {m['executor']:7s} workers={m['workers']}{th}: {m['runs']} runs "
                 f"in {m['wall_s']:.1f} s = {m['runs_per_min']:.1f} runs/min ({m['ok']} ok; "
                 + (f"{m['cpu_s']:.0f} CPU-s; " if m.get("cpu_s") is not None else "")
                 + f"load {m['loadavg_1min_before']:.1f} before){extra}"

@@ -200,17 +200,25 @@ class SerialExecutor:
     def execute(
         self, tasks: list[Task], stop: StopFn = _never
     ) -> Iterator[tuple[Task, dict | BaseException]]:
+        before = None
         if self.threads is not None:
             import torch
 
+            before = torch.get_num_threads()
             torch.set_num_threads(max(1, int(self.threads)))
-        for task in group_by_model(tasks):
-            if stop():
-                return
-            try:
-                yield task, call(self.run_fn, task)
-            except Exception as exc:
-                yield task, exc
+        try:
+            for task in group_by_model(tasks):
+                if stop():
+                    return
+                try:
+                    yield task, call(self.run_fn, task)
+                except Exception as exc:
+                    yield task, exc
+        finally:
+            if before is not None:  # this process's own setting again
+                import torch
+
+                torch.set_num_threads(before)
 
     def close(self) -> None:
         pass
