@@ -23,6 +23,10 @@ latency minus the time the cloud held it, ``SubmitReply.server_s``) at p50 / p99
 sizes, and the accounting key by key: ``lost``, ``duplicated``, and ``mismatched`` =
 answers that differ from the in-process answer for the same sample.
 
+``transport()``: one client, one request at a time, against the cheap JPEG cloud whose
+"model" sleeps 0 or 17 ms: the transport's own cost, and what idling between requests
+adds to it.
+
 ``memory(streams, mib, cap_mib)``: a cloud daemon (the cheap JPEG cloud of
 :mod:`benchmarks.bench_grpc`) with ``--max-inflight-mib cap_mib``; ``streams`` edge
 clients each send one ``mib`` MB description at once (bytes that are not a JPEG: the
@@ -32,8 +36,8 @@ the hint and retries. The cloud's RSS (``/proc/PID/status``) is sampled every 10
 idle before, peak during, and after the last answer, the time until it is back within
 ``idle + 5%``, and the RSS 5 s later.
 
-``python -m benchmarks.bench_serve [throughput|memory] [--setting S] [--seconds S]
-[--clients N]`` runs one part; ``make bench`` runs both settings and the memory part
+``python -m benchmarks.bench_serve [throughput|transport|memory] [--setting S]
+[--seconds S] [--clients N]`` runs one part; ``make bench`` runs every part
 (``SEMCOM_BENCH_SECONDS`` shortens the throughput phases).
 """
 
@@ -556,6 +560,82 @@ def _memory_round(target, token, model_id, settings, cfg, desc, hw, pid, streams
     }
 
 
+def transport(requests: int = 1000, delays=(0.0, 0.017)) -> dict:
+    """The transport alone: one client, one request at a time, against the cheap JPEG
+    cloud of :mod:`benchmarks.bench_grpc` (``--max-wait-ms 0``) whose "model" sleeps
+    ``delay`` s per request: with 0 the machine never idles between requests; with
+    17 ms (the tiny LLaVA's time for one VQA sample) both processes idle while the
+    "model" runs, as on the real path. p50 / p99 of latency minus ``server_s``."""
+    from benchmarks.bench_grpc import fake_samples
+    from edge.client import CloudClient
+    from semcom import security, wire
+    from semcom.config import load_config
+    from semcom.stages.envelope import Envelope
+    from semcom.stages.image import PillowCodec
+    from semcom.types import Description
+
+    cfg = load_config(None, ["edge.method=jpeg", "edge.image.quality=75"])
+    s = fake_samples(1)[0]
+    p = PillowCodec("jpeg", 75).encode(s.image)
+    data, led = Envelope("jpeg", 0, 1, 96, 96).wrap(p.data, p.ledger)
+    desc = Description(s.image_id, 0, 1, data, (96, 96), led)
+    settings = wire.agreed_settings(cfg)
+    out = {}
+    for delay in delays:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            paths = security.make_dev_pki(tmp, client=False)
+            token = paths["token"].read_text().strip()
+            cmd = [sys.executable, "-m", "benchmarks.bench_grpc", "cloud", "serve"]
+            cmd += ["--insecure", "--listen", "127.0.0.1:0", "--port-file", str(tmp / "port")]
+            cmd += ["--token-file", str(paths["token"]), "--max-wait-ms", "0", "-q"]
+            cmd += ["--set", "edge.method=jpeg", "--set", "edge.image.quality=75"]
+            env = dict(os.environ, SEMCOM_FAKE_DELAY=str(delay))
+            proc, port = _start(cmd, tmp / "port", env=env)
+            try:
+                cl = CloudClient(f"127.0.0.1:{port}", token=token, insecure=True)
+                st = cl.wait_until_serving(60)
+                ovh, lat = [], []
+                for i in range(requests + 50):
+                    header, payloads = wire.make_header(
+                        key=f"t/caption/{i}",
+                        run_id="t",
+                        sample_id=f"s{i}",
+                        image_id=s.image_id,
+                        tasks=["caption"],
+                        question=None,
+                        original_hw=(96, 96),
+                        model_id=st.model_id,
+                        codebook_id="",
+                        settings=settings,
+                        seed=0,
+                        received=[desc],
+                        link_cfg=cfg.channel,
+                    )
+                    t = time.perf_counter()
+                    reply = cl.submit(header, payloads)
+                    dt = time.perf_counter() - t
+                    if i >= 50:  # after a warm-up
+                        lat.append(dt * 1e3)
+                        ovh.append((dt - reply.server_s) * 1e3)
+                cl.close()
+            finally:
+                _stop(proc)
+        out[f"{delay * 1e3:g} ms"] = {
+            "transport_ms": {q: _pct(ovh, int(q[1:])) for q in ("p50", "p90", "p99")},
+            "latency_ms_p50": _pct(lat, 50),
+        }
+    out["summary"] = (
+        "transport alone (one client, one request at a time, cheap cloud): "
+        + "; ".join(
+            f"model time {k}: p50 {v['transport_ms']['p50']:.2f} ms, p99 {v['transport_ms']['p99']:.2f} ms"
+            for k, v in out.items()
+            if k != "summary"
+        )
+    )
+    return out
+
+
 def _count(xs):
     from collections import Counter
 
@@ -568,6 +648,7 @@ def run(seconds: float | None = None) -> dict:
         for name in SETTINGS
         for k in (1, 4)
     }
+    parts["transport"] = transport()
     parts["memory"] = memory()
     return {"summary": "\n".join(p["summary"] for p in parts.values()), **parts}
 
@@ -577,7 +658,9 @@ def _main(argv: list[str]) -> int:
     import json
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_serve", description=__doc__)
-    p.add_argument("part", nargs="?", choices=("throughput", "memory", "all"), default="all")
+    p.add_argument(
+        "part", nargs="?", choices=("throughput", "transport", "memory", "all"), default="all"
+    )
     p.add_argument("--seconds", type=float, default=SECONDS)
     p.add_argument("--clients", type=int, default=CLIENTS)
     p.add_argument("--setting", choices=sorted(SETTINGS), default="defaults")
@@ -586,6 +669,8 @@ def _main(argv: list[str]) -> int:
     a = p.parse_args(argv)
     if a.part == "throughput":
         r = throughput(a.seconds, a.clients, setting=a.setting, inflight=a.inflight)
+    elif a.part == "transport":
+        r = transport()
     elif a.part == "memory":
         r = memory()
     else:
