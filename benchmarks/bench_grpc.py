@@ -86,6 +86,30 @@ def fake_samples(n: int = 12, hw=(96, 96), task: str = "caption"):
     return out
 
 
+def caption_request(key: str, received, model_id: str, cfg, *, hw=(96, 96), settings=None):
+    """``(header, payloads)`` of one caption request for ``received`` (descriptions or
+    erasures) under the key ``<run>/caption/<sample>``: seed 0, no codebook, ``settings``
+    (default: ``cfg``'s agreed settings; give them once for many requests)."""
+    from semcom import wire
+
+    run, _, sample = key.split("/", 2)
+    return wire.make_header(
+        key=key,
+        run_id=run,
+        sample_id=sample,
+        image_id=received[0].image_id,
+        tasks=["caption"],
+        question=None,
+        original_hw=hw,
+        model_id=model_id,
+        codebook_id="",
+        settings=wire.agreed_settings(cfg) if settings is None else settings,
+        seed=0,
+        received=list(received),
+        link_cfg=cfg.channel,
+    )
+
+
 def fake_score(task, samples, outputs, *, seed: int = 0):
     if task == "vqa":
         per = [{"accuracy": float(o == (s.answers or [""])[0])} for s, o in zip(samples, outputs)]
@@ -251,20 +275,8 @@ def run(seconds: float | None = None, clients: int = CLIENTS) -> dict:
                         erased = i % 8 == 7
                         rec = [Erasure(d.image_id, 0, 1, d.original_hw)] if erased else [d]
                         key = f"bench/caption/c{c}-{i}"
-                        header, payloads = wire.make_header(
-                            key=key,
-                            run_id="bench",
-                            sample_id=f"c{c}-{i}",
-                            image_id=d.image_id,
-                            tasks=["caption"],
-                            question=None,
-                            original_hw=(96, 96),
-                            model_id=st.model_id,
-                            codebook_id="",
-                            settings=settings,
-                            seed=0,
-                            received=rec,
-                            link_cfg=cfg.channel,
+                        header, payloads = caption_request(
+                            key, rec, st.model_id, cfg, settings=settings
                         )
                         t0 = time.perf_counter()
                         sent[c] += 1

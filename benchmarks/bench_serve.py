@@ -104,6 +104,22 @@ def _stop(proc: subprocess.Popen) -> str:
         return proc.communicate()[0] or ""
 
 
+JPEG_CLOUD = ["--set", "edge.method=jpeg", "--set", "edge.image.quality=75"]
+
+
+def _serve(tmp: Path, module: str, args: list[str], env=None):
+    """``python -m MODULE cloud serve`` on a loopback port (plaintext, a throwaway token)
+    with ``args``: ``(process, target, token)``."""
+    from semcom import security
+
+    paths = security.make_dev_pki(tmp, client=False)
+    cmd = [sys.executable, "-m", module, "cloud", "serve", "--insecure", "-q"]
+    cmd += ["--listen", "127.0.0.1:0", "--port-file", str(tmp / "port")]
+    cmd += ["--token-file", str(paths["token"]), *args]
+    proc, port = _start(cmd, tmp / "port", env=env)
+    return proc, f"127.0.0.1:{port}", paths["token"].read_text().strip()
+
+
 def _cpu_s(pid: int | None = None) -> float:
     """User + system CPU seconds of process ``pid`` (this one by default; Linux /proc)."""
     if pid is None:
@@ -261,7 +277,7 @@ def throughput(
     from cloud.pipeline import CloudItem
     from cloud.session import CloudSession
     from edge.client import CloudClient
-    from semcom import security, wire
+    from semcom import wire
     from semcom.config import load_config
 
     seconds = SECONDS if seconds is None else float(seconds)
@@ -290,20 +306,14 @@ def throughput(
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        paths = security.make_dev_pki(tmp, client=False)
-        token = paths["token"].read_text().strip()
-        cmd = [sys.executable, "-m", "semcom", "cloud", "serve", "--insecure"]
-        cmd += ["--listen", "127.0.0.1:0", "--port-file", str(tmp / "port")]
-        cmd += ["--token-file", str(paths["token"]), "--max-batch", str(batch)]
-        cmd += ["--workers", "1", "--threads", str(threads), "-q"]
-        cmd += ["--max-queue", str(clients * inflight)]  # every request in flight admitted
+        args = ["--max-batch", str(batch), "--workers", "1", "--threads", str(threads)]
+        args += ["--max-queue", str(clients * inflight)]  # every request in flight admitted
         mport = _free_port()
-        cmd += ["--metrics-listen", f"127.0.0.1:{mport}"]
-        cmd += ["--config", config] if config else []
+        args += ["--metrics-listen", f"127.0.0.1:{mport}"]
+        args += ["--config", config] if config else []
         for s in sets:
-            cmd += ["--set", s]
-        proc, port = _start(cmd, tmp / "port")
-        target = f"127.0.0.1:{port}"
+            args += ["--set", s]
+        proc, target, token = _serve(tmp, "semcom", args)
         try:
             probe = CloudClient(target, token=token, insecure=True)
             st = probe.wait_until_serving(300)
@@ -413,7 +423,7 @@ def throughput(
 
 def memory(streams: int = 8, mib: float = 60.0, cap_mib: float = 128.0, rounds: int = 2) -> dict:
     from edge.client import CloudClient
-    from semcom import security, wire
+    from semcom import wire
     from semcom.config import load_config
     from semcom.stages.envelope import Envelope
     from semcom.types import Description, RateLedger
@@ -429,14 +439,9 @@ def memory(streams: int = 8, mib: float = 60.0, cap_mib: float = 128.0, rounds: 
     desc = Description("big", 0, 1, data, hw, led)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        paths = security.make_dev_pki(tmp, client=False)
-        token = paths["token"].read_text().strip()
-        cmd = [sys.executable, "-m", "benchmarks.bench_grpc", "cloud", "serve", "--insecure"]
-        cmd += ["--listen", "127.0.0.1:0", "--port-file", str(tmp / "port")]
-        cmd += ["--token-file", str(paths["token"]), "--max-inflight-mib", f"{cap_mib:g}"]
-        cmd += ["--set", "edge.method=jpeg", "--set", "edge.image.quality=75", "-q"]
-        proc, port = _start(cmd, tmp / "port")
-        target = f"127.0.0.1:{port}"
+        proc, target, token = _serve(
+            tmp, "benchmarks.bench_grpc", ["--max-inflight-mib", f"{cap_mib:g}", *JPEG_CLOUD]
+        )
         try:
             probe = CloudClient(target, token=token, insecure=True)
             st = probe.wait_until_serving(120)
@@ -497,8 +502,8 @@ def memory(streams: int = 8, mib: float = 60.0, cap_mib: float = 128.0, rounds: 
 def _memory_round(target, token, model_id, settings, cfg, desc, hw, pid, streams, rnd) -> dict:
     """One round: ``streams`` clients send ``desc`` at once; RSS sampled every 10 ms until
     5 s after the last answer."""
+    from benchmarks.bench_grpc import caption_request
     from edge.client import CloudClient, CloudError
-    from semcom import wire
 
     samples: list[tuple[float, float]] = []
     sampling = [True]
@@ -515,20 +520,8 @@ def _memory_round(target, token, model_id, settings, cfg, desc, hw, pid, streams
 
     def client(c: int) -> None:
         cl = CloudClient(target, token=token, insecure=True, timeout_s=120)
-        header, payloads = wire.make_header(
-            key=f"bench-mem/caption/r{rnd}s{c}",
-            run_id="bench-mem",
-            sample_id=f"r{rnd}s{c}",
-            image_id="big",
-            tasks=["caption"],
-            question=None,
-            original_hw=hw,
-            model_id=model_id,
-            codebook_id="",
-            settings=settings,
-            seed=0,
-            received=[desc],
-            link_cfg=cfg.channel,
+        header, payloads = caption_request(
+            f"bench-mem/caption/r{rnd}s{c}", [desc], model_id, cfg, hw=hw, settings=settings
         )
         go.wait()
         try:
@@ -566,9 +559,9 @@ def transport(requests: int = 1000, delays=(0.0, 0.017)) -> dict:
     ``delay`` s per request: with 0 the machine never idles between requests; with
     17 ms (the tiny LLaVA's time for one VQA sample) both processes idle while the
     "model" runs, as on the real path. p50 / p99 of latency minus ``server_s``."""
-    from benchmarks.bench_grpc import fake_samples
+    from benchmarks.bench_grpc import caption_request, fake_samples
     from edge.client import CloudClient
-    from semcom import security, wire
+    from semcom import wire
     from semcom.config import load_config
     from semcom.stages.envelope import Envelope
     from semcom.stages.image import PillowCodec
@@ -584,33 +577,17 @@ def transport(requests: int = 1000, delays=(0.0, 0.017)) -> dict:
     for delay in delays:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            paths = security.make_dev_pki(tmp, client=False)
-            token = paths["token"].read_text().strip()
-            cmd = [sys.executable, "-m", "benchmarks.bench_grpc", "cloud", "serve"]
-            cmd += ["--insecure", "--listen", "127.0.0.1:0", "--port-file", str(tmp / "port")]
-            cmd += ["--token-file", str(paths["token"]), "--max-wait-ms", "0", "-q"]
-            cmd += ["--set", "edge.method=jpeg", "--set", "edge.image.quality=75"]
             env = dict(os.environ, SEMCOM_FAKE_DELAY=str(delay))
-            proc, port = _start(cmd, tmp / "port", env=env)
+            proc, target, token = _serve(
+                tmp, "benchmarks.bench_grpc", ["--max-wait-ms", "0", *JPEG_CLOUD], env=env
+            )
             try:
-                cl = CloudClient(f"127.0.0.1:{port}", token=token, insecure=True)
+                cl = CloudClient(target, token=token, insecure=True)
                 st = cl.wait_until_serving(60)
                 ovh, lat = [], []
                 for i in range(requests + 50):
-                    header, payloads = wire.make_header(
-                        key=f"t/caption/{i}",
-                        run_id="t",
-                        sample_id=f"s{i}",
-                        image_id=s.image_id,
-                        tasks=["caption"],
-                        question=None,
-                        original_hw=(96, 96),
-                        model_id=st.model_id,
-                        codebook_id="",
-                        settings=settings,
-                        seed=0,
-                        received=[desc],
-                        link_cfg=cfg.channel,
+                    header, payloads = caption_request(
+                        f"t/caption/{i}", [desc], st.model_id, cfg, settings=settings
                     )
                     t = time.perf_counter()
                     reply = cl.submit(header, payloads)

@@ -164,40 +164,38 @@ class CloudClient:
         if why:
             raise CloudError("UNAVAILABLE", f"TLS handshake with {self.target} failed: {why}")
 
-    # -- Setup -----------------------------------------------------------------------
-    def setup(self, data: bytes) -> str:
-        """Send a stream setup; its id. Retries UNAVAILABLE within the retry budget."""
+    # -- Setup, Rank ------------------------------------------------------------------
+    def _unary(self, call, request, what: str, retry_codes=("UNAVAILABLE",)):
+        """``call(request)`` with the deadline and token; retries ``retry_codes`` with
+        backoff and jitter within the retry budget; a CloudError naming ``what`` else."""
         import grpc
-
-        from protos import semcom_pb2 as pb
 
         start, attempt = time.monotonic(), 0
         while True:
             try:
-                reply = self.stub.Setup(
-                    pb.SetupRequest(setup=data), timeout=self.timeout_s, metadata=self._md
-                )
-                return reply.setup_id
+                return call(request, timeout=self.timeout_s, metadata=self._md)
             except grpc.RpcError as exc:
                 code = exc.code()
                 cap = min(self.backoff_s[1], self.backoff_s[0] * 2**attempt)
                 delay = random.uniform(0, cap)
-                if code != grpc.StatusCode.UNAVAILABLE or (
+                if code.name not in retry_codes or (
                     time.monotonic() - start + delay > self.retry_for_s
                 ):
-                    raise CloudError(
-                        code.name, f"stream setup: {exc.details() or code.name}"
-                    ) from None
+                    raise CloudError(code.name, f"{what}: {exc.details() or code.name}") from None
                 attempt += 1
                 with self._lock:
                     self.retries += 1
                 time.sleep(delay)
 
-    # -- Rank ------------------------------------------------------------------------
-    def rank(self, *, run_id: str, task: str, sample_ids, image_ids, seed: int):
-        """RankReply of a run's whole-set task; retries UNAVAILABLE within the retry budget."""
-        import grpc
+    def setup(self, data: bytes) -> str:
+        """Send a stream setup; its id. Retries UNAVAILABLE within the retry budget."""
+        from protos import semcom_pb2 as pb
 
+        return self._unary(self.stub.Setup, pb.SetupRequest(setup=data), "stream setup").setup_id
+
+    def rank(self, *, run_id: str, task: str, sample_ids, image_ids, seed: int):
+        """RankReply of a run's whole-set task; retries UNAVAILABLE (and CANCELLED: a
+        stopping cloud cancels its calls) within the retry budget."""
         from protos import semcom_pb2 as pb
 
         req = pb.RankRequest(
@@ -207,24 +205,7 @@ class CloudClient:
             image_ids=list(image_ids),
             seed=int(seed),
         )
-        start, attempt = time.monotonic(), 0
-        while True:
-            try:
-                return self.stub.Rank(req, timeout=self.timeout_s, metadata=self._md)
-            except grpc.RpcError as exc:
-                code = exc.code()
-                cap = min(self.backoff_s[1], self.backoff_s[0] * 2**attempt)
-                delay = random.uniform(0, cap)
-                if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) or (
-                    time.monotonic() - start + delay > self.retry_for_s
-                ):
-                    raise CloudError(
-                        code.name, f"rank {task}: {exc.details() or code.name}"
-                    ) from None
-                attempt += 1
-                with self._lock:
-                    self.retries += 1
-                time.sleep(delay)
+        return self._unary(self.stub.Rank, req, f"rank {task}", ("UNAVAILABLE", "CANCELLED"))
 
     # -- Submit ----------------------------------------------------------------------
     def submit(self, header, payloads: list[bytes]):

@@ -279,7 +279,7 @@ def test_small_transmissions_go_as_one_message_large_ones_as_a_stream(tmp_path, 
     answer either way; a cloud without SubmitOne (UNIMPLEMENTED) gets streams."""
     import grpc
 
-    from benchmarks.bench_grpc import fake_samples
+    from benchmarks.bench_grpc import caption_request, fake_samples
     from semcom.stages.envelope import Envelope
     from semcom.stages.image import PillowCodec
     from semcom.types import Description, RateLedger
@@ -293,21 +293,7 @@ def test_small_transmissions_go_as_one_message_large_ones_as_a_stream(tmp_path, 
         desc = Description(s.image_id, 0, 1, data, (96, 96), RateLedger().merged(led))
 
         def submit(client, key):
-            header, payloads = wire.make_header(
-                key=key,
-                run_id="r",
-                sample_id=key,
-                image_id=s.image_id,
-                tasks=["caption"],
-                question=None,
-                original_hw=(96, 96),
-                model_id=st.model_id,
-                codebook_id="",
-                settings=wire.agreed_settings(cfg),
-                seed=0,
-                received=[desc],
-                link_cfg=cfg.channel,
-            )
+            header, payloads = caption_request(key, [desc], st.model_id, cfg)
             return client.submit(header, payloads).outputs["caption"]
 
         one = CloudClient(srv.target, token=TOKEN, insecure=True)
