@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from channel.framing import Numerology, TbPlan, plan_tb, split_bytes
-from semcom.types import Description, erase, replace
+from semcom.types import Description, erase
 
 log = logging.getLogger(__name__)
 
@@ -291,8 +291,11 @@ class NrLink(Link):
                 )
             st = self._stats(d, plans, [r[1] for r in res], lost, [r[3] for r in res], undetected)
             stats.append(st)
-            if st.delivered:
-                received.append(replace(d, data=b"".join(r[0] for r in res)))
+            if st.delivered:  # as replace(d, data=...), without its per-field machinery
+                data = b"".join(r[0] for r in res)
+                received.append(
+                    Description(d.image_id, d.index, d.count, data, d.original_hw, d.ledger, d.meta)
+                )
             else:
                 received.append(erase(d, "crc"))
         return self._result(received, stats)

@@ -12,6 +12,7 @@ the record).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +30,35 @@ IR_RVS = (0, 2, 3, 1)  # redundancy version sequence of IR-HARQ
 def _unique_idx(idx: np.ndarray) -> bool:
     """No repetition in the rate-matching map (E within the circular buffer)."""
     return bool(np.unique(idx).size == idx.size)
+
+
+@functools.lru_cache(maxsize=256)
+def _lane_runs(key: bytes, qm: int) -> tuple | None:
+    """A rate-matching map (``idx`` as bytes) as contiguous runs per interleaver lane:
+    ``(lane, first, stop, col_lo, col_hi)`` with ``idx[lane::qm][first:stop] ==
+    range(col_lo, col_hi)``; None when it breaks into more than ``4 * qm`` runs."""
+    idx = np.frombuffer(key, np.int64)
+    runs = []
+    for q in range(qm):
+        lane = idx[q::qm]
+        if lane.size == 0:
+            continue
+        cuts = [0, *(np.flatnonzero(np.diff(lane) != 1) + 1).tolist(), lane.size]
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            runs.append((q, a, b, int(lane[a]), int(lane[a]) + b - a))
+    return tuple(runs) if len(runs) <= 4 * qm else None
+
+
+def _add_cols(acc: np.ndarray, idx: np.ndarray, vals: np.ndarray, qm: int) -> None:
+    """``acc[:, idx] += vals`` for a map without repetition, by slices where the map is a
+    few contiguous runs per lane (5.4.2.2's interleaver over the circular buffer): the
+    same sums, without the fancy-index round trip."""
+    runs = _lane_runs(np.ascontiguousarray(idx, np.int64).tobytes(), qm)
+    if runs is None:
+        acc[:, idx] += vals
+        return
+    for q, a, b, lo, hi in runs:
+        acc[:, lo:hi] += vals[:, q + a * qm : q + b * qm : qm]
 
 
 @dataclass
@@ -196,10 +226,10 @@ class NrPhy:
         np.clip(llr, -LLR_CLIP, LLR_CLIP, out=llr)
         unique = _unique_idx(idx)
         if unique and full:
-            batch.llr[:, idx] += llr
+            _add_cols(batch.llr, idx, llr, self.qm)
         elif unique:
             sub = batch.llr[rows]
-            sub[:, idx] += llr
+            _add_cols(sub, idx, llr, self.qm)
             batch.llr[rows] = sub
         else:  # repetition beyond the circular buffer: add every copy
             sub = batch.llr[rows]
