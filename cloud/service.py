@@ -1,6 +1,7 @@
 """The cloud daemon's gRPC service (``semcom.v1.EdgeCloud``).
 
-:class:`CloudService` answers ``Submit`` (one transmission: header, chunks, end) by
+:class:`CloudService` answers ``Submit`` (one transmission: header, chunks, end; or
+``SubmitOne``, the same messages in one) by
 checking the stream (:class:`semcom.wire.Assembler`), the identities (model id, codebook
 id, agreed config settings), admitting it (:class:`cloud.limits.Admission`: a slot and
 its declared bytes), and handing it to the :class:`cloud.batcher.Batcher`, which runs

@@ -10,8 +10,9 @@ answers a retry from its cache instead of counting it twice.
 :class:`GrpcTransport` is what ``semcom.commands.runner.run(cfg, transport=...)`` takes in place
 of the in-process transport: ``open(tasks, samples)`` returns a :class:`GrpcSession`
 whose ``process(items, samples)`` sends each transmission (what the simulated receiver
-got: descriptions and erasure markers) as one Submit stream, up to ``concurrency`` at
-once, and returns the cloud's replies in order. Each reply is appended to a durable
+got: descriptions and erasure markers) as one Submit stream (or one SubmitOne message
+when it fits 1 MiB), up to ``concurrency`` at once, and returns the cloud's replies in
+order; ``finalize()`` asks the cloud to rank retrieval over the images it sent (Rank). Each reply is appended to a durable
 journal (JSONL, flushed and fsynced) before it is used; a killed edge that runs again
 takes the journaled replies instead of asking the cloud again, so every transmission's
 result is in the journal, and in the run's ``samples.jsonl``, exactly once.
