@@ -139,5 +139,9 @@ def test_rank_refusals_are_named(tmp_path, blip_dir):
         assert st.state == st.FAILED and "holds no gallery" in st.error
     finally:
         srv.stop(0.1)
+    gfile = tmp_path / "gallery.jsonl"
+    gfile.write_text('{"image_id": "x", "captions": ["a red circle"]}\n')
+    g = build_gallery(cfg, gfile)  # the file, not the data set, when one is given
+    assert (g.n_images, g.texts, g.source) == (1, ["a red circle"], str(gfile))
     with pytest.raises(GalleryError, match="--gallery is for retrieval"):
         build_gallery(_cfg(tmp_path, blip_dir, "cloud.tasks=[caption]"), tmp_path / "g.jsonl")
