@@ -128,6 +128,7 @@ class Link:
         self.cfg = cfg
         self.numerology = Numerology.from_config(cfg)
         self.qm = cfg.bits_per_symbol
+        self._stats_memo: dict = {}  # _stats: fields by (size, plans, rounds, fate)
 
     @property
     def esno_db(self) -> float:
@@ -162,7 +163,7 @@ class Link:
         ``fails[i]`` failed; ``lost[i]`` when it never passed. Descriptions of one size
         and fate share the arithmetic (memoised; each gets its own LinkStats)."""
         key = (len(desc.data), tuple(plans), tuple(rounds), tuple(lost), tuple(fails), undetected)
-        memo = self.__dict__.setdefault("_stats_memo", {})
+        memo = self._stats_memo
         fields = memo.get(key)
         if fields is None:
             if len(memo) > 4096:

@@ -203,9 +203,8 @@ class CloudService:
         try:
             session = self._session(tuple(tasks), self.cfg.run.seed)
             session.process([item], [sample])
-            for t in tasks:
-                if t in session._rows:  # a whole-set task: nothing to keep
-                    session.take(t)
+            for t in session.set_tasks:  # a whole-set task: nothing to keep
+                session.take(t)
             log.info("warm-up done in %.2f s", time.perf_counter() - t0)
         except Exception as exc:
             log.warning("warm-up request failed (serving anyway): %s: %s", type(exc).__name__, exc)
@@ -674,13 +673,12 @@ class CloudService:
                 )
             )
         replies = session.process(citems, samples)
-        for task in tasks:
-            if task in session._rows:  # a whole-set task: keep each image for Rank
-                kept = session.take(task)
-                if len(kept) != len(items):
-                    raise RuntimeError(f"{task} kept {len(kept)} images for {len(items)}")
-                for it, (emb, toks, _) in zip(items, kept):
-                    self.queries.put(it.header.run_id, it.sample_id, it.header.image_id, emb, toks)
+        for task in session.set_tasks:  # a whole-set task: keep each image for Rank
+            kept = session.take(task)
+            if len(kept) != len(items):
+                raise RuntimeError(f"{task} kept {len(kept)} images for {len(items)}")
+            for it, (emb, toks, _) in zip(items, kept):
+                self.queries.put(it.header.run_id, it.sample_id, it.header.image_id, emb, toks)
         return [
             wire.make_reply(key=it.key, sample_id=it.sample_id, reply=r, model_id=self.model_id)
             for it, r in zip(items, replies)

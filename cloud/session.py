@@ -80,6 +80,11 @@ class CloudSession:
             replies.append({"outputs": {t: outs[t][i] for t in self.tasks}, "info": info})
         return replies
 
+    @property
+    def set_tasks(self) -> list[str]:
+        """The whole-set tasks (retrieval): outputs only after :meth:`finalize`."""
+        return list(self._rows)
+
     def take(self, task: str) -> list[tuple]:
         """What a whole-set task kept for the samples processed since the last call (one
         entry per sample, in order; retrieval: ``(embedding, tokens, cls_received)``), and

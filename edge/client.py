@@ -12,8 +12,9 @@ of the in-process transport: ``open(tasks, samples)`` returns a :class:`GrpcSess
 whose ``process(items, samples)`` sends each transmission (what the simulated receiver
 got: descriptions and erasure markers) as one Submit stream (or one SubmitOne message
 when it fits 1 MiB), up to ``concurrency`` at once, and returns the cloud's replies in
-order; ``finalize()`` asks the cloud to rank retrieval over the images it sent (Rank). Each reply is appended to a durable
-journal (JSONL, flushed and fsynced) before it is used; a killed edge that runs again
+order; ``finalize()`` asks the cloud to rank retrieval over the images it sent (Rank).
+Each reply is appended to a durable journal (JSONL, flushed and fsynced) before it is
+used; a killed edge that runs again
 takes the journaled replies instead of asking the cloud again, so every transmission's
 result is in the journal, and in the run's ``samples.jsonl``, exactly once.
 """
@@ -584,7 +585,7 @@ class GrpcSession:
             if not ids:
                 out[task], self._scores[task] = [], ([], {})
                 continue
-            for _attempt in range(3):
+            for attempt in range(3):
                 reply = self.t.client.rank(
                     run_id=self.t.run_id,
                     task=task,
@@ -592,7 +593,7 @@ class GrpcSession:
                     image_ids=image_ids,
                     seed=self.t.cfg.run.seed,
                 )
-                if not reply.missing:
+                if not reply.missing or attempt == 2:  # no resending after the last ask
                     break
                 # the cloud restarted (or dropped the run): send those images again
                 missing = set(reply.missing)
@@ -603,7 +604,7 @@ class GrpcSession:
                 futures = [self.t._pool.submit(self._one, it, i, journal=False) for it, i in again]
                 for f in futures:
                     f.result()
-            else:
+            if reply.missing:
                 raise CloudError(
                     "FAILED_PRECONDITION",
                     f"rank {task}: the cloud still lacks {len(reply.missing)} query images "
