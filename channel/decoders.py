@@ -9,6 +9,13 @@ rows to use, and return hard decisions, iteration counts and a parity-check flag
   hold. Runs as a small C kernel (``_ldpc_kernel.c``) compiled on first use with the
   system C compiler and cached; where no compiler is available it falls back to a numpy
   implementation of exactly the same arithmetic (same results, slower).
+- :class:`FixedDecoder` (``decoder: fixed``): the same layered normalised min-sum in
+  8-bit fixed point, SIMD across frames (32 frames per AVX2 vector, AFF3CT's inter-frame
+  layout), about 6x the float kernel's speed for a loss of about 0.01 dB at BLER 1e-2
+  (``make bench``). Written here rather than taken from a library because no maintained
+  Python package offers a 5G NR LDPC decoder at this speed (AFF3CT is a C++ framework
+  without Python bindings for its decoders); the C kernel is the same file as the float
+  one, with a portable twin and a numpy twin giving identical results.
 - :class:`SionnaDecoder` (``decoder: sionna``): Sionna's ``LDPCBPDecoder`` (flooding
   sum-product, ``boxplus-phi``, LLR clipping at 20 as in Sionna) on the same pruned graph
   as Sionna's ``LDPC5GDecoder``. Early stopping: it runs one iteration per call and
@@ -177,12 +184,26 @@ def _build_and_load() -> ctypes.CDLL:
         ptr,
     ]
     lib.semcom_ldpc_decode.restype = ctypes.c_int
+    for fn in (lib.semcom_ldpc_decode_i8, lib.semcom_ldpc_decode_i8_ref):
+        fn.argtypes = [i32, i32, i32, i32, ptr, ptr, ptr, f32, i32, i32, f32, i32, i32, f32]
+        fn.argtypes += [ptr, ptr, ptr]
+        fn.restype = ctypes.c_int
+    lib.semcom_ldpc_i8_simd.restype = ctypes.c_int
     return lib
 
 
 def kernel_info() -> str:
     """'c' when the compiled kernel is in use, else 'numpy'."""
     return "c" if load_kernel() is not None else "numpy"
+
+
+def fixed_kernel_info() -> str:
+    """How ``decoder: fixed`` runs here: 'c-avx2' (32 frames per vector), 'c-portable'
+    (the byte-loop twin, where the compiler does not target AVX2) or 'numpy'."""
+    lib = load_kernel()
+    if lib is None:
+        return "numpy"
+    return "c-avx2" if lib.semcom_ldpc_i8_simd() else "c-portable"
 
 
 def _csr(code: LdpcCode, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -331,6 +352,185 @@ def _decode_numpy(L, z, ptr, cols, shifts, alpha, max_iter, early_stop, iters, o
         ok[:] = syndrome(L)
 
 
+class FixedDecoder:
+    """Layered normalised min-sum in 8-bit fixed point, SIMD across frames.
+
+    The arithmetic (``_ldpc_kernel.c``): each frame's channel LLRs are scaled so that
+    their mean magnitude over the sent bits is ``target`` (min-sum is invariant to a
+    positive scale, so this only sets the quantisation step and follows the SNR), rounded
+    and saturated to +-``ch_max``; filler bits (``|LLR| >= LLR_CLIP``) become +-127.
+    Messages and posteriors saturate at +-127; the check-node magnitude is
+    ``min(((alpha_q * min) + 128) >> 8, r_max)`` with ``alpha_q = round(256 alpha)``.
+    Capping the check messages below the posteriors' range (``r_max`` 47) keeps a
+    saturated posterior from losing its sign over many iterations (without the cap,
+    blocks decoded correctly at iteration 5 failed by iteration 10 at high SNR).
+    Early stopping is per frame: a frame keeps the posteriors of the iteration at which
+    its checks first all hold, what it would return decoded alone.
+
+    :param iterations: maximum iterations.
+    :param alpha: normalisation factor of the check-node messages (quantised to 1/256).
+    :param early_stop: stop a frame as soon as all parity checks hold.
+    :param target: mean |LLR| of a frame after scaling, in quantisation steps.
+    :param ch_max: saturation of the quantised channel LLRs (<= 127).
+    :param r_max: largest check-node message magnitude (<= 127).
+    :param backend: "auto" (SIMD C kernel where the compiler targets AVX2, else its
+        portable twin, else numpy), "c", "portable" (the byte-loop C twin) or "numpy";
+        all give identical results.
+
+    :input llr: [B, N] float32 rate-recovered LLRs of the mother code ``code``.
+    :input rows: [r] int, the base rows to decode with (see ``LdpcCode.active_rows``).
+    :output: :class:`DecodeResult`.
+    """
+
+    name = "fixed"
+
+    def __init__(
+        self,
+        iterations: int = 20,
+        alpha: float = 0.7,
+        early_stop: bool = True,
+        *,
+        target: float = 16.0,
+        ch_max: int = 127,
+        r_max: int = 47,
+        backend: str = "auto",
+    ):
+        self.iterations = int(iterations)
+        self.alpha = float(alpha)
+        self.early_stop = bool(early_stop)
+        self.target = float(target)
+        self.ch_max = int(ch_max)
+        self.r_max = int(r_max)
+        if not (0 < self.alpha < 2):
+            raise ValueError(f"alpha must be in (0, 2), got {alpha}")
+        if not (0 < self.target <= 127 and 1 <= self.ch_max <= 127 and 1 <= self.r_max <= 127):
+            raise ValueError("target must be in (0, 127], ch_max and r_max in [1, 127]")
+        if backend not in ("auto", "c", "portable", "numpy"):
+            raise ValueError(f"backend must be auto, c, portable or numpy, got {backend!r}")
+        self.backend = backend
+
+    def __call__(
+        self, code: LdpcCode, llr: np.ndarray, rows: np.ndarray, *, overwrite: bool = False
+    ) -> DecodeResult:
+        """``overwrite=True``: ``llr`` (C-contiguous float32) may be used as working
+        memory (the caller's fresh copy), saving a copy."""
+        if overwrite and llr.dtype == np.float32 and llr.flags.c_contiguous:
+            L = llr
+        else:
+            L = np.ascontiguousarray(llr, dtype=np.float32).copy()
+        if L.ndim != 2 or L.shape[1] != code.n:
+            raise ValueError(f"expected LLRs of shape [B, {code.n}], got {L.shape}")
+        B = L.shape[0]
+        ptr, cols, shifts = _csr(code, rows)
+        lib = None if self.backend == "numpy" else load_kernel()
+        if self.backend in ("c", "portable") and lib is None:
+            raise RuntimeError("the C kernel is not available")
+        iters = np.zeros(B, np.int32)
+        ok = np.zeros(B, np.uint8)
+        if B and lib is not None:
+            fn = lib.semcom_ldpc_decode_i8_ref if self.backend == "portable" else None
+            rc = (fn or lib.semcom_ldpc_decode_i8)(
+                B,
+                code.z,
+                code.n,
+                len(rows),
+                ptr.ctypes.data,
+                cols.ctypes.data,
+                shifts.ctypes.data,
+                self.alpha,
+                self.iterations,
+                int(self.early_stop),
+                self.target,
+                self.ch_max,
+                self.r_max,
+                LLR_CLIP,
+                L.ctypes.data,
+                iters.ctypes.data,
+                ok.ctypes.data,
+            )
+            if rc != 0:
+                raise MemoryError("LDPC kernel could not allocate its scratch memory")
+        elif B:
+            _decode_fixed_numpy(self, L, code.z, ptr, cols, shifts, iters, ok)
+        bits = (L[:, : code.k_prime] < 0).astype(np.uint8)
+        return DecodeResult(bits, ok.astype(bool), iters)
+
+
+def _decode_fixed_numpy(dec, x, z, ptr, cols, shifts, iters, ok):
+    """The fixed-point kernel's arithmetic in numpy (int16 holding int8 values), vectorised
+    over frames and the lifting index; writes the dequantised posteriors into ``x``."""
+    B, n = x.shape
+    aq = int(np.rint(np.float32(dec.alpha) * np.float32(256.0)))
+    a = np.abs(x)
+    sent = (a > 0) & (a < np.float32(LLR_CLIP))
+    cnt = sent.sum(axis=1)
+    tot = np.cumsum(np.where(sent, a, 0).astype(np.float64), axis=1)[:, -1]  # sequential
+    scale = np.ones(B, np.float32)
+    has = (cnt > 0) & (tot > 0)
+    scale[has] = (np.float64(np.float32(dec.target)) * cnt[has] / tot[has]).astype(np.float32)
+    q = np.rint(x * scale[:, None]).clip(-dec.ch_max, dec.ch_max)
+    q[x >= np.float32(LLR_CLIP)] = 127
+    q[x <= -np.float32(LLR_CLIP)] = -127
+    L = q.astype(np.int16)
+    j = np.arange(z)
+    n_rows = len(ptr) - 1
+    idx = [cols[e] * z + (j + shifts[e]) % z for e in range(len(cols))]
+    R = np.zeros((B, len(cols), z), np.int16)
+
+    def unsatisfied(Lb):
+        bad = np.zeros(Lb.shape[0], bool)
+        for r in range(n_rows):
+            par = np.zeros((Lb.shape[0], z), bool)
+            for e in range(ptr[r], ptr[r + 1]):
+                par ^= Lb[:, idx[e]] < 0
+            bad |= par.any(axis=1)
+        return bad
+
+    out = np.zeros((B, n), np.int16)
+
+    def emit(sel, nit, good):
+        out[sel] = L[sel]
+        iters[sel] = nit
+        ok[sel] = good
+
+    act = np.arange(B)
+    if dec.early_stop:
+        bad = unsatisfied(L)
+        emit(act[~bad], 0, 1)
+        act = act[bad]
+    it = 0
+    while act.size and it < dec.iterations:
+        Lb, Rb = L[act], R[act]
+        for r in range(n_rows):
+            es = range(ptr[r], ptr[r + 1])
+            Q = np.stack([(Lb[:, idx[e]] - Rb[:, e]).clip(-127, 127) for e in es], axis=1)
+            mag = np.abs(Q)
+            pos = mag.argmin(axis=1)
+            srt = np.sort(mag, axis=1)
+            s1 = np.minimum((srt[:, 0].astype(np.int32) * aq + 128) >> 8, dec.r_max)
+            s2 = np.minimum((srt[:, 1].astype(np.int32) * aq + 128) >> 8, dec.r_max)
+            neg = Q < 0
+            par = np.bitwise_xor.reduce(neg, axis=1)
+            for t, e in enumerate(es):
+                m = np.where(pos == t, s2, s1).astype(np.int16)
+                rn = np.where(par ^ neg[:, t], -m, m)
+                Rb[:, e] = rn
+                Lb[:, idx[e]] = (Q[:, t] + rn).clip(-127, 127)
+        L[act], R[act] = Lb, Rb
+        it += 1
+        if dec.early_stop:
+            bad = unsatisfied(L[act])
+            emit(act[~bad], it, 1)
+            act = act[bad]
+    if act.size:
+        bad = np.ones(act.size, bool) if dec.early_stop else unsatisfied(L[act])
+        out[act] = L[act]
+        iters[act] = it
+        ok[act] = ~bad
+    inv = np.float32(1.0) / scale
+    x[:] = out.astype(np.float32) * inv[:, None]
+
+
 class SionnaDecoder:
     """Sionna's sum-product (flooding, boxplus-phi) on the pruned 5G graph.
 
@@ -413,9 +613,11 @@ class SionnaDecoder:
 
 
 def make_decoder(name: str, iterations: int, *, alpha: float = 0.7, early_stop: bool = True):
-    """The decoder backend ``name`` ('fast' or 'sionna')."""
+    """The decoder backend ``name`` ('fast', 'fixed' or 'sionna')."""
     if name == "fast":
         return FastDecoder(iterations, alpha, early_stop)
+    if name == "fixed":
+        return FixedDecoder(iterations, alpha, early_stop)
     if name == "sionna":
         return SionnaDecoder(iterations, early_stop)
-    raise ValueError(f"unknown LDPC decoder {name!r}; use 'fast' or 'sionna'")
+    raise ValueError(f"unknown LDPC decoder {name!r}; use 'fast', 'fixed' or 'sionna'")

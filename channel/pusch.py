@@ -73,11 +73,11 @@ class FastTBDecoder:
     ``TBDecoder`` and, with :meth:`decode_llr`, works on accumulated LLRs (HARQ).
     """
 
-    def __new__(cls, encoder, iterations=20, alpha=0.7, early_stop=True):
+    def __new__(cls, encoder, iterations=20, alpha=0.7, early_stop=True, decoder="fast"):
         import torch
         from sionna.phy.nr import TBDecoder
 
-        from channel.decoders import LLR_CLIP, FastDecoder
+        from channel.decoders import LLR_CLIP, make_decoder
         from channel.ldpc import LdpcCode
 
         class _Fast(torch.nn.Module):
@@ -96,7 +96,7 @@ class FastTBDecoder:
                 self.idx = self.code.rm_indices(enc.n, 0, 1)
                 self.rows = self.code.active_rows(self.code.covered_cols(self.idx))
                 self.repeats = np.unique(self.idx).size != self.idx.size
-                self.dec = FastDecoder(iterations, alpha, early_stop)
+                self.dec = make_decoder(decoder, iterations, alpha=alpha, early_stop=early_stop)
 
             def forward(self, llr_cb):
                 shape = llr_cb.shape
@@ -193,8 +193,10 @@ class PuschLink(Link):
         pc = self.pusch_config(mcs)
         tx = PUSCHTransmitter(pc, return_bits=False)
         est = "perfect" if c.channel_estimation == "perfect" else None
-        if c.decoder == "fast":
-            dec = FastTBDecoder(tx._tb_encoder, c.iterations, c.minsum_scale, c.early_stop)
+        if c.decoder in ("fast", "fixed"):
+            dec = FastTBDecoder(
+                tx._tb_encoder, c.iterations, c.minsum_scale, c.early_stop, c.decoder
+            )
         else:
             from sionna.phy.nr import TBDecoder
 

@@ -63,7 +63,7 @@ def bler_table_parser():
     b.add_argument("--blocks", type=int, default=60, help="pusch: TBs per SNR point")
     b.add_argument("--harq", metavar="LIST", help="modes to tabulate: none,ir,chase")
     b.add_argument("--rounds", type=int, default=4, help="HARQ transmissions tabulated")
-    b.add_argument("--decoder", choices=("fast", "sionna"), default="fast")
+    b.add_argument("--decoder", choices=("fast", "fixed", "sionna"), default="fast")
     b.add_argument("--iterations", type=int, default=20)
     b.add_argument("--minsum-scale", type=float, default=0.7)
     b.add_argument("--target-block-errors", type=int, default=100)

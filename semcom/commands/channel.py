@@ -74,7 +74,9 @@ def ber_parser():
     s = p.add_mutually_exclusive_group()
     s.add_argument("--ebno", metavar="RANGE", help="Eb/N0 points in dB, START:STOP:STEP or a,b")
     s.add_argument("--esno", metavar="RANGE", help="Es/N0 points in dB")
-    p.add_argument("--decoder", choices=("fast", "sionna"), help="default: channel.decoder")
+    p.add_argument(
+        "--decoder", choices=("fast", "fixed", "sionna"), help="default: channel.decoder"
+    )
     p.add_argument(
         "--iterations", type=int, help="decoder iterations (default: channel.iterations)"
     )
@@ -183,7 +185,7 @@ def ber_main(argv=None) -> int:
     esnos = [s + offset if snr_type == "ebno" else s for s in snrs]
     ebnos = [s - offset for s in esnos]
 
-    from channel.decoders import kernel_info, make_decoder
+    from channel.decoders import fixed_kernel_info, kernel_info, make_decoder
     from channel.montecarlo import format_table, sim_bler
 
     decoder = make_decoder(
@@ -270,8 +272,10 @@ def ber_main(argv=None) -> int:
             "name": cfg.decoder,
             "iterations": cfg.iterations,
             "early_stop": cfg.early_stop,
-            "minsum_scale": cfg.minsum_scale if cfg.decoder == "fast" else None,
-            "kernel": kernel_info() if cfg.decoder == "fast" else "sionna",
+            "minsum_scale": cfg.minsum_scale if cfg.decoder != "sionna" else None,
+            "kernel": {"fast": kernel_info, "fixed": fixed_kernel_info}.get(
+                cfg.decoder, lambda: "sionna"
+            )(),
         },
         "snr_type": snr_type,
         "stopping": {
