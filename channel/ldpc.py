@@ -187,20 +187,26 @@ class LdpcCode:
         B, Z = u.shape[0], self.z
         x = np.zeros((B, self.n_cols, Z), np.uint8)
         x.reshape(B, -1)[:, : self.k_prime] = u
-        perm = _perms(Z)
         kb = self.info_cols
         rows, cols, sh = self.rows, self.cols, self.shifts
 
-        def rot(v, s):  # P_s v: out[j] = v[(j + s) % Z]
-            return v[:, perm[s]]
+        def xor_rot(acc, v, s):  # acc ^= P_s v, where (P_s v)[j] = v[(j + s) % Z]
+            s = int(s)
+            acc[:, : Z - s] ^= v[:, s:]
+            if s:
+                acc[:, Z - s :] ^= v[:, :s]
 
         def unrot(v, s):  # P_s^{-1} v
-            return v[:, perm[(Z - s) % Z]]
+            s = int(s)
+            out = np.empty((B, Z), np.uint8)
+            out[:, s:] = v[:, : Z - s]
+            out[:, :s] = v[:, Z - s :]
+            return out
 
         # lambda_i: contribution of the systematic columns to each core row i = 0..3
         lam = np.zeros((4, B, Z), np.uint8)
         for e in np.flatnonzero((rows < 4) & (cols < kb)):
-            lam[rows[e]] ^= rot(x[:, cols[e]], sh[e])
+            xor_rot(lam[rows[e]], x[:, cols[e]], sh[e])
         # core parity columns kb..kb+3: the sum of the 4 core rows leaves P_B p0
         core = [
             (rows[e], cols[e] - kb, sh[e])
@@ -223,7 +229,7 @@ class LdpcCode:
                 acc = lam[r].copy()
                 for c, s in entries:
                     if c in known:
-                        acc ^= rot(known[c], s)
+                        xor_rot(acc, known[c], s)
                 known[unknown[0][0]] = unrot(acc, unknown[0][1])
                 progress = True
             if not progress:  # pragma: no cover
@@ -243,7 +249,7 @@ class LdpcCode:
                 if cols[e] == ext:
                     s_ext = sh[e]
                 else:
-                    acc ^= rot(x[:, cols[e]], sh[e])
+                    xor_rot(acc, x[:, cols[e]], sh[e])
             x[:, ext] = unrot(acc, s_ext)
         return x.reshape(B, -1)
 

@@ -129,6 +129,7 @@ class Link:
         self.numerology = Numerology.from_config(cfg)
         self.qm = cfg.bits_per_symbol
         self._stats_memo: dict = {}  # _stats: fields by (size, plans, rounds, fate)
+        self._split_memo: dict = {}  # _split: TB sizes and plans by description size
 
     @property
     def esno_db(self) -> float:
@@ -142,7 +143,19 @@ class Link:
         return plan_tb(payload_bits, self.cfg.code_rate, self.qm, self.cfg.tb_crc)
 
     def tb_plans(self, desc: Description) -> list[TbPlan]:
-        return [self.plan(8 * n) for n in split_bytes(len(desc.data), self.cfg.tb_bits)]
+        return list(self._split(len(desc.data))[1])
+
+    def _split(self, n_bytes: int) -> tuple[tuple[int, ...], tuple[TbPlan, ...]]:
+        """``(sizes, plans)``: the TBs (bytes each) of a description of ``n_bytes`` and
+        their plans (memoised by size)."""
+        memo = self._split_memo
+        hit = memo.get(n_bytes)
+        if hit is None:
+            if len(memo) > 4096:
+                memo.clear()
+            sizes = tuple(split_bytes(n_bytes, self.cfg.tb_bits))
+            hit = memo[n_bytes] = (sizes, tuple(self.plan(8 * n) for n in sizes))
+        return hit
 
     def transmit(
         self, descriptions: Sequence[Description], rng: np.random.Generator
@@ -253,20 +266,17 @@ class NrLink(Link):
         self.phy = NrPhy(cfg, decoder, fault=fault)
 
     def transmit(self, descriptions, rng):
-        chunks: list[list[bytes]] = []
-        groups: dict[int, list[tuple[int, int]]] = {}
-        for di, d in enumerate(descriptions):
-            sizes = split_bytes(len(d.data), self.cfg.tb_bits)
-            parts, pos = [], 0
+        layout = [self._split(len(d.data)) for d in descriptions]
+        groups: dict[int, list[tuple[int, int, int]]] = {}  # TB size: (description, TB, offset)
+        for di, (sizes, _) in enumerate(layout):
+            pos = 0
             for ti, n in enumerate(sizes):
-                parts.append(d.data[pos : pos + n])
+                groups.setdefault(n, []).append((di, ti, pos))
                 pos += n
-                groups.setdefault(n, []).append((di, ti))
-            chunks.append(parts)
-        out: dict[tuple[int, int], tuple[bytes, int, bool, int, bool]] = {}
-        for members in groups.values():
-            raw = np.frombuffer(b"".join(chunks[di][ti] for di, ti in members), np.uint8)
-            payload = np.unpackbits(raw.reshape(len(members), -1), axis=1)
+        out: list[list] = [[None] * len(sizes) for sizes, _ in layout]
+        for n, members in groups.items():
+            raw = b"".join(descriptions[di].data[pos : pos + n] for di, _, pos in members)
+            payload = np.unpackbits(np.frombuffer(raw, np.uint8).reshape(len(members), -1), axis=1)
             batch = self.phy.run(payload, rng)
             dec = batch.decoded_payload()
             # whole-batch bookkeeping (the per-TB Python loop only unpacks results)
@@ -275,12 +285,10 @@ class NrLink(Link):
             rounds = batch.rounds.tolist()
             fails = batch.tb_fail.sum(axis=1).tolist()
             data = np.packbits(dec, axis=1)
-            for j, key in enumerate(members):
-                out[key] = (data[j].tobytes(), rounds[j], oks[j], fails[j], wrongs[j])
+            for j, (di, ti, _) in enumerate(members):
+                out[di][ti] = (data[j].tobytes(), rounds[j], oks[j], fails[j], wrongs[j])
         received, stats = [], []
-        for di, d in enumerate(descriptions):
-            res = [out[(di, ti)] for ti in range(len(chunks[di]))]
-            plans = self.tb_plans(d)
+        for d, (_, plans), res in zip(descriptions, layout, out):
             lost = [not r[2] for r in res]
             undetected = sum(r[4] for r in res)
             if undetected:

@@ -12,7 +12,9 @@ the record).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,9 +29,25 @@ from channel.modulation import demodulate, modulate
 IR_RVS = (0, 2, 3, 1)  # redundancy version sequence of IR-HARQ
 
 
+_CHUNK = 1 << 15  # AWGN fast path: coded bits per block of rows (cache-sized temporaries)
+_WORK_MAX = 1 << 25  # bytes: the decoder's working copy is kept between calls up to this
+
+
 def _unique_idx(idx: np.ndarray) -> bool:
     """No repetition in the rate-matching map (E within the circular buffer)."""
     return bool(np.unique(idx).size == idx.size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _rm_map(code, e: int, rv: int, qm: int) -> tuple[np.ndarray, bool, np.ndarray]:
+    """``(idx, unique, covered)`` of one rate-matching map: the index map
+    (``LdpcCode.rm_indices``), whether it has no repetition, and the base columns it
+    covers; computed once per code, ``E``, redundancy version and ``Q_m``."""
+    idx = code.rm_indices(e, rv, qm)
+    idx.setflags(write=False)
+    cov = code.covered_cols(idx)
+    cov.setflags(write=False)
+    return idx, _unique_idx(idx), cov
 
 
 @functools.lru_cache(maxsize=256)
@@ -59,6 +77,65 @@ def _add_cols(acc: np.ndarray, idx: np.ndarray, vals: np.ndarray, qm: int) -> No
         return
     for q, a, b, lo, hi in runs:
         acc[:, lo:hi] += vals[:, q + a * qm : q + b * qm : qm]
+
+
+def _take_cols(src: np.ndarray, idx: np.ndarray, qm: int) -> np.ndarray:
+    """``src[:, idx]`` (a new array), by slices over the map's runs like :func:`_add_cols`."""
+    runs = _lane_runs(np.ascontiguousarray(idx, np.int64).tobytes(), qm)
+    if runs is None:
+        return src[:, idx]
+    out = np.empty((src.shape[0], idx.size), src.dtype)
+    for q, a, b, lo, hi in runs:
+        out[:, q + a * qm : q + b * qm : qm] = src[:, lo:hi]
+    return out
+
+
+def _combine(acc: np.ndarray, rows, idx: np.ndarray, llr: np.ndarray, qm: int, unique: bool):
+    """``acc[rows][:, idx] += llr`` written back to ``acc`` (every copy added where the
+    map repeats); ``rows`` is a slice (worked on in place) or an index array."""
+    sub = acc[rows]
+    if unique:
+        _add_cols(sub, idx, llr, qm)
+    else:  # repetition beyond the circular buffer: add every copy
+        np.add.at(sub, (slice(None), idx), llr)
+    if not isinstance(rows, slice):
+        acc[rows] = sub
+
+
+class _Workspace:
+    """A float32 buffer kept between calls for the decoder's working copy of the LLRs, so
+    that batch after batch reuses memory instead of faulting in fresh pages; one user at
+    a time (a nested caller, or a request over ``_WORK_MAX`` bytes, gets None). One per
+    thread (:func:`_workspace`), shared by every link of the thread, so the memory kept is
+    at most ``_WORK_MAX`` per thread however many links a process holds."""
+
+    def __init__(self):
+        self._buf = np.empty(0, np.float32)
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def rows(self, n: int, width: int):
+        """``[n, width]`` float32, C-contiguous, uninitialised (or None)."""
+        size = n * width
+        if 4 * size > _WORK_MAX or not self._lock.acquire(blocking=False):
+            yield None
+            return
+        try:
+            if self._buf.size < size:
+                self._buf = np.empty(size, np.float32)
+            yield self._buf[:size].reshape(n, width)
+        finally:
+            self._lock.release()
+
+
+_local = threading.local()
+
+
+def _workspace() -> _Workspace:
+    ws = getattr(_local, "ws", None)
+    if ws is None:
+        ws = _local.ws = _Workspace()
+    return ws
 
 
 @dataclass
@@ -210,37 +287,40 @@ class NrPhy:
             return pend
         rv = self.rv(r, harq)
         batch.rvs.append(rv)
-        idx = code.rm_indices(p.e, rv, self.qm)
-        batch.covered |= code.covered_cols(idx)
+        qm = self.qm
+        idx, unique, cov = _rm_map(code, p.e, rv, qm)
+        batch.covered |= cov
         rows = (pend[:, None] * C + np.arange(C)).ravel()
         full = pend.size == batch.size
-        coded = (batch.cw if full else batch.cw[rows])[:, idx]
-        if self.cfg.fading == "awgn":  # real-valued float32 fast path
-            llr = awgn_llrs(coded, self.qm, self.n0, rng)
+        if self.cfg.fading == "awgn" and qm <= 2:
+            # bit-wise LLRs, a block of rows at a time: the noise is drawn in the same
+            # order as by one call, with temporaries that stay in cache
+            step = max(1, _CHUNK // p.e)
+            for lo in range(0, rows.size, step):
+                sel = slice(lo, lo + step) if full else rows[lo : lo + step]
+                llr = awgn_llrs(_take_cols(batch.cw[sel], idx, qm), qm, self.n0, rng)
+                np.clip(llr, -LLR_CLIP, LLR_CLIP, out=llr)
+                _combine(batch.llr, sel, idx, llr, qm, unique)
         else:
-            x = modulate(coded, self.qm)
-            z, nv = channel_transmit(
-                x, self.n0, self.cfg.fading, rng, rician_k_db=self.cfg.rician_k_db
-            )
-            llr = demodulate(z, nv, self.qm)
-        np.clip(llr, -LLR_CLIP, LLR_CLIP, out=llr)
-        unique = _unique_idx(idx)
-        if unique and full:
-            _add_cols(batch.llr, idx, llr, self.qm)
-        elif unique:
-            sub = batch.llr[rows]
-            _add_cols(sub, idx, llr, self.qm)
-            batch.llr[rows] = sub
-        else:  # repetition beyond the circular buffer: add every copy
-            sub = batch.llr[rows]
-            np.add.at(sub, (slice(None), idx), llr)
-            batch.llr[rows] = sub
+            coded = _take_cols(batch.cw if full else batch.cw[rows], idx, qm)
+            if self.cfg.fading == "awgn":  # real-valued float32 fast path
+                llr = awgn_llrs(coded, qm, self.n0, rng)
+            else:
+                x = modulate(coded, qm)
+                z, nv = channel_transmit(
+                    x, self.n0, self.cfg.fading, rng, rician_k_db=self.cfg.rician_k_db
+                )
+                llr = demodulate(z, nv, qm)
+            np.clip(llr, -LLR_CLIP, LLR_CLIP, out=llr)
+            _combine(batch.llr, slice(None) if full else rows, idx, llr, qm, unique)
         batch.rounds[pend] = r + 1
         dec = rows[~batch.cb_ok[rows]]
         if dec.size:
             rows_ = code.active_rows(batch.covered)
-            if getattr(self.decoder, "name", "") == "fast":  # the gathered copy is scratch
-                res = self.decoder(code, batch.llr[dec], rows_, overwrite=True)
+            if getattr(self.decoder, "name", "") in ("fast", "fixed"):  # copy is scratch
+                with _workspace().rows(dec.size, code.n) as work:
+                    llr = batch.llr.take(dec, axis=0, out=work, mode="clip")
+                    res = self.decoder(code, llr, rows_, overwrite=True)
             else:
                 res = self.decoder(code, batch.llr[dec], rows_)
             bits = res.bits if self.fault is None else self.fault(res.bits.copy(), r)
