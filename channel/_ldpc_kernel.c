@@ -141,10 +141,12 @@ API int semcom_ldpc_decode(int32_t n_blocks, int32_t z, int32_t n_vars, int32_t 
  *
  * Quantisation, per frame: the channel LLRs are scaled so that their mean magnitude
  * (over the sent bits: 0 < |x| < clip) is `target`, rounded and saturated to +-ch_max;
- * bits with |x| >= clip (filler bits) become +-127. Normalised min-sum is invariant to a
- * positive scaling of its input, so the scale changes only the quantisation, and it
- * follows the SNR. Messages and posteriors saturate at +-127 (never -128, so |x| fits).
- * The check-node magnitude is (alpha_q * min + 128) >> 8 with alpha_q = round(256 alpha).
+ * bits with |x| >= clip (filler bits) become +-127, NaN becomes 0. Normalised min-sum
+ * is invariant to a positive scaling of its input, so the scale changes only the
+ * quantisation, and it follows the SNR. Messages and posteriors saturate at +-127 (never
+ * -128, so |x| fits). The check-node magnitude is min((alpha_q * min + 128) >> 8, r_max)
+ * with alpha_q = round(256 alpha): capping the check messages below the posteriors'
+ * range keeps saturated posteriors from drifting over many iterations.
  *
  * Early stopping is per frame: after every iteration the syndrome of each lane is
  * tested; a frame whose checks all hold keeps the posteriors of that iteration (what it
@@ -313,6 +315,7 @@ API int I8_NAME(int32_t n_blocks, int32_t z, int32_t n_vars, int32_t n_rows,
                 int q;
                 if (a >= clip) q = 127;
                 else if (a <= -clip) q = -127;
+                else if (!(a * s == a * s)) q = 0; /* NaN (or 0 * inf): no information */
                 else {
                     const float t = nearbyintf(a * s);
                     q = t > (float)ch_max ? ch_max : (t < (float)-ch_max ? -ch_max : (int)t);

@@ -468,7 +468,9 @@ def _decode_fixed_numpy(dec, x, z, ptr, cols, shifts, iters, ok):
     scale = np.ones(B, np.float32)
     has = (cnt > 0) & (tot > 0)
     scale[has] = (np.float64(np.float32(dec.target)) * cnt[has] / tot[has]).astype(np.float32)
-    q = np.rint(x * scale[:, None]).clip(-dec.ch_max, dec.ch_max)
+    with np.errstate(invalid="ignore"):
+        q = np.rint(x * scale[:, None]).clip(-dec.ch_max, dec.ch_max)
+    q[np.isnan(q)] = 0
     q[x >= np.float32(LLR_CLIP)] = 127
     q[x <= -np.float32(LLR_CLIP)] = -127
     L = q.astype(np.int16)
