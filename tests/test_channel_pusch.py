@@ -97,13 +97,13 @@ def test_pusch_link_delivers_bit_exact_and_accounts_slots(torch_sionna):
 
 @pytest.mark.slow
 def test_fast_decoder_in_the_receiver_decides_like_sionnas(torch_sionna):
-    """Same slots (same seed, so the same noise), both decoders: in the waterfall they
+    """Same slots (same seed, so the same noise), each decoder: in the waterfall they
     lose about as many TBs; every TB either delivers is bit-exact."""
     from channel import build_link
 
     d = descs(60, 300, seed=2)
     lost = {}
-    for dec in ("fast", "sionna"):
+    for dec in ("fast", "fixed", "sionna"):
         cfg = ChannelConfig(link="pusch", mcs=4, snr_db=-1.5, bandwidth_mhz=5, decoder=dec)
         res = build_link(cfg).transmit(d, np.random.default_rng(9))
         for r, x in zip(res.received, d):
@@ -111,6 +111,7 @@ def test_fast_decoder_in_the_receiver_decides_like_sionnas(torch_sionna):
         lost[dec] = sum(isinstance(r, Erasure) for r in res.received)
     assert 0 < lost["sionna"] < 60
     assert 0 < lost["fast"] < 60 and abs(lost["fast"] - lost["sionna"]) <= 15, lost
+    assert abs(lost["fixed"] - lost["fast"]) <= 10, lost
 
 
 @pytest.mark.slow
