@@ -231,6 +231,7 @@ class FastDecoder:
     """
 
     name = "fast"
+    backends = ("auto", "c", "numpy")  # the C ones need the compiled kernel
 
     def __init__(
         self,
@@ -242,8 +243,8 @@ class FastDecoder:
         self.iterations = int(iterations)
         self.alpha = float(alpha)
         self.early_stop = bool(early_stop)
-        if backend not in ("auto", "c", "numpy"):
-            raise ValueError(f"backend must be auto, c or numpy, got {backend!r}")
+        if backend not in self.backends:
+            raise ValueError(f"backend must be one of {', '.join(self.backends)}, got {backend!r}")
         self.backend = backend
 
     def __call__(
@@ -255,67 +256,88 @@ class FastDecoder:
             L = llr
         else:
             L = np.ascontiguousarray(llr, dtype=np.float32).copy()
-        B = L.shape[0]
         if L.ndim != 2 or L.shape[1] != code.n:
             raise ValueError(f"expected LLRs of shape [B, {code.n}], got {L.shape}")
+        B = L.shape[0]
         ptr, cols, shifts = _csr(code, rows)
         lib = None if self.backend == "numpy" else load_kernel()
-        if self.backend == "c" and lib is None:
+        if self.backend not in ("auto", "numpy") and lib is None:
             raise RuntimeError("the C kernel is not available")
         iters = np.zeros(B, np.int32)
         ok = np.zeros(B, np.uint8)
         if B:
+            csr = (len(rows), ptr, cols, shifts)
             if lib is not None:
-                rc = lib.semcom_ldpc_decode(
-                    B,
-                    code.z,
-                    code.n,
-                    len(rows),
-                    ptr.ctypes.data,
-                    cols.ctypes.data,
-                    shifts.ctypes.data,
-                    self.alpha,
-                    self.iterations,
-                    int(self.early_stop),
-                    L.ctypes.data,
-                    iters.ctypes.data,
-                    ok.ctypes.data,
-                )
+                rc = self._kernel(lib, code, csr, L, iters, ok)
                 if rc != 0:
                     raise MemoryError("LDPC kernel could not allocate its scratch memory")
             else:
-                _decode_numpy(
-                    L,
-                    code.z,
-                    ptr,
-                    cols,
-                    shifts,
-                    np.float32(self.alpha),
-                    self.iterations,
-                    self.early_stop,
-                    iters,
-                    ok,
-                )
+                self._numpy(code, csr, L, iters, ok)
         bits = (L[:, : code.k_prime] < 0).astype(np.uint8)
         return DecodeResult(bits, ok.astype(bool), iters)
+
+    def _code_args(self, code, csr, L) -> tuple:
+        """The kernels' leading arguments: sizes, the rows in CSR form, the schedule."""
+        n_rows, ptr, cols, shifts = csr
+        return (
+            L.shape[0],
+            code.z,
+            code.n,
+            n_rows,
+            ptr.ctypes.data,
+            cols.ctypes.data,
+            shifts.ctypes.data,
+            self.alpha,
+            self.iterations,
+            int(self.early_stop),
+        )
+
+    def _kernel(self, lib, code, csr, L, iters, ok) -> int:
+        out = (L.ctypes.data, iters.ctypes.data, ok.ctypes.data)
+        return lib.semcom_ldpc_decode(*self._code_args(code, csr, L), *out)
+
+    def _numpy(self, code, csr, L, iters, ok) -> None:
+        _, ptr, cols, shifts = csr
+        _decode_numpy(
+            L,
+            code.z,
+            ptr,
+            cols,
+            shifts,
+            np.float32(self.alpha),
+            self.iterations,
+            self.early_stop,
+            iters,
+            ok,
+        )
+
+
+def _edge_index(z, cols, shifts) -> list[np.ndarray]:
+    """Per edge of the CSR rows: the variable index of each of its ``z`` checks."""
+    j = np.arange(z)
+    return [cols[e] * z + (j + shifts[e]) % z for e in range(len(cols))]
+
+
+def _unsatisfied(L, idx, ptr, z) -> np.ndarray:
+    """[B] bool: some parity check of the given rows fails on the signs of ``L``."""
+    bad = np.zeros(L.shape[0], bool)
+    for r in range(len(ptr) - 1):
+        par = np.zeros((L.shape[0], z), bool)
+        for e in range(ptr[r], ptr[r + 1]):
+            par ^= L[:, idx[e]] < 0
+        bad |= par.any(axis=1)
+    return bad
 
 
 def _decode_numpy(L, z, ptr, cols, shifts, alpha, max_iter, early_stop, iters, ok):
     """Same arithmetic as the C kernel, vectorised over blocks and the lifting index."""
     B = L.shape[0]
-    j = np.arange(z)
     n_rows = len(ptr) - 1
-    idx = [cols[e] * z + (j + shifts[e]) % z for e in range(len(cols))]
+    idx = _edge_index(z, cols, shifts)
     R = np.zeros((B, len(cols), z), np.float32)
 
     def syndrome(Lb):
-        good = np.ones(Lb.shape[0], bool)
-        for r in range(n_rows):
-            par = np.zeros((Lb.shape[0], z), bool)
-            for e in range(ptr[r], ptr[r + 1]):
-                par ^= Lb[:, idx[e]] < 0
-            good &= ~par.any(axis=1)
-        return good
+        return ~_unsatisfied(Lb, idx, ptr, z)
 
     act = np.arange(B)
     if early_stop:
@@ -352,7 +374,7 @@ def _decode_numpy(L, z, ptr, cols, shifts, alpha, max_iter, early_stop, iters, o
         ok[:] = syndrome(L)
 
 
-class FixedDecoder:
+class FixedDecoder(FastDecoder):
     """Layered normalised min-sum in 8-bit fixed point, SIMD across frames.
 
     The arithmetic (``_ldpc_kernel.c``): each frame's channel LLRs are scaled so that
@@ -383,6 +405,7 @@ class FixedDecoder:
     """
 
     name = "fixed"
+    backends = ("auto", "c", "portable", "numpy")
 
     def __init__(
         self,
@@ -395,9 +418,7 @@ class FixedDecoder:
         r_max: int = 47,
         backend: str = "auto",
     ):
-        self.iterations = int(iterations)
-        self.alpha = float(alpha)
-        self.early_stop = bool(early_stop)
+        super().__init__(iterations, alpha, early_stop, backend)
         self.target = float(target)
         self.ch_max = int(ch_max)
         self.r_max = int(r_max)
@@ -405,55 +426,16 @@ class FixedDecoder:
             raise ValueError(f"alpha must be in (0, 2), got {alpha}")
         if not (0 < self.target <= 127 and 1 <= self.ch_max <= 127 and 1 <= self.r_max <= 127):
             raise ValueError("target must be in (0, 127], ch_max and r_max in [1, 127]")
-        if backend not in ("auto", "c", "portable", "numpy"):
-            raise ValueError(f"backend must be auto, c, portable or numpy, got {backend!r}")
-        self.backend = backend
 
-    def __call__(
-        self, code: LdpcCode, llr: np.ndarray, rows: np.ndarray, *, overwrite: bool = False
-    ) -> DecodeResult:
-        """``overwrite=True``: ``llr`` (C-contiguous float32) may be used as working
-        memory (the caller's fresh copy), saving a copy."""
-        if overwrite and llr.dtype == np.float32 and llr.flags.c_contiguous:
-            L = llr
-        else:
-            L = np.ascontiguousarray(llr, dtype=np.float32).copy()
-        if L.ndim != 2 or L.shape[1] != code.n:
-            raise ValueError(f"expected LLRs of shape [B, {code.n}], got {L.shape}")
-        B = L.shape[0]
-        ptr, cols, shifts = _csr(code, rows)
-        lib = None if self.backend == "numpy" else load_kernel()
-        if self.backend in ("c", "portable") and lib is None:
-            raise RuntimeError("the C kernel is not available")
-        iters = np.zeros(B, np.int32)
-        ok = np.zeros(B, np.uint8)
-        if B and lib is not None:
-            fn = lib.semcom_ldpc_decode_i8_ref if self.backend == "portable" else None
-            rc = (fn or lib.semcom_ldpc_decode_i8)(
-                B,
-                code.z,
-                code.n,
-                len(rows),
-                ptr.ctypes.data,
-                cols.ctypes.data,
-                shifts.ctypes.data,
-                self.alpha,
-                self.iterations,
-                int(self.early_stop),
-                self.target,
-                self.ch_max,
-                self.r_max,
-                LLR_CLIP,
-                L.ctypes.data,
-                iters.ctypes.data,
-                ok.ctypes.data,
-            )
-            if rc != 0:
-                raise MemoryError("LDPC kernel could not allocate its scratch memory")
-        elif B:
-            _decode_fixed_numpy(self, L, code.z, ptr, cols, shifts, iters, ok)
-        bits = (L[:, : code.k_prime] < 0).astype(np.uint8)
-        return DecodeResult(bits, ok.astype(bool), iters)
+    def _kernel(self, lib, code, csr, L, iters, ok) -> int:
+        fn = lib.semcom_ldpc_decode_i8_ref if self.backend == "portable" else None
+        quant = (self.target, self.ch_max, self.r_max, LLR_CLIP)
+        out = (L.ctypes.data, iters.ctypes.data, ok.ctypes.data)
+        return (fn or lib.semcom_ldpc_decode_i8)(*self._code_args(code, csr, L), *quant, *out)
+
+    def _numpy(self, code, csr, L, iters, ok) -> None:
+        _, ptr, cols, shifts = csr
+        _decode_fixed_numpy(self, L, code.z, ptr, cols, shifts, iters, ok)
 
 
 def _decode_fixed_numpy(dec, x, z, ptr, cols, shifts, iters, ok):
@@ -474,19 +456,12 @@ def _decode_fixed_numpy(dec, x, z, ptr, cols, shifts, iters, ok):
     q[x >= np.float32(LLR_CLIP)] = 127
     q[x <= -np.float32(LLR_CLIP)] = -127
     L = q.astype(np.int16)
-    j = np.arange(z)
     n_rows = len(ptr) - 1
-    idx = [cols[e] * z + (j + shifts[e]) % z for e in range(len(cols))]
+    idx = _edge_index(z, cols, shifts)
     R = np.zeros((B, len(cols), z), np.int16)
 
     def unsatisfied(Lb):
-        bad = np.zeros(Lb.shape[0], bool)
-        for r in range(n_rows):
-            par = np.zeros((Lb.shape[0], z), bool)
-            for e in range(ptr[r], ptr[r + 1]):
-                par ^= Lb[:, idx[e]] < 0
-            bad |= par.any(axis=1)
-        return bad
+        return _unsatisfied(Lb, idx, ptr, z)
 
     out = np.zeros((B, n), np.int16)
 
