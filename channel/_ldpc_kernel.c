@@ -308,7 +308,9 @@ API int I8_NAME(int32_t n_blocks, int32_t z, int32_t n_vars, int32_t n_rows,
                 const float a = fabsf(x[v]);
                 if (a > 0.0f && a < clip) { sum += a; cnt++; }
             }
-            const float s = (cnt && sum > 0.0) ? (float)(target * cnt / sum) : 1.0f;
+            double ds = (cnt && sum > 0.0) ? (double)target * cnt / sum : 1.0;
+            if (ds > 3.4e38) ds = 3.4e38; /* below FLT_MAX: no infinite scale */
+            const float s = (float)ds;
             scale[l] = s;
             for (int32_t v = 0; v < n_vars; v++) {
                 const float a = x[v];

@@ -65,14 +65,14 @@ def _byte_table(name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     by byte ``j`` of the message packed most significant bit first (``np.packbits``; the
     pad bits of the last byte are zeros and contribute nothing) when it holds ``v``."""
     m = -(-n // 8)
-    rem = np.zeros(8 * m, np.int64)
+    rem = np.zeros(8 * m, np.uint32)
     rem[:n] = _remainders(name, n)
     rem = rem.reshape(m, 8)
     v = np.arange(256)
-    table = np.zeros((m, 256), np.int64)
+    table = np.zeros((m, 256), np.uint32)
     for k in range(8):  # bit k of a byte is its (7 - k)-th least significant
-        table ^= np.where((v >> (7 - k)) & 1, rem[:, k : k + 1], 0)
-    return table.astype(np.uint32).ravel(), np.arange(m, dtype=np.intp) * 256
+        table[:, ((v >> (7 - k)) & 1).astype(bool)] ^= rem[:, k : k + 1]
+    return table.ravel(), np.arange(m, dtype=np.intp) * 256
 
 
 def crc_parity(bits: np.ndarray, name: str) -> np.ndarray:

@@ -390,7 +390,8 @@ class FixedDecoder(FastDecoder):
     its checks first all hold, what it would return decoded alone.
 
     :param iterations: maximum iterations.
-    :param alpha: normalisation factor of the check-node messages (quantised to 1/256).
+    :param alpha: normalisation factor of the check-node messages, in (0, 1] (quantised
+        to 1/256).
     :param early_stop: stop a frame as soon as all parity checks hold.
     :param target: mean |LLR| of a frame after scaling, in quantisation steps.
     :param ch_max: saturation of the quantised channel LLRs (<= 127).
@@ -422,8 +423,8 @@ class FixedDecoder(FastDecoder):
         self.target = float(target)
         self.ch_max = int(ch_max)
         self.r_max = int(r_max)
-        if not (0 < self.alpha < 2):
-            raise ValueError(f"alpha must be in (0, 2), got {alpha}")
+        if not (0 < self.alpha <= 1):  # the 16-bit product alpha_q * 127 must not overflow
+            raise ValueError(f"alpha must be in (0, 1], got {alpha}")
         if not (0 < self.target <= 127 and 1 <= self.ch_max <= 127 and 1 <= self.r_max <= 127):
             raise ValueError("target must be in (0, 127], ch_max and r_max in [1, 127]")
 
@@ -449,7 +450,8 @@ def _decode_fixed_numpy(dec, x, z, ptr, cols, shifts, iters, ok):
     tot = np.cumsum(np.where(sent, a, 0).astype(np.float64), axis=1)[:, -1]  # sequential
     scale = np.ones(B, np.float32)
     has = (cnt > 0) & (tot > 0)
-    scale[has] = (np.float64(np.float32(dec.target)) * cnt[has] / tot[has]).astype(np.float32)
+    ds = np.minimum(np.float64(np.float32(dec.target)) * cnt[has] / tot[has], 3.4e38)
+    scale[has] = ds.astype(np.float32)
     with np.errstate(invalid="ignore"):
         q = np.rint(x * scale[:, None]).clip(-dec.ch_max, dec.ch_max)
     q[np.isnan(q)] = 0

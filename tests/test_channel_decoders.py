@@ -73,6 +73,22 @@ def test_fixed_point_kernel_equals_its_twins(early_stop, k, rate, n, qm, esno):
     assert 0 < (c.bits != u).any(axis=1).sum() < 40  # a mix of failures and successes
 
 
+@pytest.mark.skipif(load_kernel() is None, reason="no C compiler")
+def test_fixed_point_twins_agree_off_the_defaults():
+    """A fractional target and a small alpha (the scale and the rounding of alpha * min
+    computed alike); alpha above 1 is refused (the 16-bit product would overflow)."""
+    code = LdpcCode.for_block(500, 2 / 3)
+    u, L, _, rows = _llrs(code, 750, 2, 3.0, 33, 9)
+    out = []
+    for backend in ("c", "portable", "numpy"):
+        x = L.copy()
+        FixedDecoder(6, 0.55, target=10.3, backend=backend)(code, x, rows, overwrite=True)
+        out.append(x)
+    assert np.array_equal(out[0], out[1]) and np.array_equal(out[0], out[2])
+    with pytest.raises(ValueError, match="alpha"):
+        FixedDecoder(10, 1.01)
+
+
 def test_fixed_point_frames_decode_as_if_alone():
     """Early stopping is per frame: a frame in a group of 32 returns what it returns alone."""
     code = LdpcCode.for_block(1024, 0.5)
