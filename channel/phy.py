@@ -16,6 +16,7 @@ import contextlib
 import functools
 import threading
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,16 +39,29 @@ def _unique_idx(idx: np.ndarray) -> bool:
     return bool(np.unique(idx).size == idx.size)
 
 
+class RmMap(NamedTuple):
+    """One rate-matching map and what the link derives from it, once (:func:`_rm_map`).
+
+    :param idx: [E] int64, mother-code position of each coded bit (read-only).
+    :param unique: no repetition (E within the circular buffer).
+    :param covered: [n_cols] bool, base columns the map reads (read-only).
+    :param runs: the map as contiguous runs per interleaver lane (:func:`_lane_runs`).
+    """
+
+    idx: np.ndarray
+    unique: bool
+    covered: np.ndarray
+    runs: tuple | None
+
+
 @functools.lru_cache(maxsize=1024)
-def _rm_map(code, e: int, rv: int, qm: int) -> tuple[np.ndarray, bool, np.ndarray]:
-    """``(idx, unique, covered)`` of one rate-matching map: the index map
-    (``LdpcCode.rm_indices``), whether it has no repetition, and the base columns it
-    covers; computed once per code, ``E``, redundancy version and ``Q_m``."""
+def _rm_map(code, e: int, rv: int, qm: int) -> RmMap:
+    """The map of ``code`` for ``E``, redundancy version and ``Q_m``, computed once."""
     idx = code.rm_indices(e, rv, qm)
     idx.setflags(write=False)
     cov = code.covered_cols(idx)
     cov.setflags(write=False)
-    return idx, _unique_idx(idx), cov
+    return RmMap(idx, _unique_idx(idx), cov, _runs_of(idx, qm))
 
 
 @functools.lru_cache(maxsize=256)
@@ -67,11 +81,18 @@ def _lane_runs(key: bytes, qm: int) -> tuple | None:
     return tuple(runs) if len(runs) <= 4 * qm else None
 
 
-def _add_cols(acc: np.ndarray, idx: np.ndarray, vals: np.ndarray, qm: int) -> None:
+def _runs_of(idx: np.ndarray, qm: int) -> tuple | None:
+    return _lane_runs(np.ascontiguousarray(idx, np.int64).tobytes(), qm)
+
+
+_UNSET = object()
+
+
+def _add_cols(acc: np.ndarray, idx: np.ndarray, vals: np.ndarray, qm: int, runs=_UNSET) -> None:
     """``acc[:, idx] += vals`` for a map without repetition, by slices where the map is a
     few contiguous runs per lane (5.4.2.2's interleaver over the circular buffer): the
-    same sums, without the fancy-index round trip."""
-    runs = _lane_runs(np.ascontiguousarray(idx, np.int64).tobytes(), qm)
+    same sums, without the fancy-index round trip. ``runs``: the map's, if known."""
+    runs = _runs_of(idx, qm) if runs is _UNSET else runs
     if runs is None:
         acc[:, idx] += vals
         return
@@ -79,25 +100,24 @@ def _add_cols(acc: np.ndarray, idx: np.ndarray, vals: np.ndarray, qm: int) -> No
         acc[:, lo:hi] += vals[:, q + a * qm : q + b * qm : qm]
 
 
-def _take_cols(src: np.ndarray, idx: np.ndarray, qm: int) -> np.ndarray:
-    """``src[:, idx]`` (a new array), by slices over the map's runs like :func:`_add_cols`."""
-    runs = _lane_runs(np.ascontiguousarray(idx, np.int64).tobytes(), qm)
-    if runs is None:
-        return src[:, idx]
-    out = np.empty((src.shape[0], idx.size), src.dtype)
-    for q, a, b, lo, hi in runs:
+def _take_cols(src: np.ndarray, m: RmMap, qm: int) -> np.ndarray:
+    """``src[:, m.idx]`` (a new array), by slices over the map's runs like :func:`_add_cols`."""
+    if m.runs is None:
+        return src[:, m.idx]
+    out = np.empty((src.shape[0], m.idx.size), src.dtype)
+    for q, a, b, lo, hi in m.runs:
         out[:, q + a * qm : q + b * qm : qm] = src[:, lo:hi]
     return out
 
 
-def _combine(acc: np.ndarray, rows, idx: np.ndarray, llr: np.ndarray, qm: int, unique: bool):
-    """``acc[rows][:, idx] += llr`` written back to ``acc`` (every copy added where the
+def _combine(acc: np.ndarray, rows, m: RmMap, llr: np.ndarray, qm: int):
+    """``acc[rows][:, m.idx] += llr`` written back to ``acc`` (every copy added where the
     map repeats); ``rows`` is a slice (worked on in place) or an index array."""
     sub = acc[rows]
-    if unique:
-        _add_cols(sub, idx, llr, qm)
+    if m.unique:
+        _add_cols(sub, m.idx, llr, qm, m.runs)
     else:  # repetition beyond the circular buffer: add every copy
-        np.add.at(sub, (slice(None), idx), llr)
+        np.add.at(sub, (slice(None), m.idx), llr)
     if not isinstance(rows, slice):
         acc[rows] = sub
 
@@ -288,8 +308,8 @@ class NrPhy:
         rv = self.rv(r, harq)
         batch.rvs.append(rv)
         qm = self.qm
-        idx, unique, cov = _rm_map(code, p.e, rv, qm)
-        batch.covered |= cov
+        m = _rm_map(code, p.e, rv, qm)
+        batch.covered |= m.covered
         rows = (pend[:, None] * C + np.arange(C)).ravel()
         full = pend.size == batch.size
         if self.cfg.fading == "awgn" and qm <= 2:
@@ -298,11 +318,11 @@ class NrPhy:
             step = max(1, _CHUNK // p.e)
             for lo in range(0, rows.size, step):
                 sel = slice(lo, lo + step) if full else rows[lo : lo + step]
-                llr = awgn_llrs(_take_cols(batch.cw[sel], idx, qm), qm, self.n0, rng)
+                llr = awgn_llrs(_take_cols(batch.cw[sel], m, qm), qm, self.n0, rng)
                 np.clip(llr, -LLR_CLIP, LLR_CLIP, out=llr)
-                _combine(batch.llr, sel, idx, llr, qm, unique)
+                _combine(batch.llr, sel, m, llr, qm)
         else:
-            coded = _take_cols(batch.cw if full else batch.cw[rows], idx, qm)
+            coded = _take_cols(batch.cw if full else batch.cw[rows], m, qm)
             if self.cfg.fading == "awgn":  # real-valued float32 fast path
                 llr = awgn_llrs(coded, qm, self.n0, rng)
             else:
@@ -312,7 +332,7 @@ class NrPhy:
                 )
                 llr = demodulate(z, nv, qm)
             np.clip(llr, -LLR_CLIP, LLR_CLIP, out=llr)
-            _combine(batch.llr, slice(None) if full else rows, idx, llr, qm, unique)
+            _combine(batch.llr, slice(None) if full else rows, m, llr, qm)
         batch.rounds[pend] = r + 1
         dec = rows[~batch.cb_ok[rows]]
         if dec.size:
