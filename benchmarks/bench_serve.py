@@ -8,10 +8,13 @@ descriptions). The edge's work is done once, up front: every sample's descriptio
 the stream setup. Then
 
 - **in process**: :class:`cloud.session.CloudSession` (what ``semcom run`` calls) on
-  batches of ``batch`` of those items, round after round for ``ref_seconds``: samples/s
-  and each sample's answer;
+  batches of ``batch`` of those items, round after round for ``ref_seconds`` before the
+  daemons and again after them (the speed of a shared machine drifts; the ratio is taken
+  against both together, and both are reported): samples/s and each sample's answer;
 - **daemons**: ``semcom cloud serve`` in a subprocess (``--max-batch`` = ``batch``, 1
-  worker, a queue that admits every request in flight) and ``clients`` edge clients in
+  worker, a queue that admits every request in flight, ``--max-wait-ms`` and
+  ``--refill-ms`` 25: long enough for 32 callers' next requests to arrive on a loaded
+  machine, so a batch is not cut into halves) and ``clients`` edge clients in
   this process (each its own channel, the edge's :class:`edge.client.CloudClient`, with
   ``inflight`` requests in flight as ``semcom edge run --concurrency``), submitting
   samples in turn with unique idempotency keys for ``seconds``; then one client with one
@@ -262,6 +265,27 @@ def _edge_items(cfg):
     return backend, setup, out
 
 
+def _in_process(cfg, backend, setup, items, batch: int, seconds: float, ref: dict) -> dict:
+    """:class:`cloud.session.CloudSession` on batches of ``batch`` of ``items``, round
+    after round for ``seconds`` (and at least once through): samples and wall time; each
+    sample's first answer goes into ``ref``."""
+    from cloud.pipeline import CloudItem
+    from cloud.session import CloudSession
+
+    session = CloudSession(cfg, backend, ["vqa"], setup=setup)
+    n = len(items)
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or done < n:
+        for b in range(0, n, batch):
+            chunk = items[b : b + batch]
+            citems = [CloudItem(s.sample_id, d, s.hw, s.question) for s, d in chunk]
+            replies = session.process(citems, [s for s, _ in chunk])
+            for (s, _), r in zip(chunk, replies):
+                ref.setdefault(s.sample_id, r["outputs"]["vqa"])
+            done += len(chunk)
+    return {"samples": done, "wall_s": time.perf_counter() - t0}
+
+
 def throughput(
     seconds: float | None = None,
     clients: int = CLIENTS,
@@ -271,11 +295,11 @@ def throughput(
     inflight: int = 4,
     threads: int = 2,
     ref_seconds: float = 15.0,
+    max_wait_ms: float = 25.0,
+    refill_ms: float = 25.0,
 ) -> dict:
     import torch
 
-    from cloud.pipeline import CloudItem
-    from cloud.session import CloudSession
     from edge.client import CloudClient
     from semcom import wire
     from semcom.config import load_config
@@ -288,25 +312,15 @@ def throughput(
     backend, setup, items = _edge_items(cfg)
     n = len(items)
 
-    # in process: the cloud session on batches, round after round
-    session = CloudSession(cfg, backend, ["vqa"], setup=setup)
+    # in process: the cloud session on batches, round after round, before and after the
+    # daemons (the ratio is taken against both together: a shared machine's speed drifts)
     ref: dict[str, str] = {}
-    done, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < ref_seconds or done < n:
-        for b in range(0, n, batch):
-            chunk = items[b : b + batch]
-            citems = [CloudItem(s.sample_id, d, s.hw, s.question) for s, d in chunk]
-            replies = session.process(citems, [s for s, _ in chunk])
-            for (s, _), r in zip(chunk, replies):
-                ref.setdefault(s.sample_id, r["outputs"]["vqa"])
-            done += len(chunk)
-    ref_wall = time.perf_counter() - t0
-    ref_sps = done / ref_wall
-    del session
+    before = _in_process(cfg, backend, setup, items, batch, ref_seconds, ref)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         args = ["--max-batch", str(batch), "--workers", "1", "--threads", str(threads)]
+        args += ["--max-wait-ms", f"{max_wait_ms:g}", "--refill-ms", f"{refill_ms:g}"]
         args += ["--max-queue", str(clients * inflight)]  # every request in flight admitted
         mport = _free_port()
         args += ["--metrics-listen", f"127.0.0.1:{mport}"]
@@ -350,6 +364,11 @@ def throughput(
         finally:
             log = _stop(proc)
 
+    after = _in_process(cfg, backend, setup, items, batch, ref_seconds, ref)
+    done = before["samples"] + after["samples"]
+    ref_wall = before["wall_s"] + after["wall_s"]
+    ref_sps = done / ref_wall
+
     from collections import Counter
 
     keys = Counter(k for ph in (main, solo) for k in ph["acked"])
@@ -370,7 +389,15 @@ def throughput(
         "inflight": inflight,
         "threads": threads,
         "max_batch": batch,
-        "in_process": {"samples_per_s": ref_sps, "samples": done, "wall_s": ref_wall},
+        "max_wait_ms": max_wait_ms,
+        "refill_ms": refill_ms,
+        "in_process": {
+            "samples_per_s": ref_sps,
+            "samples": done,
+            "wall_s": ref_wall,
+            "before_samples_per_s": before["samples"] / before["wall_s"],
+            "after_samples_per_s": after["samples"] / after["wall_s"],
+        },
         "daemons": {
             "requests_per_s": rps,
             "seconds": wall,
@@ -399,9 +426,11 @@ def throughput(
     result["summary"] = (
         f"tiny LLaVA VQA, {setting} (world seed {WORLD_SEED}, {n} samples, {threads} torch threads, "
         f"{os.cpu_count()} cores): in process (CloudSession, batches of {batch}) "
-        f"{ref_sps:.1f} samples/s; {clients} edge clients ({inflight} requests in flight "
-        f"each) x {wall:.0f} s against "
-        f"`semcom cloud serve --max-batch {batch}` on loopback: {rps:.1f} requests/s = "
+        f"{ref_sps:.1f} samples/s ({result['in_process']['before_samples_per_s']:.1f} before "
+        f"the daemons, {result['in_process']['after_samples_per_s']:.1f} after); {clients} edge "
+        f"clients ({inflight} requests in flight each) x {wall:.0f} s against `semcom cloud "
+        f"serve --max-batch {batch} --max-wait-ms {max_wait_ms:g} --refill-ms {refill_ms:g}` "
+        f"on loopback: {rps:.1f} requests/s = "
         f"{result['ratio']:.2f}x; latency p50 {d['latency_ms']['p50']:.0f} ms, p99 "
         f"{d['latency_ms']['p99']:.0f} ms; transport p50 {d['transport_ms']['p50']:.2f} ms, "
         f"p99 {d['transport_ms']['p99']:.2f} ms (queueing on the cloud's event loop included); "
@@ -642,10 +671,19 @@ def _main(argv: list[str]) -> int:
     p.add_argument("--clients", type=int, default=CLIENTS)
     p.add_argument("--setting", choices=sorted(SETTINGS), default="defaults")
     p.add_argument("--inflight", type=int, default=4, help="requests in flight per client")
+    p.add_argument("--max-wait-ms", type=float, default=25.0, help="the cloud's (25)")
+    p.add_argument("--refill-ms", type=float, default=25.0, help="the cloud's (25)")
     p.add_argument("--json", metavar="FILE")
     a = p.parse_args(argv)
     if a.part == "throughput":
-        r = throughput(a.seconds, a.clients, setting=a.setting, inflight=a.inflight)
+        r = throughput(
+            a.seconds,
+            a.clients,
+            setting=a.setting,
+            inflight=a.inflight,
+            max_wait_ms=a.max_wait_ms,
+            refill_ms=a.refill_ms,
+        )
     elif a.part == "transport":
         r = transport()
     elif a.part == "memory":

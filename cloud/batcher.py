@@ -73,19 +73,15 @@ class Batcher:
         try:
             while q:
                 max_batch, max_wait = self.limits.batching(g[0])
-                first = q[0].enqueued
-                while len(q) < max_batch:
-                    left = first + max_wait - time.perf_counter()
-                    if left <= 0:
-                        break
-                    ev = self._wake[g] = asyncio.Event()
-                    try:
-                        await asyncio.wait_for(ev.wait(), left)
-                    except TimeoutError:
-                        break
-                    finally:
-                        self._wake.pop(g, None)
+                await self._gather(g, q, max_batch, q[0].enqueued + max_wait)
+                busy = self._workers.locked()  # every model call taken: this batch waits
                 await self._workers.acquire()
+                refill = self.limits.refill_ms / 1e3
+                if busy and refill > 0 and len(q) < max_batch:
+                    # the batch that just ended is answering its callers, who send their
+                    # next requests now: take them into this batch rather than leave them
+                    # for a half-full next one
+                    await self._gather(g, q, max_batch, time.perf_counter() + refill)
                 batch: list[Job] = []
                 while q and len(batch) < max_batch:
                     job = q.popleft()
@@ -104,6 +100,20 @@ class Batcher:
             self._collectors.pop(g, None)
             if not q:
                 self._queues.pop(g, None)
+
+    async def _gather(self, g: tuple, q: deque, max_batch: int, until: float) -> None:
+        """Wait until ``q`` holds ``max_batch`` jobs or the clock reaches ``until``."""
+        while len(q) < max_batch:
+            left = until - time.perf_counter()
+            if left <= 0:
+                return
+            ev = self._wake[g] = asyncio.Event()
+            try:
+                await asyncio.wait_for(ev.wait(), left)
+            except TimeoutError:
+                return
+            finally:
+                self._wake.pop(g, None)
 
     async def _run(self, g: tuple, batch: list[Job]) -> None:
         loop = asyncio.get_running_loop()

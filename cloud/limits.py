@@ -63,6 +63,10 @@ class Limits:
     # per task: ((task, max_batch, max_wait_ms), ...); a batch of several tasks takes
     # the smallest of its tasks' values
     task_batch: tuple[tuple[str, int, float], ...] = ()
+    # a batch that had to wait for a busy model keeps gathering for up to this long after
+    # the model frees (or until it is full): the callers of the batch that just ended
+    # send their next requests then
+    refill_ms: float = 0.0
     max_inflight_bytes: int = field(default_factory=default_inflight_bytes)
     # retrieval: query images' embeddings and tokens held for Rank, across runs
     max_query_bytes: int = field(default_factory=default_query_bytes)
@@ -86,6 +90,8 @@ class Limits:
             raise ValueError("timeouts must be > 0")
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
+        if self.refill_ms < 0:
+            raise ValueError(f"refill_ms must be >= 0, got {self.refill_ms}")
         if self.max_chunk_bytes > wire.MAX_CHUNK_BYTES:
             raise ValueError(f"max_chunk_bytes is at most {wire.MAX_CHUNK_BYTES} (1 MiB)")
         if self.max_message_bytes < self.max_chunk_bytes + 64 * 1024:

@@ -84,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a batch's first request waits for more (5)",
     )
     s.add_argument(
+        "--refill-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="a batch that waited for a busy model keeps gathering this long after the "
+        "model frees, or until full (0: off)",
+    )
+    s.add_argument(
         "--batch",
         action="append",
         default=[],
@@ -240,6 +248,7 @@ def serve_main(args) -> int:
         limits = Limits(
             max_batch=args.max_batch,
             max_wait_ms=args.max_wait_ms,
+            refill_ms=args.refill_ms,
             task_batch=tuple(_task_batch(b, args.max_wait_ms) for b in args.batch),
             **extra,
             workers=args.workers,
