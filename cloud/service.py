@@ -131,13 +131,14 @@ class CloudService:
         await self._set_health(True)
         log.info(
             "serving: method %s, model %s, codebook %s, tasks %s, batches of up to %d "
-            "(wait %.1f ms), %d MiB in flight at most",
+            "(wait %.1f ms, refill %.1f ms), %d MiB in flight at most",
             self.cfg.edge.method,
             self.model_id,
             self.codebook_id or "none",
             ",".join(self.tasks),
             self.limits.max_batch,
             self.limits.max_wait_ms,
+            self.limits.refill_ms,
             self.limits.max_inflight_bytes >> 20,
         )
 
